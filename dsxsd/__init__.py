@@ -1,0 +1,79 @@
+"""dsxsd: from object annotations to a trained image-similarity model.
+
+The public API. Importing it is fast and never imports TensorFlow (nor pandas): the
+functions below load their modules on first use. Training lives in :mod:`dsxsd.train`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    DsxsdError,
+    HostileInputError,
+    InvalidAnnotationError,
+    InvalidValueError,
+    MalformedFileError,
+    ManifestError,
+    MissingFieldError,
+    MissingImageError,
+    OutputExistsError,
+    UnknownFormatError,
+)
+from .formats import format_names, get_format, guess_format, read, write
+from .model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; loaded on first attribute access (PEP 562).
+_LAZY = {
+    "crop": "dsxsd.crops",
+    "CropReport": "dsxsd.crops",
+    "make_pairs": "dsxsd.pairs",
+    "read_pairs": "dsxsd.pairs",
+}
+
+if TYPE_CHECKING:
+    from .crops import CropReport, crop
+    from .pairs import make_pairs, read_pairs
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dsxsd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "AnnotationSet",
+    "BBox",
+    "CropReport",
+    "DsxsdError",
+    "HostileInputError",
+    "ImageAnnotation",
+    "InvalidAnnotationError",
+    "InvalidValueError",
+    "MalformedFileError",
+    "ManifestError",
+    "MissingFieldError",
+    "MissingImageError",
+    "ObjectAnnotation",
+    "OutputExistsError",
+    "SkippedFile",
+    "UnknownFormatError",
+    "crop",
+    "format_names",
+    "get_format",
+    "guess_format",
+    "make_pairs",
+    "read",
+    "read_pairs",
+    "write",
+]

@@ -1,0 +1,104 @@
+"""``dsxsd convert``: annotations from one registered format to another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import json_option, on_error_option, overwrite_option, print_json
+
+
+def _pairs_help() -> str:
+    from ..formats import format_names
+
+    readable = format_names(readable=True)
+    writable = format_names(writable=True)
+    pairs = [f"{a}2{b}" for a in readable for b in writable if a != b]
+    return (
+        f"Formats: {', '.join(readable)}.\n\n"
+        f"Conversions: {', '.join(pairs)}."
+    )
+
+
+class _ConvertCommand(click.Command):
+    """Lists the conversions from the registry when help is shown, not at import."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_paragraph()
+        for paragraph in _pairs_help().split("\n\n"):
+            formatter.write_text(paragraph)
+            formatter.write_paragraph()
+
+
+def _parse(args: tuple[str, ...], source: str | None, target: str | None):
+    from ..formats import get_format
+
+    if source or target:
+        if not (source and target):
+            raise click.UsageError("--from and --to go together")
+        if len(args) != 2:
+            raise click.UsageError("with --from/--to, give INPUT and OUTPUT")
+        return source, target, args[0], args[1]
+    if len(args) != 3:
+        raise click.UsageError("give SRC2DST INPUT OUTPUT, e.g. 'dsxsd convert voc2csv Annotations/ labels.csv'")
+    pair = args[0].lower()
+    if pair.count("2") != 1:
+        raise click.UsageError(f"{args[0]!r} is not a conversion like voc2csv")
+    source, target = pair.split("2")
+    get_format(source), get_format(target)  # unknown names: a usage error listing them
+    return source, target, args[1], args[2]
+
+
+@click.command("convert", cls=_ConvertCommand)
+@click.argument("args", nargs=-1, metavar="[SRC2DST] INPUT OUTPUT")
+@click.option("--from", "source", metavar="FORMAT", help="Input format (instead of SRC2DST).")
+@click.option("--to", "target", metavar="FORMAT", help="Output format (instead of SRC2DST).")
+@click.option(
+    "--columns",
+    type=click.Choice(["full", "basic"]),
+    default="full",
+    show_default=True,
+    help="csv output: 'basic' writes only filename,width,height,class,xmin,ymin,xmax,ymax.",
+)
+@overwrite_option
+@on_error_option
+@json_option
+def convert(args, source, target, columns, overwrite, on_error, as_json) -> None:
+    """Convert annotations between formats.
+
+    \b
+    dsxsd convert voc2csv Annotations/ labels.csv
+    dsxsd convert --from csv --to voc labels.csv Annotations/
+    """
+    from ..formats import read, write
+    from ..report import write_skip_report
+
+    source, target, input_path, output_path = _parse(args, source, target)
+    annotations = read(input_path, source, on_error=on_error)
+    options = {"columns": columns} if target == "csv" else {}
+    write(annotations, output_path, target, overwrite=overwrite, **options)
+    report = write_skip_report(output_path, annotations.skipped)
+    summary = {
+        "from": source,
+        "to": target,
+        "input": str(input_path),
+        "output": str(output_path),
+        "images": len(annotations.images),
+        "objects": annotations.num_objects,
+        "classes": len(annotations.classes),
+        "skipped": len(annotations.skipped),
+        "report": None if report is None else str(report),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(
+        f"{source} -> {target}: {summary['images']} images, {summary['objects']} objects, "
+        f"{summary['classes']} classes written to {Path(output_path)}"
+    )
+    if report is not None:
+        click.echo(f"skipped {summary['skipped']} files; reasons in {report}", err=True)
+
+
+COMMANDS = [convert]

@@ -1,0 +1,3 @@
+"""Placeholder: commands of this module are added by their issue."""
+
+COMMANDS: list = []

@@ -1,0 +1,120 @@
+"""The error hierarchy.
+
+Every error dsxsd raises for bad data is a :class:`DsxsdError`. Each one knows the file it
+is about and, where it applies, the line, row or object, and its message names them, so a
+user reading one line on a terminal knows where to look. The CLI turns these into one line
+on stderr and exit code 1; anything else reaching the user is a bug.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from typing import Union
+
+PathLikeStr = Union[str, "PathLike[str]"]
+
+
+class DsxsdError(Exception):
+    """Base of every error dsxsd raises about data, files or settings."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: PathLikeStr | None = None,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.file = None if file is None else str(file)
+        self.line = line
+        self.row = row
+        self.field = field
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(self.file)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+
+class InvalidAnnotationError(DsxsdError):
+    """An annotation file is readable but its content breaks the format's contract."""
+
+
+class MissingFieldError(InvalidAnnotationError):
+    """A required field (tag, column, key) is absent or empty."""
+
+
+class InvalidValueError(InvalidAnnotationError):
+    """A field holds a value of the wrong kind (a non-numeric coordinate, an unknown id)."""
+
+
+class MalformedFileError(InvalidAnnotationError):
+    """The file cannot be parsed at all (broken XML, CSV or JSON)."""
+
+
+class HostileInputError(DsxsdError):
+    """Input that tries to harm the reader: entity expansion, external entities,
+    decompression bombs, paths escaping a folder."""
+
+
+class UnknownFormatError(DsxsdError):
+    """A format name (or a path to guess one from) that the registry does not know."""
+
+    exit_code = 2
+
+
+class OutputExistsError(DsxsdError):
+    """The output already exists and ``overwrite`` was not asked for."""
+
+    exit_code = 2
+
+
+class MissingImageError(DsxsdError):
+    """An image an annotation or manifest names cannot be found."""
+
+
+class ImageDecodeError(DsxsdError):
+    """An image file exists but cannot be decoded."""
+
+
+class ManifestError(DsxsdError):
+    """A crops or pairs manifest has the wrong columns or a bad row."""
+
+
+class MissingDependencyError(DsxsdError):
+    """An optional dependency (TensorFlow, for training) is not installed."""
+
+    exit_code = 2
+
+
+class ModelFileError(DsxsdError):
+    """A model file that is missing, unreadable or not a dsxsd model."""
+
+
+__all__ = [
+    "DsxsdError",
+    "InvalidAnnotationError",
+    "MissingFieldError",
+    "InvalidValueError",
+    "MalformedFileError",
+    "HostileInputError",
+    "UnknownFormatError",
+    "OutputExistsError",
+    "MissingImageError",
+    "ImageDecodeError",
+    "ManifestError",
+    "MissingDependencyError",
+    "ModelFileError",
+]

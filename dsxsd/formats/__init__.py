@@ -1,0 +1,152 @@
+"""The format registry, and :func:`read`/:func:`write` over it.
+
+Each format is one module in this package exposing ``FORMAT``, a :class:`Format` with a
+reader and a writer that are each other's inverse. Modules are imported on first use so
+that ``import dsxsd`` stays fast. Adding a format means adding a module and its name to
+``_MODULES``; the CLI's ``convert`` pairs and the contract tests pick it up from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+from ..errors import UnknownFormatError
+from ..model import AnnotationSet
+
+OnError = Literal["raise", "skip"]
+Reader = Callable[..., AnnotationSet]
+Writer = Callable[..., None]
+
+# Registry order is the order formats are listed in help texts.
+_MODULES = ("voc", "csv", "json", "lines")
+
+
+@dataclass(frozen=True)
+class Format:
+    """A registered format.
+
+    ``reader(path, *, on_error="raise", **options) -> AnnotationSet`` and
+    ``writer(annotations, path, *, overwrite=False, **options) -> None``; a writer writes
+    atomically (see :mod:`dsxsd._io`). ``suffixes`` are what a path ends with for the format
+    to be guessed from it (``"/"`` for a folder); ``sniff``, where several formats share a
+    suffix, tells whether a given path is this format. ``lossy`` names what the format
+    cannot hold (sizes, flags...), for warnings and for the contract tests.
+    """
+
+    name: str
+    summary: str
+    reader: Optional[Reader]
+    writer: Optional[Writer]
+    suffixes: tuple[str, ...]
+    output_is_dir: bool = False
+    sniff: Optional[Callable[[Path], bool]] = None
+    lossy: tuple[str, ...] = ()
+
+
+_registry: dict[str, Format] = {}
+
+
+def _load() -> dict[str, Format]:
+    if not _registry:
+        for module_name in _MODULES:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            fmt: Format = module.FORMAT
+            _registry[fmt.name] = fmt
+    return _registry
+
+
+def format_names(readable: bool = False, writable: bool = False) -> list[str]:
+    """Registered format names, in registry order."""
+    return [
+        name
+        for name, fmt in _load().items()
+        if (not readable or fmt.reader) and (not writable or fmt.writer)
+    ]
+
+
+def get_format(name: str) -> Format:
+    formats = _load()
+    key = name.strip().lower()
+    if key not in formats:
+        raise UnknownFormatError(
+            f"unknown format {name!r}; known formats: {', '.join(formats)}"
+        )
+    return formats[key]
+
+
+def guess_format(path: str | os.PathLike[str], for_writing: bool = False) -> str:
+    """The format a path is in, from its suffix (and content, where suffixes are shared).
+
+    A folder is ``voc``. For writing only the suffix counts and the first registered
+    format with it wins.
+    """
+    path = Path(path)
+    suffix = "/" if path.is_dir() else path.suffix.lower()
+    candidates = [
+        fmt
+        for fmt in _load().values()
+        if suffix in fmt.suffixes and (fmt.writer if for_writing else fmt.reader)
+    ]
+    if not for_writing and len(candidates) > 1 and path.exists():
+        sniffed = [fmt for fmt in candidates if fmt.sniff is None or fmt.sniff(path)]
+        candidates = sniffed or candidates
+    if not candidates:
+        raise UnknownFormatError(
+            f"cannot tell the annotation format from {suffix or 'no suffix'!r}; "
+            f"name it with --format/--from/--to (one of {', '.join(_load())})",
+            file=path,
+        )
+    return candidates[0].name
+
+
+def read(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    on_error: OnError = "raise",
+    **options: Any,
+) -> AnnotationSet:
+    """Read annotations from ``path``; ``format`` is guessed from the path when not given.
+
+    With ``on_error="skip"`` bad files are left out and listed in the result's
+    ``skipped``; with ``"raise"`` the first bad file raises an error naming it.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(path)
+    fmt = get_format(format or guess_format(path))
+    if fmt.reader is None:
+        raise UnknownFormatError(f"format {fmt.name!r} cannot be read")
+    return fmt.reader(path, on_error=on_error, **options)
+
+
+def write(
+    annotations: AnnotationSet,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    overwrite: bool = False,
+    **options: Any,
+) -> None:
+    """Write ``annotations`` to ``path`` atomically; an existing output is replaced only
+    with ``overwrite=True``."""
+    path = Path(path)
+    fmt = get_format(format or guess_format(path, for_writing=True))
+    if fmt.writer is None:
+        raise UnknownFormatError(f"format {fmt.name!r} cannot be written")
+    fmt.writer(annotations, path, overwrite=overwrite, **options)
+
+
+__all__ = [
+    "Format",
+    "OnError",
+    "format_names",
+    "get_format",
+    "guess_format",
+    "read",
+    "write",
+]
