@@ -24,6 +24,12 @@ def _pairs_help() -> str:
 class _ConvertCommand(click.Command):
     """Lists the conversions from the registry when help is shown, not at import."""
 
+    def get_short_help_str(self, limit: int = 45) -> str:
+        # The line `dsxsd --help` shows: the formats, so a user sees what converts.
+        from ..formats import format_names
+
+        return f"Convert annotations between formats: {', '.join(format_names())}."
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_paragraph()
         for paragraph in _pairs_help().split("\n\n"):
@@ -39,6 +45,8 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
             raise click.UsageError("--from and --to go together")
         if len(args) != 2:
             raise click.UsageError("with --from/--to, give INPUT and OUTPUT")
+        # Both names before reading anything: a typo in --to must not cost a long read.
+        get_format(source), get_format(target)
         return source, target, args[0], args[1]
     if len(args) != 3:
         raise click.UsageError("give SRC2DST INPUT OUTPUT, e.g. 'dsxsd convert voc2csv Annotations/ labels.csv'")

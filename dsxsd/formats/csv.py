@@ -1,0 +1,343 @@
+"""The ``csv`` format: one row per object, in the TensorFlow Object Detection API layout.
+
+The header starts ``filename,width,height,class,xmin,ymin,xmax,ymax``, the columns (and
+the number style) that the classic ``xml_to_csv.py`` script writes with pandas, so that
+``generate_tfrecord.py`` and every tutorial built on it read our files unchanged. The full
+layout adds ``depth,difficult,truncated,pose`` after them; ``columns="basic"`` writes only
+the first eight. An image without objects is one row with an empty class and box, so it
+survives the round trip (``xml_to_csv.py`` drops such images).
+
+The standard library's :mod:`csv` module is used on both sides: it quotes exactly as
+pandas does (pandas writes through it), it keeps every value as the text it was, and it
+lets errors name the line they are on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+from typing import Iterator, Literal
+
+from .. import _io
+from ..errors import (
+    DsxsdError,
+    InvalidValueError,
+    MalformedFileError,
+    MissingFieldError,
+)
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from . import Format, OnError
+
+BASIC_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+FULL_COLUMNS = BASIC_COLUMNS + ("depth", "difficult", "truncated", "pose")
+REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
+BOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
+
+Columns = Literal["full", "basic"]
+
+# A plain decimal number, as people and pandas write them. float() alone would also take
+# "nan", "inf" and "1_000", which are not coordinates anyone meant to write.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_TRUE = {"1", "1.0", "true", "yes"}
+_FALSE = {"0", "0.0", "false", "no", ""}
+
+
+def number_text(value: float) -> str:
+    """A coordinate as text: integral values without ``.0`` (as ``xml_to_csv.py`` writes
+    VOC's integer pixels), others in the shortest form that reads back exactly."""
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def parse_number(text: str) -> float:
+    """Parse a coordinate; raises :class:`ValueError` with the text in the message."""
+    stripped = text.strip()
+    if not _NUMBER.fullmatch(stripped):
+        raise ValueError(f"not a number: {text!r}")
+    return float(stripped)
+
+
+def decode_text(data: bytes, path: Path) -> str:
+    """UTF-8 text (a byte-order mark is dropped); a decoding error names its line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MalformedFileError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            file=path,
+            line=line,
+        ) from None
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_csv(
+    annotations: AnnotationSet,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    columns: Columns = "full",
+) -> None:
+    """Write one row per object (one row with an empty class per empty image)."""
+    if columns not in ("full", "basic"):
+        raise ValueError(f"columns must be 'full' or 'basic', got {columns!r}")
+    full = columns == "full"
+    buffer = io.StringIO()
+    # QUOTE_MINIMAL and "\n": what pandas' DataFrame.to_csv writes on Linux.
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FULL_COLUMNS if full else BASIC_COLUMNS)
+    writer.writerows(_rows(annotations, full))
+    _io.write_text(path, buffer.getvalue(), overwrite=overwrite)
+
+
+def _size_text(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _rows(annotations: AnnotationSet, full: bool) -> Iterator[list[str]]:
+    for image in annotations.images:
+        head = [image.filename, _size_text(image.width), _size_text(image.height)]
+        depth = _size_text(image.depth)
+        if not image.objects:
+            yield head + [""] * 5 + ([depth, "", "", ""] if full else [])
+            continue
+        for obj in image.objects:
+            box = obj.bbox
+            row = head + [
+                obj.label,
+                number_text(box.xmin),
+                number_text(box.ymin),
+                number_text(box.xmax),
+                number_text(box.ymax),
+            ]
+            if full:
+                row += [
+                    depth,
+                    "1" if obj.difficult else "0",
+                    "1" if obj.truncated else "0",
+                    "" if obj.pose is None else obj.pose,
+                ]
+            yield row
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class _Image:
+    """An image being assembled from its rows."""
+
+    __slots__ = ("filename", "line", "width", "height", "depth", "sizes_text", "objects", "error")
+
+    def __init__(self, filename: str, line: int) -> None:
+        self.filename = filename
+        self.line = line
+        self.width: int | None = None
+        self.height: int | None = None
+        self.depth: int | None = None
+        self.sizes_text: tuple[str, str, str] | None = None
+        self.objects: list[ObjectAnnotation] = []
+        self.error: DsxsdError | None = None
+
+
+def read_csv(
+    path: str | os.PathLike[str], *, on_error: OnError = "raise"
+) -> AnnotationSet:
+    """Read a basic or full file (unknown extra columns are ignored).
+
+    Rows are grouped into images by ``filename`` in order of first appearance. With
+    ``on_error="skip"`` an image with a bad row is left out whole (a box missing from an
+    image is worse than a missing image) and listed in ``skipped`` with the row's line.
+    """
+    path = Path(path)
+    text = decode_text(path.read_bytes(), path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise MalformedFileError(f"cannot parse CSV: {exc}", file=path, line=1) from None
+    if header is None or not any(cell.strip() for cell in header):
+        raise MalformedFileError(
+            f"no header row; expected {','.join(FULL_COLUMNS)}", file=path, line=1
+        )
+    index = _column_index(header, path)
+    positions = [index.get(name, -1) for name in FULL_COLUMNS]
+
+    images: dict[str, _Image] = {}
+    skipped: list[SkippedFile] = []
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise MalformedFileError(
+                f"cannot parse CSV: {exc}", file=path, line=reader.line_num
+            ) from None
+        line = reader.line_num
+        if row is None:
+            break
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank line
+        try:
+            _add_row(images, row, positions, len(header), path, start)
+        except DsxsdError as exc:
+            if on_error == "raise":
+                raise
+            filename = row[index["filename"]] if index["filename"] < len(row) else ""
+            if not filename.strip():
+                skipped.append(SkippedFile(str(path), exc.reason, start))
+                continue
+            image = images.setdefault(filename, _Image(filename, start))
+            if image.error is None:
+                image.error = exc
+
+    result = []
+    for image in images.values():
+        if image.error is not None:
+            skipped.append(SkippedFile(str(path), image.error.reason, image.error.line))
+            continue
+        result.append(
+            ImageAnnotation(
+                image.filename, image.width, image.height, image.depth, image.objects
+            )
+        )
+    skipped.sort(key=lambda item: item.line or 0)
+    return AnnotationSet(result, skipped=skipped)
+
+
+def _column_index(header: list[str], path: Path) -> dict[str, int]:
+    names = [name.strip() for name in header]
+    index: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if name in FULL_COLUMNS:
+            if name in index:
+                raise MalformedFileError(
+                    f"column {name!r} appears twice in the header", file=path, line=1
+                )
+            index[name] = position
+    for name in REQUIRED_COLUMNS:
+        if name not in index:
+            raise MissingFieldError(
+                f"no {name!r} column; the header must hold {','.join(BASIC_COLUMNS)}",
+                file=path,
+                line=1,
+                field=name,
+            )
+    return index
+
+
+def _add_row(
+    images: dict[str, _Image],
+    row: list[str],
+    positions: list[int],
+    width: int,
+    path: Path,
+    line: int,
+) -> None:
+    if len(row) != width:
+        raise MalformedFileError(
+            f"row has {len(row)} fields but the header has {width} "
+            "(a value with a comma must be quoted)",
+            file=path,
+            line=line,
+        )
+    # One cell per FULL_COLUMNS name, "" for a column the file does not have.
+    cells = [row[position] if position >= 0 else "" for position in positions]
+    filename = cells[0]
+    if not filename.strip():
+        raise MissingFieldError("empty filename", file=path, line=line, field="filename")
+    image = images.get(filename)
+    if image is None:
+        image = images[filename] = _Image(filename, line)
+    sizes = (cells[1], cells[2], cells[8])
+    if sizes != image.sizes_text:  # rows of one image repeat them: parse each text once
+        _set_sizes(image, sizes, path, line)
+
+    label = cells[3]
+    box_text = cells[4:8]
+    if not label.strip():
+        if any(text.strip() for text in box_text):
+            raise MissingFieldError("a box without a class", file=path, line=line, field="class")
+        return  # the row of an image without objects
+    numbers = []
+    for name, text in zip(BOX_COLUMNS, box_text):
+        try:
+            numbers.append(parse_number(text))
+        except ValueError as exc:
+            if not text.strip():
+                raise MissingFieldError(
+                    f"class {label.strip()!r} has no {name}", file=path, line=line, field=name
+                ) from None
+            raise InvalidValueError(f"{name} is {exc}", file=path, line=line, field=name) from None
+    flags = [_flag(cells[9], "difficult", path, line), _flag(cells[10], "truncated", path, line)]
+    try:
+        obj = ObjectAnnotation(label, BBox(*numbers), *flags, pose=cells[11] or None)
+    except ValueError as exc:
+        raise InvalidValueError(str(exc), file=path, line=line) from None
+    image.objects.append(obj)
+
+
+def _set_sizes(image: _Image, texts: tuple[str, str, str], path: Path, line: int) -> None:
+    for name, raw in zip(("width", "height", "depth"), texts):
+        text = raw.strip()
+        if not text:
+            continue
+        value = float(text) if _NUMBER.fullmatch(text) else None
+        if value is None or not value.is_integer() or value < 0:
+            raise InvalidValueError(
+                f"{name} must be a whole number >= 0, got {text!r}",
+                file=path,
+                line=line,
+                field=name,
+            )
+        known = getattr(image, name)
+        if known is not None and known != int(value):
+            raise InvalidValueError(
+                f"{name} {int(value)} differs from {known} given on line {image.line} "
+                f"for {image.filename!r}",
+                file=path,
+                line=line,
+                field=name,
+            )
+        setattr(image, name, int(value))
+    if image.sizes_text is None:
+        image.sizes_text = texts
+
+
+def _flag(text: str, name: str, path: Path, line: int) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise InvalidValueError(
+        f"{name} must be 0 or 1, got {text!r}", file=path, line=line, field=name
+    )
+
+
+def _sniff(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as stream:
+            first = stream.readline()
+    except OSError:
+        return False
+    return "filename" in first and "xmin" in first
+
+
+FORMAT = Format(
+    name="csv",
+    summary="one CSV row per object (TF Object Detection API columns first)",
+    reader=read_csv,
+    writer=write_csv,
+    suffixes=(".csv",),
+    sniff=_sniff,
+    lossy=("folder", "path", "occluded", "attributes", "classes"),
+)
+
+__all__ = ["FORMAT", "read_csv", "write_csv", "number_text", "parse_number"]
