@@ -1,0 +1,307 @@
+"""Finding, opening and converting the images that annotations point at.
+
+Shared by every part that reads the images behind annotations (crop, validate, training),
+so that all of them find the same file for the same annotation and refuse the same hostile
+input.
+
+Finding (:class:`ImageFinder`): annotations name images in many ways - a bare file name, a
+path relative to some root, a name without its extension, a ``<path>`` from the machine
+the labelling was done on. The finder looks only under one images folder, in this order:
+
+1. the annotation's filename, relative to the images folder;
+2. its stem with each usual extension (``.jpg .jpeg .png .bmp .gif .tif .tiff .webp``,
+   the extension matched case-insensitively) in the same sub-folder;
+3. when the filename has folders, its name and then its stem directly under the images
+   folder (a CSV written with ``JPEGImages/x.jpg`` while ``--images`` points at
+   ``JPEGImages``);
+4. the base name (then stem) of the annotation's ``path``, which is only a hint: it is
+   usually an absolute path on another machine (``C:\\Users\\...``, ``/Users/...``);
+5. the stem of the annotation file itself, when that file describes one image (a VOC
+   ``.xml`` file).
+
+A filename that would leave the images folder (``..``, or an absolute path outside it) is
+refused with :class:`HostileInputError`; a symlink placed inside the folder by the user is
+followed. Folder listings are read once and cached, so finding N images costs N look-ups
+in memory rather than N times eight ``stat`` calls.
+
+Opening (:func:`open_image`): Pillow's decompression-bomb guard stays on and a bomb
+becomes :class:`HostileInputError`; only the formats of the extensions above are decoded
+(so a file named ``.jpg`` that is really PostScript never starts Ghostscript).
+
+Converting (:func:`to_rgb`, :func:`for_output`): JPEG holds only 8-bit RGB here; 16-bit
+images are scaled (``value >> 8``) rather than clipped, which is what Pillow's own
+``convert("RGB")`` does to them.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import HostileInputError, ImageDecodeError, MissingImageError
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+# Pillow decoders for the suffixes above (the JPEG decoder also opens phone MPO files).
+DECODERS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP")
+
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:|//|\\\\)")
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+# Modes PNG stores without loss, kept as they are in PNG output.
+PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+
+
+def _posix(name: str) -> str:
+    # Annotations written on Windows separate folders with backslashes.
+    return name.replace("\\", "/")
+
+
+def _stem(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base[1:] else base
+
+
+def _is_absolute(name: str) -> bool:
+    return name.startswith("/") or bool(_WINDOWS_ABSOLUTE.match(name))
+
+
+class ImageFinder:
+    """Finds the image an annotation names, under one images folder (module docstring)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._root_abs = os.path.abspath(self.root)
+        self._listings: dict[str, dict[str, list[str]]] = {}
+
+    def find(
+        self,
+        filename: str,
+        *,
+        path: str | None = None,
+        annotation_file: str | os.PathLike[str] | None = None,
+        per_image_file: bool = False,
+    ) -> Path:
+        """The image for ``filename``, or :class:`MissingImageError` naming what was tried.
+
+        ``annotation_file`` is named in errors; with ``per_image_file`` (it describes this
+        image only, as a VOC ``.xml`` does) its stem is tried last.
+        """
+        where = annotation_file if annotation_file is not None else filename
+        relative = self._relative(filename, where)
+        folder, _, base = relative.rpartition("/")
+        stem = _stem(base)
+        tried: list[str] = []
+
+        def attempt(sub: str, name: str | None, stem_: str | None) -> Path | None:
+            if name:
+                tried.append(posixpath.join(sub, name))
+                found = self._lookup(sub, name)
+                if found is not None:
+                    return found
+            if stem_:
+                tried.append(posixpath.join(sub, stem_) + ".{" + ",".join(s[1:] for s in IMAGE_SUFFIXES) + "}")
+                for suffix in IMAGE_SUFFIXES:
+                    found = self._lookup(sub, stem_ + suffix, suffix_only_case=len(stem_))
+                    if found is not None:
+                        return found
+            return None
+
+        steps: list[tuple[str, str | None, str | None]] = [(folder, base, stem)]
+        if folder:
+            steps.append(("", base, stem))
+        if path:
+            hint = _posix(path).rstrip("/").rsplit("/", 1)[-1]
+            if hint and hint not in (".", ".."):
+                steps.append(("", hint, _stem(hint)))
+        if per_image_file and annotation_file is not None:
+            steps.append(("", None, Path(annotation_file).stem))
+        for sub, name, stem_ in steps:
+            found = attempt(sub, name, stem_)
+            if found is not None:
+                return found
+        unique = list(dict.fromkeys(tried))
+        raise MissingImageError(
+            f"image {filename!r} not found under {self.root}; tried "
+            + ", ".join(unique)
+            + " (extensions in any case)",
+            file=where,
+        )
+
+    def _relative(self, filename: str, where: str | os.PathLike[str]) -> str:
+        """``filename`` as a clean path relative to the root, or refused."""
+        if "\x00" in filename:
+            raise HostileInputError(f"image filename {filename!r} contains a NUL character", file=where)
+        name = _posix(filename.strip())
+        if _is_absolute(name):
+            inside = None
+            if name.startswith("/") and not name.startswith("//"):
+                try:
+                    common = os.path.commonpath([self._root_abs, os.path.normpath(name)])
+                except ValueError:
+                    common = None
+                if common == self._root_abs:
+                    inside = os.path.relpath(os.path.normpath(name), self._root_abs)
+            if inside is None or inside == ".":
+                raise HostileInputError(
+                    f"image filename {filename!r} is an absolute path outside the images "
+                    f"folder {self.root}; images are read only from under that folder",
+                    file=where,
+                )
+            name = _posix(inside)
+        normal = posixpath.normpath(name)
+        if normal == ".." or normal.startswith("../"):
+            raise HostileInputError(
+                f"image filename {filename!r} leads outside the images folder {self.root}",
+                file=where,
+            )
+        return "" if normal == "." else normal
+
+    def _listing(self, sub: str) -> dict[str, list[str]]:
+        """Names in a sub-folder keyed by their lower-cased form, read once."""
+        listing = self._listings.get(sub)
+        if listing is None:
+            listing = {}
+            try:
+                with os.scandir(self.root / sub if sub else self.root) as entries:
+                    names = sorted(entry.name for entry in entries)
+            except (FileNotFoundError, NotADirectoryError):
+                names = []
+            for name in names:
+                listing.setdefault(name.lower(), []).append(name)
+            self._listings[sub] = listing
+        return listing
+
+    def _lookup(self, sub: str, name: str, suffix_only_case: int | None = None) -> Path | None:
+        """The file ``sub/name``; with ``suffix_only_case=n`` the first ``n`` characters
+        must match exactly and the rest (the extension) in any case."""
+        if not name or name in (".", ".."):
+            return None
+        candidates = self._listing(sub).get(name.lower(), [])
+        if suffix_only_case is None:
+            matches = [c for c in candidates if c == name]
+        else:
+            exact = [c for c in candidates if c == name]
+            matches = exact + [c for c in candidates if c[:suffix_only_case] == name[:suffix_only_case] and c not in exact]
+        for match in matches:
+            candidate = self.root / sub / match if sub else self.root / match
+            if candidate.is_file():
+                return candidate
+        return None
+
+
+def find_image(
+    images: str | os.PathLike[str],
+    filename: str,
+    *,
+    path: str | None = None,
+    annotation_file: str | os.PathLike[str] | None = None,
+    per_image_file: bool = False,
+) -> Path:
+    """One-off :meth:`ImageFinder.find`; use an :class:`ImageFinder` for many images."""
+    return ImageFinder(images).find(
+        filename, path=path, annotation_file=annotation_file, per_image_file=per_image_file
+    )
+
+
+def open_image(
+    path: str | os.PathLike[str],
+    *,
+    exif_transpose: bool = False,
+    formats: Sequence[str] | None = DECODERS,
+) -> Image.Image:
+    """Decode the first frame of an image fully, or raise an error naming the file.
+
+    Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays in force: an image
+    over twice the limit is :class:`HostileInputError`. With ``exif_transpose`` the EXIF
+    orientation tag is applied, as phone cameras store portrait photos as landscape pixels
+    plus a tag; whether the annotations assume it depends on the labelling tool.
+    """
+    try:
+        with Image.open(path, formats=formats) as image:
+            image.load()
+    except Image.DecompressionBombError as exc:
+        raise HostileInputError(
+            f"refused as a possible decompression bomb ({exc})", file=path
+        ) from None
+    except FileNotFoundError:
+        raise MissingImageError("image file not found", file=path) from None
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(
+            f"not an image Pillow can read as {'/'.join(formats or ('any format',))}", file=path
+        ) from None
+    except Exception as exc:  # Pillow raises many types on corrupt data; all mean the same here
+        raise ImageDecodeError(f"cannot decode image: {exc}", file=path) from None
+    if exif_transpose:
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception as exc:
+            raise ImageDecodeError(f"cannot apply EXIF orientation: {exc}", file=path) from None
+    return image
+
+
+def _sixteen_to_eight(image: Image.Image) -> Image.Image:
+    # "I" is how some 16-bit files open; its values are taken as 16-bit data.
+    values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+    return Image.fromarray((values >> 8).astype(np.uint8), mode="L")
+
+
+def _to_uint16(image: Image.Image) -> Image.Image:
+    values = np.clip(np.asarray(image).astype(np.int64), 0, 65535).astype(np.uint16)
+    return Image.fromarray(values)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, whatever the mode: alpha is dropped (the colour values are kept as they
+    are, not blended onto a background), palettes are expanded, 16-bit values scaled by
+    ``>> 8``, float (``F``) values clipped to 0..255."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _SIXTEEN_BIT:
+        return _sixteen_to_eight(image).convert("RGB")
+    if mode == "F":
+        values = np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8)
+        return Image.fromarray(values, mode="L").convert("RGB")
+    if mode == "La":
+        image = image.convert("LA")
+    return image.convert("RGB")
+
+
+def for_output(image: Image.Image, fmt: Literal["JPEG", "PNG"]) -> Image.Image:
+    """The image in a mode ``fmt`` stores.
+
+    JPEG: always 8-bit RGB (:func:`to_rgb`). PNG keeps the modes it stores without loss
+    (``1 L LA P RGB RGBA I;16``); other 16-bit modes become ``I;16`` (values clipped to
+    0..65535), other modes with alpha ``RGBA`` and the rest ``RGB``.
+    """
+    if fmt == "JPEG":
+        return to_rgb(image)
+    if fmt != "PNG":
+        raise ValueError(f"fmt must be 'JPEG' or 'PNG', got {fmt!r}")
+    mode = image.mode
+    if mode in PNG_MODES:
+        return image
+    if mode in _SIXTEEN_BIT:
+        return _to_uint16(image)
+    if mode in _ALPHA_MODES:
+        return (image.convert("LA") if mode == "La" else image).convert("RGBA")
+    return to_rgb(image)
+
+
+__all__ = [
+    "DECODERS",
+    "IMAGE_SUFFIXES",
+    "PNG_MODES",
+    "ImageFinder",
+    "find_image",
+    "for_output",
+    "open_image",
+    "to_rgb",
+]
