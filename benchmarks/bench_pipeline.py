@@ -1,0 +1,161 @@
+"""How fast the training input pipeline is, against baselines measured in the same run.
+
+1. Pairs per second delivered by ``dsxsd.train.make_dataset`` (decode each distinct image
+   once per epoch, gather pairs by index; with and without the memory cache) against a
+   plain Python loader that opens both images of every pair with PIL, as the reference
+   implementation did.
+2. Training steps per second of the same model fed from the manifest by that pipeline
+   against fed from tensors already in memory: how much the input costs training.
+
+    python benchmarks/bench_pipeline.py               # CPU-sized defaults, a few minutes on 2 cores
+    python benchmarks/bench_pipeline.py --width 1 --steps 50   # the full model, on a GPU
+
+Prints ratios; never asserts on time (timings belong here, not in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+import dsxsd  # noqa: E402
+
+SHAPES = ("circle", "square", "triangle", "star", "cross")
+
+
+def make_images(root: Path, classes: int, per_class: int, size: int, seed: int = 0) -> None:
+    """JPEG crops of shapes, of several sizes, like real crops (so decoding costs what it
+    does in practice)."""
+    rng = random.Random(seed)
+    for c in range(classes):
+        name = SHAPES[c % len(SHAPES)] + str(c)
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            side = rng.randint(size, 2 * size)
+            image = Image.new("RGB", (side, side), tuple(rng.randrange(256) for _ in range(3)))
+            draw = ImageDraw.Draw(image)
+            m = side // 6
+            box = (m, m, side - m, side - m)
+            fill = tuple(rng.randrange(256) for _ in range(3))
+            [draw.ellipse, draw.rectangle, draw.rectangle, draw.ellipse, draw.rectangle][c % 5](box, fill=fill)
+            image.save(root / name / f"{i:04d}.jpg", quality=90)
+
+
+def pil_loader_pairs_per_second(manifest: Path, size: int, batch_size: int) -> float:
+    """The reference approach: for every pair, open, convert and resize both images."""
+    rows = dsxsd.read_pairs(manifest).query("split == 'train'")
+    root = manifest.parent
+
+    def load(path: str) -> np.ndarray:
+        with Image.open(root / path) as im:
+            return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
+
+    start = time.perf_counter()
+    for i in range(0, len(rows), batch_size):
+        batch = rows.iloc[i : i + batch_size]
+        np.stack([load(p) for p in batch.left]), np.stack([load(p) for p in batch.right])
+    return len(rows) / (time.perf_counter() - start)
+
+
+def pipeline_pairs_per_second(manifest: Path, size: int, batch_size: int, cache: str) -> tuple[float, float]:
+    """Pairs/s of the first and of the second epoch."""
+    from dsxsd.train import make_dataset
+
+    ds = make_dataset(manifest, "train", image_size=size, batch_size=batch_size, cache=cache, check=False)
+    rates = []
+    for _ in range(2):
+        start = time.perf_counter()
+        n = sum(int(y.shape[0]) for _, y in ds)
+        rates.append(n / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
+def training_steps_per_second(
+    manifest: Path, size: int, width: float, batch_size: int, steps: int, rounds: int
+) -> tuple[float, float]:
+    """Steps/s of one model fed by the pipeline and fed from in-memory tensors.
+
+    Each feeding runs ``rounds`` timed epochs of ``steps`` steps after an untimed one
+    (tracing, starting the input threads); the two feedings alternate twice and the best
+    epoch of each is kept, so that load from other processes hits both alike.
+    """
+    import keras
+    import tensorflow as tf
+
+    from dsxsd.train import build_model, make_dataset
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch > 0:
+                rates.append(steps / (time.perf_counter() - self.start))
+
+    keras.utils.set_random_seed(0)
+    model = build_model(size, width)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    from_manifest = make_dataset(manifest, "train", image_size=size, batch_size=batch_size, repeat=True, check=False)
+    (left, right), labels = next(iter(from_manifest))
+    in_memory = tf.data.Dataset.from_tensors(((left, right), labels)).repeat()
+    best = {"manifest": 0.0, "memory": 0.0}
+    for _ in range(2):
+        for name, ds in (("manifest", from_manifest), ("memory", in_memory)):
+            rates: list[float] = []
+            model.fit(ds, epochs=1 + rounds, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[EpochTimer()])
+            best[name] = max(best[name], *rates)
+    return best["manifest"], best["memory"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--positives", type=int, default=4, help="same-class pairs per image")
+    parser.add_argument("--image-size", type=int, default=105)
+    parser.add_argument("--width", type=float, default=0.125)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=8, help="training steps per timed epoch")
+    parser.add_argument("--rounds", type=int, default=2, help="timed epochs per fit (best kept)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_images(root / "images", args.classes, args.per_class, args.image_size)
+        manifest = root / "pairs.csv"
+        dsxsd.make_pairs(root / "images", manifest, positives=args.positives, seed=0)
+        rows = dsxsd.read_pairs(manifest).query("split == 'train'")
+        distinct = len(set(rows.left) | set(rows.right))
+        print(f"{len(rows)} training pairs over {distinct} distinct images "
+              f"({2 * len(rows) / distinct:.1f} uses per image), {args.image_size}px, batch {args.batch_size}")
+
+        pil = pil_loader_pairs_per_second(manifest, args.image_size, args.batch_size)
+        none_first, _ = pipeline_pairs_per_second(manifest, args.image_size, args.batch_size, "none")
+        memory_first, memory_next = pipeline_pairs_per_second(manifest, args.image_size, args.batch_size, "memory")
+        print("\ninput pipeline, pairs/s")
+        print(f"  PIL per pair (reference)          {pil:10.0f}   1.00x")
+        print(f"  dsxsd, decode once per epoch      {none_first:10.0f}   {none_first / pil:.2f}x")
+        print(f"  dsxsd, --cache memory, 1st epoch  {memory_first:10.0f}   {memory_first / pil:.2f}x")
+        print(f"  dsxsd, --cache memory, later      {memory_next:10.0f}   {memory_next / pil:.2f}x")
+
+        fed, memory = training_steps_per_second(
+            manifest, args.image_size, args.width, args.batch_size, args.steps, args.rounds
+        )
+        print(f"\ntraining (width {args.width}), steps/s")
+        print(f"  tensors in memory (no input cost) {memory:10.2f}   1.00x")
+        print(f"  fed from the manifest             {fed:10.2f}   {fed / memory:.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""The input pipeline: a pairs manifest into batches of ``((left, right), label)``.
+
+Pairs share images (an image of a class with many pairs appears in dozens of them), so the
+pipeline works on the distinct images, not on the pairs: each epoch decodes every distinct
+image once (or never again, with ``cache``), holds them as one uint8 tensor, and builds a
+batch by gathering rows of it. A pair costs an index lookup, not a file read and a decode.
+
+Decoding and resizing are one function (:func:`decode_and_resize`) shared by training and
+by :func:`load_images`, so a model sees the same pixels at prediction time as in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from ..errors import HostileInputError, ImageDecodeError, ManifestError, MissingImageError
+from ..pairs import read_pairs
+
+AUTOTUNE = tf.data.AUTOTUNE
+RESIZE_MODES = ("stretch", "letterbox")
+# Augmentation strengths: brightness shift as a fraction of 255, contrast factor range.
+BRIGHTNESS_DELTA = 0.2
+CONTRAST_RANGE = (0.8, 1.2)
+# How many offending paths an error lists before "and N more".
+LIST_FIRST = 5
+
+
+# ---------------------------------------------------------------------------- one image
+
+
+def read_file(path: tf.Tensor) -> tf.Tensor:
+    """The file's bytes. A module-level function so tests can count reads."""
+    return tf.io.read_file(path)
+
+
+def decode_and_resize(path: tf.Tensor, image_size: int, resize: str = "stretch") -> tf.Tensor:
+    """One image file -> uint8 [S, S, 3] RGB.
+
+    JPEG, PNG, BMP and GIF (first frame); grayscale is repeated to three channels, alpha is
+    dropped. ``stretch`` resizes to S x S ignoring the aspect ratio (the reference
+    behaviour); ``letterbox`` keeps the aspect ratio and pads with black. Rounded back to
+    uint8 so the cached images are a quarter of the float size.
+    """
+    image = tf.io.decode_image(read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    if resize == "stretch":
+        resized = tf.image.resize(image, [image_size, image_size], antialias=True)
+    elif resize == "letterbox":
+        resized = tf.image.resize_with_pad(image, image_size, image_size, antialias=True)
+    else:
+        raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike[str]], image_size: int, resize: str = "stretch"
+) -> np.ndarray:
+    """Images as float32 [N, S, S, 3] raw 0-255 RGB, decoded exactly as in training.
+
+    Raises MissingImageError / ImageDecodeError naming the (first) bad file.
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        return np.zeros((0, image_size, image_size, 3), np.float32)
+    check_images(paths)
+    ds = (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
+        .batch(256)
+    )
+    return np.concatenate([batch.numpy() for batch in ds]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- checking files
+
+
+def check_images(paths: Sequence[str], source: str | os.PathLike[str] | None = None, rows: dict[str, int] | None = None) -> None:
+    """Refuse, before any training step, images that are missing, hostile or undecodable.
+
+    Every distinct file is checked: it exists, its header opens with Pillow and is not a
+    decompression bomb (Pillow's pixel limit), and TensorFlow decodes it (the decoder
+    training uses). One error lists how many are bad and the first few, naming ``source``
+    (the manifest) and each path's row, so a user fixes them all in one go.
+    """
+    from PIL import Image
+
+    distinct = list(dict.fromkeys(paths))
+    missing = [p for p in distinct if not os.path.isfile(p)]
+    if missing:
+        raise _listing(MissingImageError, missing, "missing", source, rows)
+    bombs, broken = [], []
+    for p in distinct:
+        try:
+            with Image.open(p) as im:
+                if im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                    bombs.append(p)
+        except Image.DecompressionBombError:
+            bombs.append(p)
+        except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
+            broken.append(p)
+    if bombs:
+        raise _listing(HostileInputError, bombs, f"over {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)", source, rows)
+    pil_broken = set(broken)
+    broken += _tf_undecodable([p for p in distinct if p not in pil_broken])
+    if broken:
+        order = {p: i for i, p in enumerate(distinct)}
+        raise _listing(ImageDecodeError, sorted(broken, key=order.__getitem__), "cannot be decoded", source, rows)
+
+
+def _tf_undecodable(paths: list[str]) -> list[str]:
+    """Paths TensorFlow fails to decode: decode all in parallel, see which survive."""
+    if not paths:
+        return []
+    ds = (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .enumerate()
+        .map(
+            lambda i, p: (i, tf.shape(tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False))),
+            num_parallel_calls=AUTOTUNE,
+        )
+        .ignore_errors()
+        .map(lambda i, _: i)
+        .batch(4096)
+    )
+    ok = set(np.concatenate([b.numpy() for b in ds] or [np.zeros(0, np.int64)]).tolist())
+    return [p for i, p in enumerate(paths) if i not in ok]
+
+
+def _listing(error, bad: list[str], what: str, source, rows: dict[str, int] | None) -> Exception:
+    if source is None and len(bad) == 1:
+        return error(f"image {what}", file=bad[0])
+    shown = [f"{p} (row {rows[p]})" if rows and p in rows else p for p in bad[:LIST_FIRST]]
+    more = f" and {len(bad) - LIST_FIRST} more" if len(bad) > LIST_FIRST else ""
+    noun = "image" if len(bad) == 1 else "images"
+    return error(f"{len(bad)} {noun} {what}: {', '.join(shown)}{more}", file=source)
+
+
+# ------------------------------------------------------------------------- the manifest
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """A split of a pairs manifest, as indices into its distinct images."""
+
+    paths: list[str]  # distinct image paths, absolute
+    left: np.ndarray  # int32 [P], index into paths
+    right: np.ndarray  # int32 [P]
+    labels: np.ndarray  # float32 [P], 1.0 = same class
+    rows: dict[str, int]  # path -> first manifest row naming it (spreadsheet rows)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def read_manifest(manifest: str | os.PathLike[str]):
+    """The pairs manifest, validated by :func:`dsxsd.read_pairs`, as a DataFrame with
+    ``left``/``right`` made absolute (they are relative to the manifest's folder) and
+    ``row`` added: the row as a spreadsheet shows it (header = row 1), for messages."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ManifestError("pairs manifest not found", file=manifest)
+    table = read_pairs(manifest).reset_index(drop=True).copy()
+    root = manifest.resolve().parent
+    for side in ("left", "right"):
+        table[side] = [p if os.path.isabs(p) else os.path.normpath(root / p) for p in table[side].astype(str)]
+    table["label"] = pd.to_numeric(table["label"]).astype(np.float32)
+    table["split"] = table["split"].astype(str).str.strip()
+    table["row"] = np.arange(2, len(table) + 2)
+    return table
+
+
+def pair_table(table, split: str, manifest: str | os.PathLike[str] | None = None) -> PairTable:
+    """The rows of ``split`` as a :class:`PairTable`."""
+    rows = table[table["split"] == split]
+    if rows.empty:
+        raise ManifestError(f"no pairs in split {split!r}", file=manifest)
+    paths = list(dict.fromkeys(list(rows["left"]) + list(rows["right"])))
+    index = {p: i for i, p in enumerate(paths)}
+    first_row: dict[str, int] = {}
+    for side in ("left", "right"):
+        for p, r in zip(rows[side], rows["row"]):
+            first_row[p] = min(first_row.get(p, r), r)
+    return PairTable(
+        paths=paths,
+        left=np.array([index[p] for p in rows["left"]], np.int32),
+        right=np.array([index[p] for p in rows["right"]], np.int32),
+        labels=rows["label"].to_numpy(np.float32),
+        rows=first_row,
+    )
+
+
+# -------------------------------------------------------------------------- the dataset
+
+
+def make_dataset(
+    manifest: str | os.PathLike[str],
+    split: str,
+    *,
+    image_size: int = 105,
+    batch_size: int = 32,
+    resize: str = "stretch",
+    augment: bool = False,
+    shuffle: bool | None = None,
+    cache: str | os.PathLike[str] | None = "memory",
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    check: bool = True,
+) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of ``((left, right), label)`` batches from one split.
+
+    ``left``/``right`` float32 [B, S, S, 3] raw 0-255 RGB, ``label`` float32 [B] (1 =
+    same class). ``shuffle`` defaults to on for ``train`` only; without it batches follow
+    the manifest's row order. ``cache``: ``"memory"`` decodes the split's images once
+    for the whole run, a folder keeps them on disk across runs, ``None``/``"none"``
+    decodes each distinct image once per epoch. ``repeat`` makes it endless (for
+    ``steps_per_epoch``). ``check`` refuses missing/undecodable images up front.
+    """
+    table = read_manifest(manifest)
+    pairs = pair_table(table, split, manifest)
+    if check:
+        check_images(pairs.paths, manifest, pairs.rows)
+    return pairs_dataset(
+        pairs,
+        image_size=image_size,
+        batch_size=batch_size,
+        resize=resize,
+        augment=augment,
+        shuffle=split == "train" if shuffle is None else shuffle,
+        cache=cache,
+        seed=seed,
+        repeat=repeat,
+        drop_remainder=drop_remainder,
+        cache_key=f"{split}",
+    )
+
+
+def pairs_dataset(
+    pairs: PairTable,
+    *,
+    image_size: int,
+    batch_size: int,
+    resize: str = "stretch",
+    augment: bool = False,
+    shuffle: bool = False,
+    cache: str | os.PathLike[str] | None = "memory",
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    cache_key: str = "",
+) -> tf.data.Dataset:
+    """The pipeline behind :func:`make_dataset`, from a :class:`PairTable`.
+
+    One element of ``images`` is the whole split's decoded images [N, S, S, 3] uint8;
+    each epoch is built from it by ``flat_map``: shuffle the pair indices (a fresh,
+    seeded permutation per epoch), batch them, gather the images, augment.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    n_images = len(pairs.paths)
+    images = (
+        tf.data.Dataset.from_tensor_slices(pairs.paths)
+        .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
+        .batch(n_images)
+    )
+    images = _cached(images, cache, pairs, image_size, resize, cache_key)
+    if repeat:
+        images = images.repeat()
+    # One seed per epoch, different each time the dataset is iterated (each epoch of fit).
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    left = tf.constant(pairs.left)
+    right = tf.constant(pairs.right)
+    labels = tf.constant(pairs.labels)
+
+    def one_epoch(decoded: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
+        order = tf.range(len(pairs), dtype=tf.int32)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(
+                order, seed=tf.stack([epoch_seed, tf.constant(seed, tf.int64)])
+            )
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+
+        def gather(step: tf.Tensor, idx: tf.Tensor):
+            a = tf.cast(tf.gather(decoded, tf.gather(left, idx)), tf.float32)
+            b = tf.cast(tf.gather(decoded, tf.gather(right, idx)), tf.float32)
+            if augment:
+                a = augment_batch(a, tf.stack([epoch_seed, 2 * step]))
+                b = augment_batch(b, tf.stack([epoch_seed, 2 * step + 1]))
+            return (a, b), tf.gather(labels, idx)
+
+        return batches.enumerate().map(gather, num_parallel_calls=AUTOTUNE)
+
+    ds = tf.data.Dataset.zip(images, seeds).flat_map(one_epoch)
+    if not repeat:
+        # flat_map hides the length; stating it gives Keras its progress bar total and
+        # spares the "ran out of data" warning at the end of the first epoch.
+        n_batches = len(pairs) // batch_size if drop_remainder else -(-len(pairs) // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+    options = tf.data.Options()
+    # Workers of a multi-worker run each see every image and take every n-th batch.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _cached(images: tf.data.Dataset, cache, pairs: PairTable, image_size: int, resize: str, key: str) -> tf.data.Dataset:
+    if cache is None or str(cache) == "none":
+        return images
+    if str(cache) == "memory":
+        return images.cache()
+    folder = Path(cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    # The file name is a digest of what was decoded and how, so a changed manifest or
+    # image size never reads a stale cache.
+    digest = hashlib.sha256("\n".join([str(image_size), resize, *pairs.paths]).encode()).hexdigest()[:16]
+    prefix = folder / f"{key}-{digest}"
+    if not Path(f"{prefix}.index").exists():
+        # A run killed while writing the cache leaves a lock file that would block the
+        # next run; with no finished cache there is nothing the lock protects.
+        for lock in folder.glob(f"{prefix.name}*.lockfile"):
+            lock.unlink(missing_ok=True)
+    return images.cache(str(prefix))
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Random horizontal flip, brightness and contrast, drawn per image from ``seed``."""
+    n = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    flip = tf.random.stateless_uniform([n, 1, 1, 1], seeds[0]) < 0.5
+    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    delta = tf.random.stateless_uniform([n, 1, 1, 1], seeds[1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA) * 255.0
+    factor = tf.random.stateless_uniform([n, 1, 1, 1], seeds[2], *CONTRAST_RANGE)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    images = (images - mean) * factor + mean + delta
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+__all__ = [
+    "PairTable",
+    "augment_batch",
+    "check_images",
+    "decode_and_resize",
+    "load_images",
+    "make_dataset",
+    "pair_table",
+    "pairs_dataset",
+    "read_manifest",
+]

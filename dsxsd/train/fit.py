@@ -1,0 +1,425 @@
+"""``fit``: train the Siamese network on a pairs manifest and write the run folder.
+
+Resuming is the rerun of the same command: the run folder's ``checkpoints/`` hold the
+weights and optimizer state after the last finished epoch, and a rerun whose settings
+match (:data:`dsxsd.train.run.RESUME_KEYS`; ``--epochs`` may grow) continues from there.
+History, best model and early stopping are all derived from ``history.csv``, so an
+interrupted run continues exactly as an uninterrupted one would have, and each epoch
+appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from .._io import atomic_path, write_text
+from ..errors import DsxsdError, OutputExistsError
+from . import data, loop, network, run
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("adam", "sgd")
+DEFAULT_LR = {"adam": 1e-4, "sgd": 1e-2}
+SGD_MOMENTUM = 0.9
+
+
+class SettingError(DsxsdError):
+    """A training setting that cannot work here (e.g. multiworker without TF_CONFIG)."""
+
+    exit_code = 2
+
+
+def fit(
+    manifest: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    epochs: int = 20,
+    batch_size: int = 32,
+    lr: float | None = None,
+    optimizer: str = "adam",
+    seed: int = 0,
+    early_stopping: int | None = None,
+    steps_per_epoch: int | None = None,
+    width: float = 1.0,
+    image_size: int = 105,
+    resize: str = "stretch",
+    augment: bool = False,
+    cache: str | os.PathLike[str] = "memory",
+    backbone_weights: str | os.PathLike[str] | None = None,
+    strategy: str = "auto",
+    precision: str = "auto",
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
+    """Train on ``manifest``'s ``train`` split, validate on ``val``, write ``out``.
+
+    ``batch_size`` is the global batch (split across replicas). ``lr`` defaults to 1e-4
+    for adam, 1e-2 for sgd (momentum 0.9). ``early_stopping=N`` stops after N epochs
+    without a lower validation loss. ``out``: created if absent; if it holds a run with
+    the same settings, training resumes from its last finished epoch; a run with other
+    settings is replaced only with ``overwrite``; a folder that is not a dsxsd run is
+    never touched. ``verbose``: "auto" is Keras' progress bar on a terminal and one line
+    per epoch otherwise. Returns a summary (epochs run, final and best metrics).
+    """
+    _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
+              width, image_size)
+    # A multi-worker strategy must exist before TensorFlow runs anything else.
+    strategy, dist = make_strategy(strategy)
+    chief = dist.extended.should_checkpoint
+    precision = resolve_precision(precision)
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    manifest = Path(manifest).resolve()
+    out = Path(out)
+
+    table = data.read_manifest(manifest)
+    train_pairs = data.pair_table(table, "train", manifest)
+    val_pairs = data.pair_table(table, "val", manifest)
+    rows = dict(zip(table["left"], table["row"]))
+    rows.update({p: min(r, rows.get(p, r)) for p, r in zip(table["right"], table["row"])})
+    data.check_images(list(dict.fromkeys(list(table["left"]) + list(table["right"]))), manifest, rows)
+
+    config = _config(
+        manifest, table, train_pairs, val_pairs, strategy, dist, precision,
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+        early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, width=width,
+        image_size=image_size, resize=resize, augment=augment, cache=str(cache),
+        backbone_weights=None if backbone_weights is None else str(Path(backbone_weights).resolve()),
+    )
+    state = _prepare_out(out, config, overwrite) if chief else _read_state(out, config)
+    history = run.read_history(out)
+    history = [r for r in history if r["epoch"] <= state["epoch"]] if state else []
+    initial_epoch = state["epoch"] if state else 0
+    finished = bool(state and state.get("stopped")) or initial_epoch >= epochs
+    # Non-chief workers of a multi-worker run train in lockstep but write nothing.
+    if chief and not finished:
+        run.write_config(out, config)
+
+    keras.utils.set_random_seed(seed + initial_epoch)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        with dist.scope():
+            model = network.build_model(image_size, width, backbone_weights)
+            model.compile(
+                optimizer=_optimizer(optimizer, lr),
+                loss="binary_crossentropy",
+                metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+            )
+            if state:
+                _restore(model, out / "checkpoints" / state["weights"])
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    cache_for_worker = cache
+    if str(cache) not in ("memory", "none") and not chief:
+        cache_for_worker = Path(cache) / f"worker-{dist.cluster_resolver.task_id}"
+    common = dict(image_size=image_size, batch_size=batch_size, resize=resize, cache=cache_for_worker)
+    train_ds = data.pairs_dataset(
+        train_pairs, augment=augment, shuffle=True, seed=seed + initial_epoch,
+        repeat=steps_per_epoch is not None, cache_key="train", **common,
+    )
+    val_ds = data.pairs_dataset(val_pairs, cache_key="val", **common)
+
+    recorder = RunRecorder(out, history, early_stopping, write=chief)
+    recorder.stopped_early = bool(state and state.get("stopped"))
+    all_callbacks: list[keras.callbacks.Callback] = [recorder]
+    if chief:
+        all_callbacks.append(EpochScalars(out / "logs"))
+    all_callbacks += list(callbacks)
+    started = time.monotonic()
+    if not finished:
+        schedule = dict(epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                        callbacks=all_callbacks, verbose=_verbosity(verbose) if chief else 0)
+        if strategy == "multiworker":
+            loop.train_loop(model, dist, train_ds, val_ds, **schedule)
+        else:
+            model.fit(train_ds, validation_data=val_ds, shuffle=False, **schedule)  # the dataset shuffles itself
+    seconds = time.monotonic() - started
+    history = recorder.history
+    # A finished run rerun writes nothing, unless a kill came between the last checkpoint
+    # and the final model.
+    if chief and (not finished or not (out / "model.keras").exists()):
+        run.save_model(model, out / "model.keras")
+        if not (out / "best.keras").exists():
+            run.save_model(model, out / "best.keras")
+        if history:
+            run.plot_curves(out, history)
+    return _summary(out, history, initial_epoch, recorder, seconds, config)
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """After each epoch: history.csv, best.keras, early stopping, then the checkpoint.
+
+    The checkpoint is written last and names its epoch, so a kill between these steps
+    at worst repeats that one epoch after resuming, and history is cut back to the
+    checkpoint's epoch then: each epoch is in history.csv once.
+    """
+
+    def __init__(self, out: Path, history: list[dict[str, float]], patience: int | None, write: bool = True):
+        super().__init__()
+        self.out = out
+        self.history = list(history)
+        self.patience = patience
+        self.write = write
+        self.stopped_early = False
+
+    @property
+    def best(self) -> dict[str, float] | None:
+        scored = [r for r in self.history if "val_loss" in r]
+        return min(scored, key=lambda r: r["val_loss"]) if scored else None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = dict(logs or {})
+        previous_best = self.best
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k in run.HISTORY_COLUMNS}}
+        row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
+        improved = "val_loss" in row and (previous_best is None or row["val_loss"] < previous_best["val_loss"])
+        if self.patience is not None and self.best is not None and row["epoch"] - self.best["epoch"] >= self.patience:
+            self.model.stop_training = True
+            self.stopped_early = True
+        if not self.write:
+            return
+        run.write_history(self.out, self.history)
+        if improved:
+            run.save_model(self.model, self.out / "best.keras")
+        self._checkpoint(row["epoch"])
+
+    def _checkpoint(self, epoch: int) -> None:
+        folder = self.out / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch:04d}.weights.h5"
+        with atomic_path(folder / name, overwrite=True) as tmp:
+            staged = tmp.with_name(tmp.name + ".weights.h5")
+            try:
+                self.model.save_weights(staged)  # the model's and the optimizer's variables
+                os.replace(staged, tmp)
+            finally:
+                staged.unlink(missing_ok=True)
+        state = {"epoch": epoch, "weights": name, "stopped": self.stopped_early}
+        write_text(folder / "state.json", json.dumps(state) + "\n", overwrite=True)
+        for old in folder.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """TensorBoard scalars per epoch, as Keras' TensorBoard callback names them
+    (``logs/train`` and ``logs/validation``, ``epoch_loss``, ``epoch_accuracy``...).
+
+    Written with TensorFlow's own summary writer because Keras' callback needs the
+    ``tensorboard`` package, which TensorFlow no longer installs; viewing needs it
+    (``pip install tensorboard``), training does not.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        from tensorflow.core.framework import summary_pb2
+
+        self.log_dir = log_dir
+        self.writers: dict[str, Any] = {}
+        self.metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values = {k: float(v) for k, v in (logs or {}).items()}
+        values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        for folder, prefix in (("train", ""), ("validation", "val_")):
+            scalars = {
+                name[len(prefix):]: value
+                for name, value in values.items()
+                if (name.startswith("val_") if prefix else not name.startswith("val_"))
+            }
+            if not scalars:
+                continue
+            if folder not in self.writers:
+                self.writers[folder] = tf.summary.create_file_writer(str(self.log_dir / folder))
+            with self.writers[folder].as_default():
+                for name, value in scalars.items():
+                    tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=epoch, metadata=self.metadata)
+            self.writers[folder].flush()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+# ------------------------------------------------------------------ settings and folders
+
+
+def _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
+              width, image_size) -> None:
+    checks = [
+        (width > 0, f"width must be positive, got {width}"),
+        (image_size >= network.MIN_IMAGE_SIZE, f"image size must be at least {network.MIN_IMAGE_SIZE}, got {image_size}"),
+        (epochs >= 1, f"epochs must be at least 1, got {epochs}"),
+        (batch_size >= 1, f"batch size must be at least 1, got {batch_size}"),
+        (optimizer in OPTIMIZERS, f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}"),
+        (early_stopping is None or early_stopping >= 1, f"early stopping patience must be at least 1, got {early_stopping}"),
+        (steps_per_epoch is None or steps_per_epoch >= 1, f"steps per epoch must be at least 1, got {steps_per_epoch}"),
+        (resize in data.RESIZE_MODES, f"unknown resize mode {resize!r}; expected one of {data.RESIZE_MODES}"),
+        (strategy in STRATEGIES, f"unknown strategy {strategy!r}; expected one of {STRATEGIES}"),
+        (precision in PRECISIONS, f"unknown precision {precision!r}; expected one of {PRECISIONS}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SettingError(message)
+
+
+def make_strategy(name: str) -> tuple[str, tf.distribute.Strategy]:
+    """The strategy's resolved name and the strategy. ``auto``: multi-worker when
+    TF_CONFIG lists more than one task, mirrored over several local GPUs, else the
+    default (one device)."""
+    cluster = _tf_config_cluster()
+    if name == "auto":
+        gpus = tf.config.list_physical_devices("GPU")
+        name = "multiworker" if cluster else "mirrored" if len(gpus) > 1 else "default"
+    if name == "multiworker":
+        if not cluster:
+            raise SettingError(
+                "--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task "
+                "(see the README: 'Training on several machines')"
+            )
+        return name, tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return name, tf.distribute.MirroredStrategy()
+    return "default", tf.distribute.get_strategy()
+
+
+def _tf_config_cluster() -> dict | None:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster = config["cluster"]
+        tasks = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SettingError("TF_CONFIG is not valid JSON with a 'cluster' of chief/worker addresses") from None
+    return cluster if tasks > 1 else None
+
+
+def resolve_precision(name: str) -> str:
+    """``auto``: mixed float16 on a GPU (tensor cores), float32 on a CPU (where float16
+    is slower, not faster)."""
+    if name != "auto":
+        return name
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+
+def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def _verbosity(verbose: int | str) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def _config(manifest: Path, table, train_pairs, val_pairs, strategy: str, dist, precision: str, **settings) -> dict[str, Any]:
+    from .. import __version__
+
+    weights = settings["backbone_weights"]
+    return {
+        "format": run.RUN_FORMAT,
+        "version": 1,
+        "manifest": str(manifest),
+        "manifest_sha256": run.sha256_file(manifest),
+        **settings,
+        "backbone_weights_sha256": None if weights is None else run.sha256_file(weights),
+        "preprocessing": "unit" if weights is None else "caffe",
+        "head_units": network.HEAD_UNITS,
+        "label": "1 = same class",
+        "precision": precision,
+        "strategy": strategy,
+        "replicas": dist.num_replicas_in_sync,
+        "pairs": {split: int((table["split"] == split).sum()) for split in ("train", "val", "test")},
+        "images": {"train": len(train_pairs.paths), "val": len(val_pairs.paths)},
+        "versions": {"dsxsd": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """Make ``out`` ready; return the checkpoint state to resume from, if any."""
+    if not out.exists():
+        out.mkdir(parents=True)
+        return None
+    if not out.is_dir():
+        raise OutputExistsError("exists and is not a folder", file=out)
+    if not any(out.iterdir()):
+        return None
+    if not run.is_run_folder(out):
+        # Never delete a folder dsxsd did not write, --overwrite or not.
+        raise OutputExistsError("exists and is not a dsxsd run folder; choose another --out", file=out)
+    if overwrite:
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        return None
+    differences = run.config_differences(run.read_run_config(out), config)
+    if differences:
+        raise OutputExistsError(
+            "holds a run with other settings (" + "; ".join(differences[:3])
+            + "); pass --overwrite to replace it or choose another --out",
+            file=out,
+        )
+    return _read_state(out, config)
+
+
+def _read_state(out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    path = out / "checkpoints" / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        int(state["epoch"]), str(state["weights"])
+    except (ValueError, KeyError, TypeError):
+        raise OutputExistsError("checkpoints/state.json is damaged; pass --overwrite to start over", file=out) from None
+    if not (out / "checkpoints" / state["weights"]).is_file():
+        raise OutputExistsError(f"checkpoint {state['weights']} is missing; pass --overwrite to start over", file=out)
+    return state
+
+
+def _restore(model: keras.Model, weights: Path) -> None:
+    # The optimizer's variables exist only once it is built; build it so that its state
+    # (Adam's moments, the step count) is restored too, not silently skipped.
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(weights)
+
+
+def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    best = recorder.best or {}
+    return {
+        "out": str(out),
+        "epochs": len(history),
+        "initial_epoch": initial_epoch,
+        "resumed": initial_epoch > 0,
+        "stopped_early": recorder.stopped_early,
+        "loss": last.get("loss"),
+        "accuracy": last.get("accuracy"),
+        "val_loss": last.get("val_loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "best_epoch": best.get("epoch"),
+        "best_val_loss": best.get("val_loss"),
+        "seconds": round(seconds, 1),
+        "strategy": config["strategy"],
+        "replicas": config["replicas"],
+        "precision": config["precision"],
+    }
+
+
+__all__ = ["SettingError", "fit", "make_strategy", "resolve_precision", "RunRecorder"]

@@ -1,0 +1,155 @@
+"""The run folder: what ``dsxsd train`` leaves behind and reads back to resume.
+
+    run/model.keras      the final model           run/best.keras   best validation loss
+    run/config.json      every setting, the manifest's path and sha256, versions
+    run/history.csv      epoch,loss,accuracy,val_loss,val_accuracy,lr (one row per epoch)
+    run/logs/            TensorBoard              run/curves.png   loss and accuracy per epoch
+    run/checkpoints/     state.weights.h5 (model + optimizer) and state.json (last epoch)
+
+Every file is written atomically, so a kill at any moment leaves each file either as it
+was or complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_path, write_bytes, write_text
+from ..errors import DsxsdError, ModelFileError
+
+RUN_FORMAT = "dsxsd.run"
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+# Settings that must match for a rerun to continue an interrupted run; the rest (epochs,
+# strategy, cache, verbosity) may change between the two commands.
+RESUME_KEYS = (
+    "manifest_sha256",
+    "image_size",
+    "width",
+    "resize",
+    "augment",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "steps_per_epoch",
+    "backbone_weights_sha256",
+    "precision",
+)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run/config.json`` as a dict (a run folder or the config file itself)."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ModelFileError("no config.json: not a dsxsd run folder", file=path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"not valid JSON ({exc})", file=path) from None
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise ModelFileError(f"not a dsxsd run config (no \"format\": \"{RUN_FORMAT}\")", file=path)
+    return config
+
+
+def write_config(out: Path, config: dict[str, Any]) -> None:
+    write_text(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n", overwrite=True)
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The resume-relevant settings that differ, as ``name: old -> new``."""
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)]
+
+
+def read_history(out: Path) -> list[dict[str, float]]:
+    path = out / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def write_history(out: Path, rows: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (row[k] if k == "epoch" else f"{row[k]:.6g}") for k in HISTORY_COLUMNS if k in row})
+    write_text(out / "history.csv", buffer.getvalue(), overwrite=True)
+
+
+def plot_curves(out: Path, rows: list[dict[str, float]]) -> None:
+    """``curves.png``: loss and accuracy per epoch, train and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed, and never a window from a training job
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            values = [r.get(prefix + metric) for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, label=("val " if prefix else "train ") + metric, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes(out / "curves.png", buffer.getvalue(), overwrite=True)
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save`` made atomic (Keras insists on the ``.keras`` suffix, so the
+    temporary file gets one)."""
+    with atomic_path(path, overwrite=True) as tmp:
+        staged = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(staged)
+            os.replace(staged, tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+
+
+def is_run_folder(path: Path) -> bool:
+    try:
+        read_run_config(path)
+        return True
+    except DsxsdError:
+        return False
+
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "RESUME_KEYS",
+    "config_differences",
+    "is_run_folder",
+    "plot_curves",
+    "read_history",
+    "read_run_config",
+    "save_model",
+    "sha256_file",
+    "write_config",
+    "write_history",
+]
