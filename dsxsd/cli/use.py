@@ -1,3 +1,316 @@
-"""Placeholder: commands of this module are added by their issue."""
+"""Commands that use a trained model: ``evaluate``, ``predict``, ``embed``, ``search``,
+and ``demo``, which runs the whole pipeline on generated data.
 
-COMMANDS: list = []
+Paths to data are checked by the API, not by click, so that a missing image or manifest
+is a data error (exit 1) naming the file, like every other bad input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ._common import json_option, overwrite_option, print_json, print_table, progress
+
+_PATH = click.Path(path_type=Path)
+
+
+def _need_tensorflow() -> None:
+    """Fail with the install line when the train extra is missing."""
+    import importlib.util
+
+    from ..errors import MissingDependencyError
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        raise MissingDependencyError(
+            'this command needs TensorFlow, which is not installed: pip install "dsxsd[train]"'
+        )
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A path as short as it can be shown: relative to the current folder when below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _f(value: float) -> str:
+    return f"{value:.4f}"
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@click.command("evaluate")
+@click.argument("run", type=_PATH)
+@click.argument("source", type=_PATH)
+@click.option("--split", default="test", show_default=True, help="The split of a pairs manifest to evaluate.")
+@click.option(
+    "--n-way",
+    type=click.IntRange(min=2),
+    help="Report N-way one-shot accuracy instead (SOURCE: a crops manifest, a folder of "
+    "class folders, or a pairs manifest, of which the images of --split are used).",
+)
+@click.option("--trials", type=click.IntRange(min=1), default=400, show_default=True, help="N-way trials.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the N-way draws.")
+@click.option(
+    "--out", type=_PATH,
+    help="Folder for metrics.json and the plots [default: beside the model, where dsxsd "
+    "predict looks for the calibrated threshold].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--no-plots", is_flag=True, help="Skip roc.png and scores.png.")
+@overwrite_option
+@json_option
+def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots, overwrite, as_json) -> None:
+    """Measure a trained model on held-out pairs, or by N-way one-shot trials.
+
+    RUN is a run folder (or its model.keras). SOURCE is a pairs manifest; label 1 means
+    "same class". The decision threshold is the one that maximises accuracy on the val
+    split, then measured on --split. Results are added to RUN/metrics.json (or
+    --out/metrics.json), with roc.png and scores.png; replacing results already there for
+    the same split (or N) needs --overwrite.
+
+    \b
+    dsxsd evaluate run/ pairs.csv --split test
+    dsxsd evaluate run/ crops/crops.csv --n-way 20 --trials 400
+    """
+    _need_tensorflow()
+    from ..train.evaluate import evaluate as evaluate_pairs
+    from ..train.evaluate import evaluate_n_way
+    from ..train.infer import count_pair_images, load_scorer, read_image_list
+
+    scorer = load_scorer(run)
+    if n_way is not None:
+        count = len(read_image_list(source, split).paths)
+        with progress(count, "embedding") as advance:
+            result = evaluate_n_way(
+                scorer, source, n_way, trials, seed=seed, split=split, out=out,
+                batch_size=batch_size, overwrite=overwrite, progress=advance,
+            )
+        if as_json:
+            print_json({**result.as_dict(), "metrics": str(result.metrics_file)})
+            return
+        print_table(
+            ["metric", "value"],
+            [
+                ("N-way", result.n_way),
+                ("trials", result.trials),
+                ("images", result.images),
+                ("classes", result.classes),
+                ("correct", result.correct),
+                ("one-shot accuracy", _f(result.accuracy)),
+                ("chance", _f(result.chance)),
+            ],
+        )
+        click.echo(f"wrote {_shown(result.metrics_file)}")
+        return
+
+    with progress(count_pair_images(source, (split, "val")), "embedding") as advance:
+        result = evaluate_pairs(
+            scorer, source, split, out=out, batch_size=batch_size, plots=not no_plots,
+            overwrite=overwrite, progress=advance,
+        )
+    files = [p for p in (result.metrics_file, result.roc_png, result.scores_png) if p is not None]
+    if as_json:
+        print_json({**result.as_dict(), "files": [str(p) for p in files], "warning": result.warning})
+        return
+    at = result.at_threshold
+    print_table(
+        ["metric", "value"],
+        [
+            (f"pairs ({result.split})", result.same + result.different),
+            ("same (label 1)", result.same),
+            ("different (label 0)", result.different),
+            ("accuracy at 0.5", _f(result.at_half.accuracy)),
+            (f"threshold (best on {result.threshold_split})", _f(result.threshold)),
+            ("accuracy at threshold", _f(at.accuracy)),
+            ("precision at threshold", _f(at.precision)),
+            ("recall at threshold", _f(at.recall)),
+            ("F1 at threshold", _f(at.f1)),
+            ("ROC AUC", _f(result.roc_auc)),
+            ("equal error rate", _f(result.eer)),
+        ],
+    )
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
+    click.echo(f"wrote {', '.join(_shown(p) for p in files)}")
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@click.command("predict")
+@click.argument("model", type=_PATH)
+@click.argument("images", nargs=-1, type=_PATH)
+@click.option("--pairs", type=_PATH, help="Score every pair of this pairs manifest (with --out).")
+@click.option("--out", type=_PATH, help="CSV to write the --pairs scores to.")
+@click.option("--split", help="With --pairs: score only this split.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    help="Decision threshold [default: the run's calibrated one from metrics.json, else 0.5].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@overwrite_option
+@json_option
+def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, as_json) -> None:
+    """Score two images (the probability they show the same class), or a whole manifest.
+
+    MODEL is model.keras (or its run folder). Images of any size and mode are resized as
+    in training. The verdict uses the run's calibrated threshold (written by dsxsd
+    evaluate) unless --threshold is given.
+
+    \b
+    dsxsd predict run/model.keras a.jpg b.jpg
+    dsxsd predict run/model.keras --pairs pairs.csv --out scores.csv
+    """
+    if pairs is not None:
+        if images:
+            raise click.UsageError("give either two images or --pairs, not both")
+        if out is None:
+            raise click.UsageError("--pairs needs --out FILE.csv")
+    elif len(images) != 2:
+        raise click.UsageError("give two images to compare (or --pairs MANIFEST --out FILE)")
+    elif out is not None or split is not None:
+        raise click.UsageError("--out and --split go with --pairs")
+    _need_tensorflow()
+    from ..train import infer
+
+    scorer = infer.load_scorer(model)
+    if pairs is None:
+        result = infer.predict(scorer, images[0], images[1], threshold=threshold)
+        if as_json:
+            print_json(result.as_dict())
+            return
+        verdict = "same" if result.same else "different"
+        click.echo(
+            f"{_f(result.score)}  {verdict}  (threshold {_f(result.threshold)}, "
+            f"{result.threshold_source})"
+        )
+        return
+    splits = None if split is None else [split]
+    with progress(infer.count_pair_images(pairs, splits), "embedding") as advance:
+        summary = infer.predict_pairs(
+            scorer, pairs, out, split=split, threshold=threshold, batch_size=batch_size,
+            overwrite=overwrite, progress=advance,
+        )
+    if as_json:
+        print_json(summary.__dict__)
+        return
+    click.echo(
+        f"scored {summary.pairs} pairs ({summary.images} images): {summary.predicted_same} "
+        f"same at threshold {_f(summary.threshold)} ({summary.threshold_source}); "
+        f"wrote {_shown(summary.output)}"
+    )
+
+
+# --------------------------------------------------------------------------- embed / search
+
+
+@click.command("embed")
+@click.argument("model", type=_PATH)
+@click.argument("source", type=_PATH)
+@click.option("--out", type=_PATH, required=True, help="The index file to write (.npz).")
+@click.option("--split", help="With a pairs manifest as SOURCE: embed only this split's images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@overwrite_option
+@json_option
+def embed(model, source, out, split, batch_size, overwrite, as_json) -> None:
+    """Store the feature vector of every image of SOURCE in a search index.
+
+    SOURCE is a crops manifest, a folder of class folders, or a pairs manifest. The index
+    (.npz) holds each image's features (the shared tower's output), path, class and the
+    model's path.
+
+    \b
+    dsxsd embed run/model.keras crops/crops.csv --out index.npz
+    """
+    _need_tensorflow()
+    from ..train import infer
+
+    scorer = infer.load_scorer(model)
+    count = len(infer.read_image_list(source, split).paths)
+    with progress(count, "embedding") as advance:
+        index = infer.embed(
+            scorer, source, out, split=split, batch_size=batch_size, overwrite=overwrite,
+            progress=advance,
+        )
+    summary = {
+        "index": str(out),
+        "images": len(index.paths),
+        "classes": len(set(index.classes)),
+        "feature_dim": int(index.features.shape[1]),
+        "model": str(index.model),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(
+        f"embedded {summary['images']} images of {summary['classes']} classes "
+        f"({summary['feature_dim']} features each) into {_shown(out)}"
+    )
+
+
+@click.command("search")
+@click.argument("index", type=_PATH)
+@click.argument("query", type=_PATH)
+@click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="How many hits.")
+@click.option("--model", type=_PATH, help="Score with this model [default: the one that made the index].")
+@json_option
+def search(index, query, k, model, as_json) -> None:
+    """The K images of INDEX most similar to QUERY, best first: path, class, score.
+
+    Scores are the model's own (its head applied to the query's and each entry's
+    features), so they read like dsxsd predict's.
+
+    \b
+    dsxsd search index.npz query.jpg -k 5
+    """
+    _need_tensorflow()
+    from ..train import infer
+
+    hits = infer.search(index, query, k=k, model=model)
+    if as_json:
+        print_json([hit.as_dict() for hit in hits])
+        return
+    rows = [(_shown(hit.path), hit.class_name, _f(hit.score)) for hit in hits]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for path, name, score in rows:
+        click.echo(f"{path.ljust(widths[0])}  {name.ljust(widths[1])}  {score}")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@click.command("demo")
+@click.option(
+    "--out", type=_PATH, default=Path("dsxsd-demo"), show_default=True,
+    help="Folder for everything the demo makes.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quick", is_flag=True, hidden=True, help="Tiny sizes, for tests.")
+@overwrite_option
+@json_option
+def demo(out, seed, quick, overwrite, as_json) -> None:
+    """Run the whole pipeline on generated shapes, in a few minutes on a laptop CPU.
+
+    Draws coloured shapes and labels them as LabelImg would (Pascal VOC), then converts,
+    crops, makes pairs, trains a small model, evaluates it, predicts a same and a
+    different pair and searches the crops, printing where everything is.
+    """
+    _need_tensorflow()
+    from ..demo import QUICK, DemoSettings, run_demo
+
+    settings = QUICK if quick else DemoSettings()
+    settings = settings.with_seed(seed)
+    result = run_demo(out, settings, overwrite=overwrite, echo=None if as_json else click.echo)
+    if as_json:
+        print_json(result.as_dict())
+
+
+COMMANDS = [evaluate, predict, embed, search, demo]

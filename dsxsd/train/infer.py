@@ -1,0 +1,508 @@
+"""Use a trained model: score pairs, embed images, search an index.
+
+A Siamese model is a shared tower and a small head. Everything here embeds each image
+once with the tower and then scores pairs of feature vectors with the head, vectorised:
+scoring a manifest costs one tower pass per distinct image, and a search costs one tower
+pass for the query however large the index. The head is the model's own (the L1 distance,
+the dense layer and the sigmoid, sharing the trained weights), so these scores are the
+model's scores, not a cosine-similarity stand-in.
+
+Images go through :func:`dsxsd.train.load_images` with the run's resize mode, the code
+path training used, so any size or mode of image is scored as training saw it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import _io
+from ..errors import DsxsdError, ManifestError, ModelFileError
+
+Progress = Callable[[int], None]
+INDEX_FORMAT = "dsxsd.index"
+INDEX_VERSION = 1
+DEFAULT_THRESHOLD = 0.5
+
+
+def _nothing(n: int = 1) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Scorer:
+    """A loaded model split into tower and head, with the settings it was trained with.
+
+    ``threshold`` is the run's calibrated decision threshold (``metrics.json`` beside the
+    model, written by ``dsxsd evaluate``), ``None`` when the run was never evaluated.
+    """
+
+    model: Any
+    tower: Any
+    head: Any
+    path: Path
+    image_size: int
+    resize: str = "stretch"
+    threshold: float | None = None
+    feature_dim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feature_dim = int(self.tower.output.shape[-1])
+
+    def embed(
+        self, paths: Sequence[str | os.PathLike[str]], batch_size: int = 64,
+        progress: Progress = _nothing,
+    ) -> np.ndarray:
+        """Feature vectors ``[N, D]`` float32, one tower pass per image, in batches so that
+        memory stays bounded however many images there are."""
+        from .data import load_images
+
+        paths = list(paths)
+        chunks = []
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            images = load_images(batch, self.image_size, resize=self.resize)
+            chunks.append(_numpy(self.tower(images, training=False), np.float32))
+            progress(len(batch))
+        if not chunks:
+            return np.zeros((0, self.feature_dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def score(self, left: np.ndarray, right: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Scores ``[N]`` of feature pairs through the head; ``left`` may be one vector
+        ``[D]`` scored against every row of ``right`` (a search)."""
+        right = np.asarray(right, dtype=np.float32)
+        left = np.asarray(left, dtype=np.float32)
+        if left.ndim == 1:
+            left = np.broadcast_to(left, right.shape)
+        scores = [
+            _numpy(
+                self.head([np.ascontiguousarray(left[i : i + batch_size]), right[i : i + batch_size]], training=False),
+                np.float64,
+            ).reshape(-1)
+            for i in range(0, len(right), batch_size)
+        ]
+        return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def _numpy(tensor: Any, dtype: Any) -> np.ndarray:
+    # Models are called directly rather than through predict(): predict compiles a graph
+    # per batch shape, which for one-off calls of varying size costs more than it saves.
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(tensor), dtype=dtype)
+
+
+def load_scorer(path: str | os.PathLike[str]) -> Scorer:
+    """Load ``model.keras`` (or a run folder holding one) with the run's settings.
+
+    The image size is the model's input size; the resize mode comes from ``config.json``
+    beside the model (``stretch`` without one); the threshold from ``metrics.json``.
+    """
+    from .network import load_model, split_model
+
+    path = Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    model = load_model(model_path)
+    tower, head = split_model(model)
+    run_dir = model_path.parent
+    return Scorer(
+        model=model,
+        tower=tower,
+        head=head,
+        path=model_path,
+        image_size=int(tower.input.shape[1]),
+        resize=_run_resize(run_dir),
+        threshold=read_threshold(run_dir),
+    )
+
+
+def _run_resize(run_dir: Path) -> str:
+    """The run's resize mode (``config.json``), so images are resized as in training."""
+    if not (run_dir / "config.json").is_file():
+        return "stretch"
+    from .run import read_run_config
+
+    return str(read_run_config(run_dir).get("resize", "stretch"))
+
+
+def read_threshold(run_dir: str | os.PathLike[str]) -> float | None:
+    """The calibrated threshold in ``run_dir/metrics.json``, ``None`` without one."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text("utf-8")).get("threshold")
+    except (ValueError, AttributeError):
+        raise DsxsdError("not a dsxsd metrics file (expected a JSON object)", file=path) from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise DsxsdError(f"threshold must be a number, got {value!r}", file=path, field="threshold")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- image lists
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """Images with their classes, from a crops manifest, a class-folder tree or the
+    images of one split of a pairs manifest. ``paths`` are as found (absolute when the
+    source's folder was given absolute)."""
+
+    paths: tuple[Path, ...]
+    classes: tuple[str, ...]
+    source: Path
+    kind: str  # "crops", "tree" or "pairs"
+
+
+def read_image_list(source: str | os.PathLike[str], split: str | None = None) -> ImageList:
+    """The images ``source`` names and their classes.
+
+    ``source`` is a crops manifest (``path,class,...``, paths relative to its folder), a
+    folder of per-class subfolders (``root/<class>/*.jpg``, the Omniglot layout), or a
+    pairs manifest, of which the distinct images of ``split`` are taken (all splits when
+    ``split`` is ``None``). Read with :mod:`dsxsd.manifests`, the reader make-pairs uses.
+    """
+    from ..manifests import read_crops, read_csv_manifest, scan_class_folders
+
+    source = Path(source)
+    if source.is_dir():
+        frame = scan_class_folders(source)
+        return ImageList(
+            tuple(source / p for p in frame["path"]), tuple(frame["class"]), source, "tree"
+        )
+    columns = set(read_csv_manifest(source, ()).columns)
+    if {"left", "right", "label"} <= columns:
+        return _pair_images(source, split)
+    if not {"path", "class"} <= columns:
+        raise ManifestError(
+            "neither a crops manifest (columns path,class,...) nor a pairs manifest "
+            f"(left,right,label,...); found columns {', '.join(sorted(columns)) or 'none'}",
+            file=source,
+        )
+    frame = read_crops(source)
+    if frame.empty:
+        raise ManifestError("the crops manifest lists no images", file=source)
+    return ImageList(
+        tuple(source.parent / p for p in frame["path"]), tuple(frame["class"]), source, "crops"
+    )
+
+
+def _pair_images(manifest: Path, split: str | None) -> ImageList:
+    frame = read_pairs_frame(manifest, split)
+    seen: dict[str, str] = {}
+    for side in ("left", "right"):
+        for path, name in zip(frame[side], frame[f"{side}_class"]):
+            seen.setdefault(path, name)
+    return ImageList(tuple(Path(p) for p in seen), tuple(seen.values()), manifest, "pairs")
+
+
+def read_pairs_frame(manifest: str | os.PathLike[str], split: str | None = None):
+    """The pairs manifest as a frame with ``left``/``right`` resolved against its folder,
+    ``label`` as int, filtered to ``split`` when given (an error if no pair is in it)."""
+    from .data import read_manifest
+
+    manifest = Path(manifest)
+    frame = read_manifest(manifest).drop(columns=["row"])
+    for side in ("left", "right"):
+        if f"{side}_class" not in frame.columns:
+            frame[f"{side}_class"] = ""
+    frame["label"] = frame["label"].astype(int)
+    if split is not None:
+        splits = sorted(set(frame["split"])) if "split" in frame.columns else []
+        if split not in splits:
+            raise ManifestError(
+                f"no pairs in split {split!r} (splits present: {', '.join(splits) or 'none'})",
+                file=manifest,
+            )
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+    return frame
+
+
+def count_pair_images(manifest: str | os.PathLike[str], splits: Sequence[str] | None = None) -> int:
+    """How many distinct images the pairs of ``splits`` (all when ``None``) name: the
+    length of a progress bar over their embedding."""
+    frame = read_pairs_frame(manifest)
+    if splits is not None:
+        frame = frame[frame["split"].isin(list(splits))]
+    return len(set(frame["left"]) | set(frame["right"]))
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A scored pair: ``same`` is ``score >= threshold``."""
+
+    left: str
+    right: str
+    score: float
+    threshold: float
+    threshold_source: str  # "--threshold", "metrics.json" or "default"
+    same: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _threshold(scorer: Scorer, threshold: float | None) -> tuple[float, str]:
+    if threshold is not None:
+        return float(threshold), "--threshold"
+    if scorer.threshold is not None:
+        return scorer.threshold, "metrics.json"
+    return DEFAULT_THRESHOLD, "default"
+
+
+def predict(
+    model: str | os.PathLike[str] | Scorer,
+    left: str | os.PathLike[str],
+    right: str | os.PathLike[str],
+    threshold: float | None = None,
+) -> Prediction:
+    """Score one pair of images: the probability that they show the same class, and the
+    verdict at ``threshold`` (else the run's calibrated one, else 0.5)."""
+    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    features = scorer.embed([left, right])
+    score = float(scorer.score(features[:1], features[1:])[0])
+    value, source = _threshold(scorer, threshold)
+    return Prediction(str(left), str(right), score, value, source, score >= value)
+
+
+@dataclass(frozen=True)
+class PairScores:
+    output: Path
+    pairs: int
+    images: int
+    threshold: float
+    threshold_source: str
+    predicted_same: int
+
+
+def predict_pairs(
+    model: str | os.PathLike[str] | Scorer,
+    pairs: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    threshold: float | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    progress: Progress = _nothing,
+) -> PairScores:
+    """Score every pair of a pairs manifest (or of one ``split``) into a CSV.
+
+    ``out`` has the manifest's columns, with ``left``/``right`` rewritten relative to
+    ``out``'s folder (the dsxsd manifest convention), then ``score`` and ``predicted``
+    (1 = same at the threshold). Each distinct image is embedded once.
+    """
+    out = Path(out)
+    _io.check_output(out, overwrite)
+    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    frame = read_pairs_frame(pairs, split)
+    scores, images = score_pairs(scorer, frame["left"], frame["right"], batch_size, progress)
+    value, source = _threshold(scorer, threshold)
+    frame["score"] = scores
+    frame["predicted"] = (scores >= value).astype(int)
+    for side in ("left", "right"):
+        frame[side] = [_relative(p, out.parent) for p in frame[side]]
+    with _io.atomic_path(out, overwrite) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
+    return PairScores(out, len(frame), images, value, source, int(frame["predicted"].sum()))
+
+
+def score_pairs(
+    scorer: Scorer, left: Sequence[str], right: Sequence[str], batch_size: int = 64,
+    progress: Progress = _nothing,
+) -> tuple[np.ndarray, int]:
+    """``(scores [N], number of distinct images)``: each image embedded once."""
+    distinct = list(dict.fromkeys([*left, *right]))
+    position = {path: i for i, path in enumerate(distinct)}
+    features = scorer.embed(distinct, batch_size, progress)
+    a = features[[position[p] for p in left]]
+    b = features[[position[p] for p in right]]
+    return scorer.score(a, b), len(distinct)
+
+
+def _relative(path: str | os.PathLike[str], folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(path).resolve().as_posix()
+
+
+# --------------------------------------------------------------------------- embed and search
+
+
+@dataclass(frozen=True)
+class Index:
+    """An embedding index: a feature vector per image, its path and class.
+
+    ``paths`` are absolute once loaded (stored relative to the index's folder, so a folder
+    moved as a whole keeps working); ``model`` is the model that made it, likewise.
+    """
+
+    features: np.ndarray  # [N, D] float32
+    paths: tuple[str, ...]
+    classes: tuple[str, ...]
+    model: Path
+    image_size: int
+    file: Path | None = None
+
+
+def embed(
+    model: str | os.PathLike[str] | Scorer,
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    progress: Progress = _nothing,
+) -> Index:
+    """Embed every image of ``source`` (crops manifest, class-folder tree or pairs
+    manifest) and store the index in ``out`` (``.npz``, strings as unicode arrays so it
+    loads with ``allow_pickle=False``)."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        # np.savez appends .npz to other names; say so rather than write elsewhere.
+        raise DsxsdError("the index file name must end in .npz", file=out)
+    _io.check_output(out, overwrite)
+    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    images = read_image_list(source, split)
+    features = scorer.embed(images.paths, batch_size, progress)
+    folder = out.parent
+    with _io.atomic_path(out, overwrite) as tmp:
+        with open(tmp, "wb") as handle:  # a file object: np.savez leaves its name alone
+            np.savez(
+                handle,
+                format=np.array(INDEX_FORMAT),
+                version=np.array(INDEX_VERSION),
+                features=features,
+                paths=np.array([_relative(p, folder) for p in images.paths], dtype=np.str_),
+                classes=np.array(images.classes, dtype=np.str_),
+                model=np.array(_relative(scorer.path, folder)),
+                image_size=np.array(scorer.image_size),
+            )
+    return Index(
+        features,
+        tuple(str(Path(p).resolve()) for p in images.paths),
+        images.classes,
+        scorer.path.resolve(),
+        scorer.image_size,
+        out,
+    )
+
+
+def load_index(path: str | os.PathLike[str]) -> Index:
+    """Read an index written by :func:`embed`; anything else is a clear error."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DsxsdError("index file not found", file=path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != INDEX_FORMAT:
+                raise KeyError("format")
+            version = int(data["version"])
+            features = np.asarray(data["features"], dtype=np.float32)
+            paths = tuple(str(p) for p in data["paths"])
+            classes = tuple(str(c) for c in data["classes"])
+            model = str(data["model"])
+            image_size = int(data["image_size"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise DsxsdError("not a dsxsd index (.npz written by 'dsxsd embed')", file=path) from None
+    if version > INDEX_VERSION:
+        raise DsxsdError(f"index version {version} is newer than this dsxsd reads", file=path)
+    if features.ndim != 2 or not (len(paths) == len(classes) == len(features)):
+        raise DsxsdError("index arrays disagree in length", file=path)
+    folder = path.parent
+    return Index(
+        features,
+        tuple(str((folder / p).resolve()) for p in paths),
+        classes,
+        (folder / model).resolve(),
+        image_size,
+        path,
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    path: str
+    class_name: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "path": self.path, "class": self.class_name, "score": self.score}
+
+
+def search(
+    index: str | os.PathLike[str] | Index,
+    query: str | os.PathLike[str],
+    k: int = 5,
+    model: str | os.PathLike[str] | Scorer | None = None,
+) -> list[Hit]:
+    """The ``k`` index entries most similar to ``query``, best first.
+
+    The query is embedded once; the model's head then scores it against every entry's
+    stored features in one vectorised pass. ``model`` defaults to the model the index was
+    made with. Equal scores keep index order.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    index = index if isinstance(index, Index) else load_index(index)
+    if isinstance(model, Scorer):
+        scorer = model
+    else:
+        scorer = load_scorer(model if model is not None else index.model)
+    where = index.file or "index"
+    if scorer.feature_dim != index.features.shape[1]:
+        raise ModelFileError(
+            f"the model makes {scorer.feature_dim}-long features, the index holds "
+            f"{index.features.shape[1]}-long ones: it was made with another model "
+            f"({index.model})",
+            file=scorer.path,
+        )
+    if len(index.features) == 0:
+        raise DsxsdError("the index is empty", file=where)
+    query_features = scorer.embed([query])[0]
+    scores = scorer.score(query_features, index.features)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [
+        Hit(rank, index.paths[i], index.classes[i], float(scores[i]))
+        for rank, i in enumerate(order, start=1)
+    ]
+
+
+__all__ = [
+    "Hit",
+    "ImageList",
+    "Index",
+    "PairScores",
+    "Prediction",
+    "Scorer",
+    "embed",
+    "load_index",
+    "load_scorer",
+    "predict",
+    "predict_pairs",
+    "read_image_list",
+    "read_pairs_frame",
+    "read_threshold",
+    "count_pair_images",
+    "score_pairs",
+    "search",
+]
