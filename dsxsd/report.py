@@ -23,10 +23,12 @@ def write_skip_report(
 ) -> Path | None:
     """Write ``file,line,reason`` rows beside ``output``; nothing when nothing was skipped.
 
-    The report always replaces an older one: it describes the output next to it.
+    The report always replaces an older one, and a run that skipped nothing removes it:
+    it describes the output next to it.
     """
     rows = list(skipped)
     if not rows:
+        report_path(output).unlink(missing_ok=True)
         return None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

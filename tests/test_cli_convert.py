@@ -304,3 +304,26 @@ def test_columns_basic(tmp_path):
     full = tmp_path / "full.csv"
     assert invoke("convert", "json2csv", src, full).exit_code == 0
     assert full.read_text("utf-8").splitlines()[0].endswith(",depth,difficult,truncated,pose")
+
+
+def test_convert_images_option_reads_missing_sizes_from_image_headers(tmp_path):
+    from PIL import Image
+
+    from dsxsd.cli import main
+
+    annotations = tmp_path / "Annotations"
+    annotations.mkdir()
+    (annotations / "a.xml").write_text(
+        "<annotation><filename>a.png</filename><object><name>cat</name>"
+        "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>3</xmax><ymax>4</ymax></bndbox>"
+        "</object></annotation>"
+    )
+    pictures = tmp_path / "JPEGImages"
+    pictures.mkdir()
+    Image.new("RGB", (37, 21)).save(pictures / "a.png")
+    out = tmp_path / "labels.csv"
+    result = CliRunner().invoke(
+        main, ["convert", "voc2csv", str(annotations), str(out), "--images", str(pictures)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[1].startswith("a.png,37,21,cat,1,2,3,4")

@@ -59,3 +59,11 @@ def test_skip_report_lists_file_line_and_reason_beside_the_output(tmp_path):
     path = write_skip_report(out, [SkippedFile("a.xml", "not XML", 3), SkippedFile("b, c.xml", "empty")])
     assert path == report_path(out) == tmp_path / "labels.csv.skipped.csv"
     assert path.read_text() == 'file,line,reason\na.xml,3,not XML\n"b, c.xml",,empty\n'
+
+
+def test_a_run_that_skips_nothing_removes_a_stale_report(tmp_path):
+    out = tmp_path / "labels.csv"
+    path = write_skip_report(out, [SkippedFile("a.xml", "not XML", 3)])
+    assert path.exists()
+    assert write_skip_report(out, []) is None
+    assert not path.exists()

@@ -69,10 +69,16 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
     show_default=True,
     help="csv output: 'basic' writes only filename,width,height,class,xmin,ymin,xmax,ymax.",
 )
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False, exists=True),
+    help="voc input: where to read image sizes from (headers only) when <size> is "
+    "missing. Default: beside the XML files.",
+)
 @overwrite_option
 @on_error_option
 @json_option
-def convert(args, source, target, columns, overwrite, on_error, as_json) -> None:
+def convert(args, source, target, columns, images, overwrite, on_error, as_json) -> None:
     """Convert annotations between formats.
 
     \b
@@ -83,7 +89,8 @@ def convert(args, source, target, columns, overwrite, on_error, as_json) -> None
     from ..report import write_skip_report
 
     source, target, input_path, output_path = _parse(args, source, target)
-    annotations = read(input_path, source, on_error=on_error)
+    read_options = {"images": images} if images and source == "voc" else {}
+    annotations = read(input_path, source, on_error=on_error, **read_options)
     options = {"columns": columns} if target == "csv" else {}
     write(annotations, output_path, target, overwrite=overwrite, **options)
     report = write_skip_report(output_path, annotations.skipped)
