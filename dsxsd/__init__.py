@@ -32,11 +32,20 @@ _LAZY = {
     "CropReport": "dsxsd.crops",
     "make_pairs": "dsxsd.pairs",
     "read_pairs": "dsxsd.pairs",
+    "validate": "dsxsd.validation",
+    "Problem": "dsxsd.validation",
+    "list_images": "dsxsd.listing",
+    "dataset_stats": "dsxsd.statistics",
+    "draw": "dsxsd.drawing",
 }
 
 if TYPE_CHECKING:
     from .crops import CropReport, crop
+    from .drawing import draw
+    from .listing import list_images
     from .pairs import make_pairs, read_pairs
+    from .statistics import dataset_stats
+    from .validation import Problem, validate
 
 
 def __getattr__(name: str) -> Any:
@@ -66,14 +75,19 @@ __all__ = [
     "MissingImageError",
     "ObjectAnnotation",
     "OutputExistsError",
+    "Problem",
     "SkippedFile",
     "UnknownFormatError",
     "crop",
+    "dataset_stats",
+    "draw",
     "format_names",
     "get_format",
     "guess_format",
+    "list_images",
     "make_pairs",
     "read",
     "read_pairs",
+    "validate",
     "write",
 ]

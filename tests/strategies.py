@@ -148,6 +148,12 @@ _OBJECT_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _through_xywh(box: BBox) -> BBox:
+    return BBox(
+        box.xmin, box.ymin, box.xmin + (box.xmax - box.xmin), box.ymin + (box.ymax - box.ymin)
+    )
+
+
 def _last_component(path: str) -> str:
     return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
@@ -162,7 +168,9 @@ def project(annotations: AnnotationSet, lossy: Iterable[str]) -> AnnotationSet:
     - ``filename``: the format keeps one path per image; it reads back as ``path`` (the
       image's path, else its filename) with the filename its last component;
     - ``classes``: no class list; the classes are the labels in order of first appearance;
-    - ``image_order``: images come back sorted by file name.
+    - ``image_order``: images come back sorted by file name;
+    - ``bbox_xywh``: the box travels as ``[x, y, xmax - x, ymax - y]`` (COCO), so its far
+      corner comes back as ``x + (xmax - x)``, which floats may round in the last bit.
     """
     lossy = set(lossy)
 
@@ -178,7 +186,9 @@ def project(annotations: AnnotationSet, lossy: Iterable[str]) -> AnnotationSet:
         changes.update({n: d for n, d in _IMAGE_DEFAULTS.items() if lost("image", n)})
         changes["objects"] = tuple(
             dataclasses.replace(
-                obj, **{n: d for n, d in _OBJECT_DEFAULTS.items() if lost("object", n)}
+                obj,
+                **{n: d for n, d in _OBJECT_DEFAULTS.items() if lost("object", n)},
+                **({"bbox": _through_xywh(obj.bbox)} if "bbox_xywh" in lossy else {}),
             )
             for obj in image.objects
         )

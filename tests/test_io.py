@@ -67,3 +67,15 @@ def test_a_run_that_skips_nothing_removes_a_stale_report(tmp_path):
     assert path.exists()
     assert write_skip_report(out, []) is None
     assert not path.exists()
+
+
+def test_outputs_get_the_umask_mode_not_the_private_temporary_one(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.csv", "x\n")
+        with atomic_directory(tmp_path / "out") as tmp:
+            (tmp / "b.xml").write_text("b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

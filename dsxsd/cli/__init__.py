@@ -11,7 +11,7 @@ import click
 
 from .. import __version__
 from ..errors import DsxsdError
-from . import convert, crop, pairs, train, use
+from . import convert, crop, inspect, pairs, train, use
 
 
 class DsxsdGroup(click.Group):
@@ -40,7 +40,7 @@ def main() -> None:
     """
 
 
-for module in (convert, crop, pairs, train, use):
+for module in (convert, crop, inspect, pairs, train, use):
     for command in module.COMMANDS:
         main.add_command(command)
 

@@ -75,24 +75,42 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
     help="voc input: where to read image sizes from (headers only) when <size> is "
     "missing. Default: beside the XML files.",
 )
+@click.option(
+    "--shapes-as-boxes",
+    is_flag=True,
+    help="labelme input: convert polygons, circles... to their bounding box instead of "
+    "skipping them.",
+)
 @overwrite_option
 @on_error_option
 @json_option
-def convert(args, source, target, columns, images, overwrite, on_error, as_json) -> None:
+def convert(
+    args, source, target, columns, images, shapes_as_boxes, overwrite, on_error, as_json
+) -> None:
     """Convert annotations between formats.
 
     \b
     dsxsd convert voc2csv Annotations/ labels.csv
     dsxsd convert --from csv --to voc labels.csv Annotations/
     """
-    from ..formats import read, write
+    from ..formats import get_format, read, write
     from ..report import write_skip_report
 
     source, target, input_path, output_path = _parse(args, source, target)
     read_options = {"images": images} if images and source == "voc" else {}
+    if shapes_as_boxes and source == "labelme":
+        read_options["shapes_as_boxes"] = True
     annotations = read(input_path, source, on_error=on_error, **read_options)
     options = {"columns": columns} if target == "csv" else {}
     write(annotations, output_path, target, overwrite=overwrite, **options)
+    # Said after the write succeeded, so a failed run still prints only its error line.
+    dropped = dropped_fields(annotations, get_format(target).lossy)
+    if dropped and not as_json:
+        click.echo(
+            f"warning: {target} cannot hold {', '.join(dropped)}; "
+            "these are not in the output",
+            err=True,
+        )
     report = write_skip_report(output_path, annotations.skipped)
     summary = {
         "from": source,
@@ -104,6 +122,7 @@ def convert(args, source, target, columns, images, overwrite, on_error, as_json)
         "classes": len(annotations.classes),
         "skipped": len(annotations.skipped),
         "report": None if report is None else str(report),
+        "lost": dropped,
     }
     if as_json:
         print_json(summary)
@@ -114,6 +133,38 @@ def convert(args, source, target, columns, images, overwrite, on_error, as_json)
     )
     if report is not None:
         click.echo(f"skipped {summary['skipped']} files; reasons in {report}", err=True)
+
+
+# What a format's ``lossy`` names, as a test of whether an annotation set uses it.
+_IMAGE_FIELDS = ("width", "height", "depth", "folder", "path")
+_OBJECT_FLAGS = ("difficult", "truncated")
+_OBJECT_OPTIONAL = ("occluded", "pose")
+
+
+def dropped_fields(annotations, lossy) -> list[str]:
+    """The fields in ``lossy`` that ``annotations`` actually uses (so a warning lists only
+    what is really lost, not everything the target format lacks)."""
+    lossy = set(lossy)
+    objects = [obj for image in annotations.images for obj in image.objects]
+
+    def lost(level: str, name: str) -> bool:
+        return name in lossy or f"{level}.{name}" in lossy
+
+    used = []
+    for name in _IMAGE_FIELDS:
+        if lost("image", name) and any(getattr(i, name) is not None for i in annotations.images):
+            used.append(name)
+    if lost("image", "attributes") and any(i.attributes for i in annotations.images):
+        used.append("image attributes")
+    for name in _OBJECT_FLAGS:
+        if lost("object", name) and any(getattr(o, name) for o in objects):
+            used.append(f"{name} flags")
+    for name in _OBJECT_OPTIONAL:
+        if lost("object", name) and any(getattr(o, name) is not None for o in objects):
+            used.append(name)
+    if lost("object", "attributes") and any(o.attributes for o in objects):
+        used.append("object attributes")
+    return used
 
 
 COMMANDS = [convert]

@@ -22,7 +22,7 @@ Reader = Callable[..., AnnotationSet]
 Writer = Callable[..., None]
 
 # Registry order is the order formats are listed in help texts.
-_MODULES = ("voc", "csv", "json", "lines")
+_MODULES = ("voc", "csv", "json", "lines", "coco", "labelme")
 
 
 @dataclass(frozen=True)

@@ -391,6 +391,13 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
+def _sniff(path: Path) -> bool:
+    """A folder is VOC unless it holds no ``.xml`` but other annotation files (labelme)."""
+    if not path.is_dir():
+        return True
+    return any(path.glob("*.xml")) or not any(path.glob("*.json"))
+
+
 FORMAT = Format(
     name="voc",
     summary="Pascal VOC XML: a folder of <stem>.xml, one per image (LabelImg, CVAT)",
@@ -398,6 +405,7 @@ FORMAT = Format(
     writer=write_voc,
     suffixes=(".xml", "/"),
     output_is_dir=True,
+    sniff=_sniff,
     # Attributes are not written; the class list is the labels in order of first
     # appearance (no room for unused classes); images come back sorted by file name.
     lossy=("attributes", "classes", "image_order"),
