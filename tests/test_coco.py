@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dsxsd
 from dsxsd import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from dsxsd.cli import main
 from dsxsd.errors import DsxsdError, MalformedFileError
+from dsxsd.formats.coco import to_document
 
 DOCUMENT = {
     "info": None,
@@ -113,3 +120,44 @@ def test_broken_json_names_the_line(tmp_path):
     with pytest.raises(MalformedFileError) as info:
         dsxsd.read(path, "coco")
     assert info.value.line == 2
+
+
+def test_one_based_shifts_voc_corners_on_writing_and_back_on_reading(tmp_path):
+    # VOC devkit boxes are 1-based inclusive: pixels 1..10 across is 10 pixels from x = 0.
+    annotations = AnnotationSet(
+        [ImageAnnotation("a.jpg", 20, 20, objects=[ObjectAnnotation("a", BBox(1, 5, 10, 7))])]
+    )
+    path = tmp_path / "out.json"
+    dsxsd.write(annotations, path, "coco", one_based=True)
+    written = json.loads(path.read_text(encoding="utf-8"))["annotations"][0]
+    assert (written["bbox"], written["area"]) == ([0, 4, 10, 3], 30)
+    assert dsxsd.read(path, "coco", one_based=True) == annotations
+    assert dsxsd.read(path, "coco").images[0].objects[0].bbox == BBox(0, 4, 10, 7)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(*[st.integers(-5000, 5000)] * 4), max_size=5))
+def test_one_based_round_trips_integer_boxes_exactly(corners):
+    annotations = AnnotationSet(
+        [ImageAnnotation("a.jpg", 9, 9, objects=[ObjectAnnotation("c", BBox(*c)) for c in corners])]
+    )
+    document = to_document(annotations, one_based=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        assert dsxsd.read(path, "coco", one_based=True) == annotations
+
+
+def test_convert_one_based_option(tmp_path):
+    source = tmp_path / "labels.csv"
+    source.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,20,20,a,1,1,20,20\n")
+    output = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["convert", "csv2coco", str(source), str(output), "--one-based"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(output.read_text(encoding="utf-8"))["annotations"][0]["bbox"] == [0, 0, 20, 20]
+    back = tmp_path / "back.csv"
+    result = CliRunner().invoke(main, ["convert", "coco2csv", str(output), str(back), "--one-based"])
+    assert result.exit_code == 0, result.output
+    assert "a.jpg,20,20,a,1,1,20,20" in back.read_text(encoding="utf-8")
+    result = CliRunner().invoke(main, ["convert", "csv2voc", str(source), str(tmp_path / "v"), "--one-based"])
+    assert result.exit_code == 2 and "--one-based" in result.output

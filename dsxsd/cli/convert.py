@@ -81,11 +81,18 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
     help="labelme input: convert polygons, circles... to their bounding box instead of "
     "skipping them.",
 )
+@click.option(
+    "--one-based",
+    is_flag=True,
+    help="coco input or output: VOC corners are 1-based inclusive pixel indices; shift "
+    "them (x = xmin - 1, w = xmax - xmin + 1) when writing COCO, and back when reading.",
+)
 @overwrite_option
 @on_error_option
 @json_option
 def convert(
-    args, source, target, columns, images, shapes_as_boxes, overwrite, on_error, as_json
+    args, source, target, columns, images, shapes_as_boxes, one_based, overwrite, on_error,
+    as_json,
 ) -> None:
     """Convert annotations between formats.
 
@@ -97,11 +104,17 @@ def convert(
     from ..report import write_skip_report
 
     source, target, input_path, output_path = _parse(args, source, target)
+    if one_based and "coco" not in (source, target):
+        raise click.UsageError("--one-based applies to coco input or output only")
     read_options = {"images": images} if images and source == "voc" else {}
     if shapes_as_boxes and source == "labelme":
         read_options["shapes_as_boxes"] = True
+    if one_based and source == "coco":
+        read_options["one_based"] = True
     annotations = read(input_path, source, on_error=on_error, **read_options)
     options = {"columns": columns} if target == "csv" else {}
+    if one_based and target == "coco":
+        options["one_based"] = True
     write(annotations, output_path, target, overwrite=overwrite, **options)
     # Said after the write succeeded, so a failed run still prints only its error line.
     dropped = dropped_fields(annotations, get_format(target).lossy)

@@ -5,6 +5,12 @@ Coordinate convention: a COCO ``bbox`` is ``[x, y, w, h]`` with ``x = xmin``, ``
 integer VOC boxes convert exactly; reading gives ``xmax = x + w``. For float corners that
 subtraction can round in the last bit, which the contract tests project (``bbox_xywh``).
 
+``one_based=True`` (``--one-based``) is for VOC data whose corners are 1-based inclusive
+pixel indices (the VOC devkit's convention, which the py-faster-rcnn/Detectron converters
+shift): writing gives ``x = xmin - 1``, ``w = xmax - xmin + 1`` (so a box covering pixels
+1..10 becomes ``[0, 10]`` wide 10) and reading does the inverse, so the same option on both
+sides round-trips exactly.
+
 Reading keeps category names (ids may be non-contiguous: they are only keys), ``file_name``
 with sub-folders, images without annotations and ``iscrowd`` (as the object attribute
 ``iscrowd``, present only when true). Segmentation (polygons or RLE), ``area``, ``info``
@@ -35,8 +41,10 @@ def _number(value: float) -> int | float:
 # ----------------------------------------------------------------------------- writing
 
 
-def to_document(annotations: AnnotationSet) -> dict[str, Any]:
-    """The COCO document for ``annotations``: stable ids, boxes as ``[x, y, w, h]``."""
+def to_document(annotations: AnnotationSet, one_based: bool = False) -> dict[str, Any]:
+    """The COCO document for ``annotations``: stable ids, boxes as ``[x, y, w, h]``
+    (shifted from 1-based inclusive corners with ``one_based``, module docstring)."""
+    shift = 1 if one_based else 0
     category_ids = {name: number for number, name in enumerate(annotations.classes, 1)}
     images, boxes = [], []
     for image_id, image in enumerate(annotations.images, 1):
@@ -45,13 +53,14 @@ def to_document(annotations: AnnotationSet) -> dict[str, Any]:
         )
         for obj in image.objects:
             box = obj.bbox
-            w, h = box.xmax - box.xmin, box.ymax - box.ymin
+            x, y = box.xmin - shift, box.ymin - shift
+            w, h = box.xmax - x, box.ymax - y
             boxes.append(
                 {
                     "id": len(boxes) + 1,
                     "image_id": image_id,
                     "category_id": category_ids[obj.label],
-                    "bbox": [_number(box.xmin), _number(box.ymin), _number(w), _number(h)],
+                    "bbox": [_number(x), _number(y), _number(w), _number(h)],
                     "area": _number(abs(w * h)),
                     "iscrowd": 1 if obj.attributes.get("iscrowd") in (1, True, "1") else 0,
                     "segmentation": [],
@@ -62,11 +71,15 @@ def to_document(annotations: AnnotationSet) -> dict[str, Any]:
 
 
 def write_coco(
-    annotations: AnnotationSet, path: str | os.PathLike[str], *, overwrite: bool = False
+    annotations: AnnotationSet,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    one_based: bool = False,
 ) -> None:
     path = Path(path)
     try:
-        text = json.dumps(to_document(annotations), indent=2, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(to_document(annotations, one_based), indent=2, ensure_ascii=False, allow_nan=False)
     except ValueError as exc:
         raise InvalidValueError(f"cannot write as COCO JSON: {exc}", file=path) from None
     _io.write_text(path, text + "\n", overwrite=overwrite)
@@ -103,7 +116,7 @@ def _int(item: Any, key: str, where: str, optional: bool = False) -> int | None:
     return value
 
 
-def _box(item: dict[str, Any], where: str) -> BBox:
+def _box(item: dict[str, Any], where: str, shift: int) -> BBox:
     value = item.get("bbox")
     if not (isinstance(value, list) and len(value) == 4):
         raise _Bad(f"'bbox' is {value!r}, not [x, y, w, h]", f"{where}.bbox")
@@ -111,15 +124,17 @@ def _box(item: dict[str, Any], where: str) -> BBox:
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
             raise _Bad(f"'bbox' holds {number!r}, not a number", f"{where}.bbox")
     x, y, w, h = (float(v) for v in value)
-    return BBox(x, y, x + w, y + h)
+    return BBox(x + shift, y + shift, x + w, y + h)
 
 
 def read_coco(
-    path: str | os.PathLike[str], *, on_error: OnError = "raise"
+    path: str | os.PathLike[str], *, on_error: OnError = "raise", one_based: bool = False
 ) -> AnnotationSet:
     """Read a COCO instances file. With ``on_error="skip"`` a bad annotation or image is
     left out and listed in ``skipped`` with its JSON path; a bad category is always an
-    error (every box depends on it)."""
+    error (every box depends on it). ``one_based`` gives 1-based inclusive corners (module
+    docstring)."""
+    shift = 1 if one_based else 0
     path = Path(path)
     document = parse_document(path)
     if not isinstance(document, dict):
@@ -163,7 +178,7 @@ def read_coco(
             objects.setdefault(image_id, []).append(
                 ObjectAnnotation(
                     categories[category],
-                    _box(item, where),
+                    _box(item, where, shift),
                     attributes={"iscrowd": 1} if crowd else {},
                 )
             )

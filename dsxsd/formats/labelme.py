@@ -3,7 +3,8 @@
 Rectangle shapes become boxes, their two points in whatever order they were drawn
 (corners are normalised to min/max). Other shapes (polygon, circle, line, point, ...) are
 not boxes: they are left out and listed in ``skipped`` with the file and shape index, or,
-with ``shapes_as_boxes=True``, converted to the bounding box of their points. ``imageData``
+with ``shapes_as_boxes=True``, converted to the bounding box of their points (a point or a
+straight line, which has no area, is still left out and listed). ``imageData``
 is never needed; ``imagePath`` gives the file name and ``imageWidth``/``imageHeight`` the
 size. Input is a folder of labelme files or one file.
 """
@@ -78,7 +79,12 @@ def read_file(
             r = math.hypot(px - cx, py - cy)
             points = [(cx - r, cy - r), (cx + r, cy + r)]
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        objects.append(ObjectAnnotation(label.strip(), BBox(min(xs), min(ys), max(xs), max(ys))))
+        box = BBox(min(xs), min(ys), max(xs), max(ys))
+        if kind != "rectangle" and (box.xmin == box.xmax or box.ymin == box.ymax):
+            # A point or a straight line has no box worth cropping.
+            left_out.append(SkippedFile(str(path), f"{where}: {kind} shape {label!r} has no area"))
+            continue
+        objects.append(ObjectAnnotation(label.strip(), box))
     name = image_path.strip().replace("\\", "/")
     image = ImageAnnotation(
         name.rsplit("/", 1)[-1],
