@@ -351,3 +351,12 @@ def test_a_warning_lists_what_the_target_cannot_hold(tmp_path):
     )
     result = invoke("convert", "json2csv", src, tmp_path / "out.csv")
     assert result.stderr == "warning: csv cannot hold path; these are not in the output\n"
+
+
+def test_the_warning_names_classes_a_target_without_a_class_list_loses(tmp_path):
+    src = tmp_path / "in.json"
+    dsxsd.write(AnnotationSet(DATASET.images, classes=("zebra", "dog", "猫 cat", "a&b <c>, \"x\"", "ant")), src, "json")
+    result = invoke("convert", "json2voc", src, tmp_path / "voc")
+    assert result.exit_code == 0, result.output
+    assert "classes without objects (ant, zebra)" in result.stderr
+    assert "classes" not in invoke("convert", "json2coco", src, tmp_path / "out.json").stderr

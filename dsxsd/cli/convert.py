@@ -177,6 +177,11 @@ def dropped_fields(annotations, lossy) -> list[str]:
             used.append(name)
     if lost("object", "attributes") and any(o.attributes for o in objects):
         used.append("object attributes")
+    if "classes" in lossy:
+        # Such a format lists only the classes its boxes use.
+        unused = set(annotations.classes) - {o.label for o in objects}
+        if unused:
+            used.append(f"classes without objects ({', '.join(sorted(unused))})")
     return used
 
 
