@@ -15,13 +15,23 @@ defaults (1 positive per image, 1 negative per positive: 2 pairs per crop), it p
   loop over images with ``random`` and a set of seen pairs).
 
 It prints ratios and never asserts times: machines differ. Run it as
-``python benchmarks/bench_pairs.py`` (about a minute) or ``--sizes 10000,100000``.
+``python benchmarks/bench_pairs.py`` (about a minute) or ``--sizes 10000,100000``;
+``--table`` prints instead the rows :func:`measure` gives ``benchmarks/run.py``:
+
+- ``make-pairs 1M crops``: ``crops.csv`` on disk to ``pairs.csv`` on disk (2M pairs),
+  best of two runs (quick: three), target under 10 s, and the sampling alone (in
+  memory, no target); the bare ``rng.integers`` draw of as many index pairs is printed
+  beside them for scale. ``quick`` does 100k crops (200k pairs) against a scaled
+  target of 1 s (the work is linear in the crops);
+- the speed-up of the sampling over the pure-Python sampler on 100k crops (``quick``:
+  10k), per pair, best of two runs each; reported, no target.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -30,7 +40,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dsxsd.pairs import make_pairs
+if __package__ in (None, ""):  # run as a script: make ``benchmarks._common`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import Row, best_of, table  # noqa: E402
+from dsxsd.pairs import make_pairs  # noqa: E402
 
 PER_CLASS = 1000
 NAIVE_MAX = 100_000  # the pure-Python baseline takes about a minute on a million crops
@@ -106,11 +120,62 @@ def peak_bytes(crops: pd.DataFrame) -> int:
     return peak
 
 
+STAGE = "make-pairs"
+TARGET_S_PER_MILLION = 10.0
+
+
+def measure(quick: bool = False) -> list[Row]:
+    """The rows of ``benchmarks/run.py``: file to file at 1M crops (quick: 100k) with a
+    target, and the speed-up over the pure-Python sampler at 100k crops (quick: 10k)."""
+    n = 100_000 if quick else 1_000_000
+    naive_n = 10_000 if quick else 100_000
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dsxsd-bench-pairs-") as tmp:
+        crops = crops_table(n)
+        folder = Path(tmp) / "crops"
+        folder.mkdir()
+        crops.to_csv(folder / "crops.csv", index=False, lineterminator="\n")
+        file_runs = 3 if quick else 2
+        pairs, file_s = min(
+            (timed(make_pairs, folder / "crops.csv", Path(tmp) / f"run{r}" / "pairs.csv")
+             for r in range(file_runs)),
+            key=lambda result: result[1],
+        )
+        floor_s = numpy_floor(len(pairs))
+        rows.append(Row(
+            STAGE, f"crops.csv -> pairs.csv, {n:,} crops -> {len(pairs):,} pairs, best of {file_runs}",
+            file_s, "bare rng.integers draw (printed for scale)", floor_s, "seconds",
+            TARGET_S_PER_MILLION * n / 1_000_000,
+        ))
+        # The same in memory: how much of that is the sampling, how much CSV in and out.
+        pairs, sample_s = timed(make_pairs, crops)
+        rows.append(Row(
+            STAGE, f"sampling only (DataFrame in, no file), {n:,} crops, 1 run",
+            sample_s, "bare rng.integers draw (printed for scale)", floor_s, "seconds", None,
+        ))
+    small = crops_table(naive_n)
+    pairs, sample_s = best_of(2, make_pairs, small)
+    naive, naive_s = best_of(2, naive_pairs, small)
+    # Per pair: the two samplers need not return exactly as many pairs.
+    rows.append(Row(
+        STAGE, f"sampling only, {naive_n:,} crops -> {len(pairs):,} pairs, best of 2",
+        sample_s, "pure-Python sampler (random + set)", naive_s * len(pairs) / len(naive),
+        "speedup", None,
+    ))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="crop counts")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
+    parser.add_argument("--table", action="store_true", help="print the rows of benchmarks/run.py")
+    parser.add_argument("--quick", action="store_true", help="with --table: 100k and 10k crops")
+    parser.add_argument("--markdown", action="store_true", help="with --table: as Markdown")
     args = parser.parse_args()
+    if args.table:
+        print(table(measure(args.quick), markdown=args.markdown))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
 
     header = (

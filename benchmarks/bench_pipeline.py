@@ -9,8 +9,29 @@
 
     python benchmarks/bench_pipeline.py               # CPU-sized defaults, a few minutes on 2 cores
     python benchmarks/bench_pipeline.py --width 1 --steps 50   # the full model, on a GPU
+    python benchmarks/bench_pipeline.py --table [--quick]      # the rows of benchmarks/run.py
 
 Prints ratios; never asserts on time (timings belong here, not in tests).
+
+:func:`measure` (the rows of ``benchmarks/run.py``, no training) times one epoch of the
+``train`` split, every figure the best of several runs alternated with its baseline so
+that load from other processes hits both alike:
+
+- the pipeline: ``make_dataset(..., cache="none")`` consumed fully, i.e. every distinct
+  image decoded once in the epoch, then every pair delivered as float32 batches;
+- the per-pair PIL loader: the reference implementation's loop, which opens, converts and
+  resizes both images of every pair (target: the pipeline at least 5x faster);
+- the decode+resize limit: a bare ``tf.data`` map of ``read_file`` + ``decode_image`` +
+  ``resize`` (the same kernel, antialiased, and size as the pipeline) over the split's
+  *distinct* files, ``AUTOTUNE`` parallel, batched and consumed fully, nothing else. No
+  pipeline can deliver an epoch of these pairs without decoding each of their images once,
+  so this is the floor of an epoch, whatever the number of pairs; the figure is epoch time
+  over floor time (target: at most 1.25x). What the pipeline does above it: rounding the
+  images to uint8, and gathering each pair's two images into float32 batches, which costs
+  memory bandwidth in proportion to the pairs per image. Both are measured at two
+  densities: ``--positives 1`` (make-pairs' default: each image in about 4 pairs' sides)
+  and ``--positives 4`` (about 16): the more uses per image, the further the pipeline is
+  ahead of the PIL loader and the more its float32 batches cost above the limit.
 """
 
 from __future__ import annotations
@@ -28,8 +49,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-import dsxsd  # noqa: E402
+if __package__ in (None, ""):  # run as a script: make ``benchmarks._common`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import dsxsd  # noqa: E402
+from benchmarks._common import Row, table, timed  # noqa: E402
+
+STAGE = "input pipeline"
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 
 
@@ -51,8 +77,9 @@ def make_images(root: Path, classes: int, per_class: int, size: int, seed: int =
             image.save(root / name / f"{i:04d}.jpg", quality=90)
 
 
-def pil_loader_pairs_per_second(manifest: Path, size: int, batch_size: int) -> float:
-    """The reference approach: for every pair, open, convert and resize both images."""
+def pil_loader_epoch(manifest: Path, size: int, batch_size: int) -> int:
+    """The reference approach: for every pair, open, convert and resize both images.
+    Returns how many pairs it delivered."""
     rows = dsxsd.read_pairs(manifest).query("split == 'train'")
     root = manifest.parent
 
@@ -60,11 +87,91 @@ def pil_loader_pairs_per_second(manifest: Path, size: int, batch_size: int) -> f
         with Image.open(root / path) as im:
             return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
 
-    start = time.perf_counter()
     for i in range(0, len(rows), batch_size):
         batch = rows.iloc[i : i + batch_size]
         np.stack([load(p) for p in batch.left]), np.stack([load(p) for p in batch.right])
-    return len(rows) / (time.perf_counter() - start)
+    return len(rows)
+
+
+def pil_loader_pairs_per_second(manifest: Path, size: int, batch_size: int) -> float:
+    pairs, seconds = timed(pil_loader_epoch, manifest, size, batch_size)
+    return pairs / seconds
+
+
+def decode_limit_dataset(paths: list[str], size: int, batch_size: int):
+    """The floor of an epoch: each distinct file read, decoded and resized once, as fast as
+    tf.data does it, and nothing else (see the module docstring)."""
+    import tensorflow as tf
+
+    def decode(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.image.resize(image, [size, size], antialias=True)
+
+    return (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def consume(ds) -> int:
+    """Iterate a dataset to its end, as a training loop would; returns the elements."""
+    return sum(1 for _ in ds)
+
+
+def make_manifest(root: Path, classes: int, per_class: int, size: int, positives: int) -> Path:
+    if not (root / "images").exists():
+        make_images(root / "images", classes, per_class, size)
+    manifest = root / f"pairs-{positives}.csv"
+    dsxsd.make_pairs(root / "images", manifest, positives=positives, seed=0)
+    return manifest
+
+
+DENSITIES = (1, 4)  # --positives: 1 is make-pairs' default (4 uses per image), 4 gives 16
+
+
+def measure(
+    quick: bool = False,
+    *,
+    classes: int = 10,
+    per_class: int | None = None,
+    densities: tuple[int, ...] = DENSITIES,
+    image_size: int = 105,
+    batch_size: int = 32,
+) -> list[Row]:
+    """The pipeline against the per-pair PIL loader and against the decode+resize limit,
+    on the same images paired at each of ``densities`` (same-class pairs per image)."""
+    from dsxsd.train import make_dataset
+    from dsxsd.train.data import pair_table, read_manifest
+
+    per_class = per_class or (24 if quick else 40)
+    runs = 4 if quick else 9
+    pil_runs = 1 if quick else 2  # tens of times slower than the others
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dsxsd-bench-pipeline-") as tmp:
+        for positives in densities:
+            manifest = make_manifest(Path(tmp), classes, per_class, image_size, positives)
+            pairs = pair_table(read_manifest(manifest), "train", manifest)
+            pipeline = make_dataset(manifest, "train", image_size=image_size,
+                                    batch_size=batch_size, cache="none", check=False)
+            limit = decode_limit_dataset(pairs.paths, image_size, batch_size)
+            consume(pipeline), consume(limit)  # untimed: tracing, thread pools, file cache
+            pipeline_s = limit_s = pil_s = float("inf")
+            for run in range(runs):
+                limit_s = min(limit_s, timed(consume, limit)[1])
+                pipeline_s = min(pipeline_s, timed(consume, pipeline)[1])
+                if run < pil_runs:
+                    pil_s = min(pil_s, timed(pil_loader_epoch, manifest, image_size, batch_size)[1])
+            what = (f"make_dataset, cache none, 1 epoch: {len(pairs):,} pairs of "
+                    f"{len(pairs.paths):,} images ({2 * len(pairs) / len(pairs.paths):.0f} uses "
+                    f"each, --positives {positives}), {image_size}px")
+            rows += [
+                Row(STAGE, what, pipeline_s, "per-pair PIL loader (reference)", pil_s, "speedup", 5.0),
+                Row(STAGE, what, pipeline_s, "decode+resize limit (distinct images once)", limit_s,
+                    "overhead", 1.25),
+            ]
+    return rows
 
 
 def pipeline_pairs_per_second(manifest: Path, size: int, batch_size: int, cache: str) -> tuple[float, float]:
@@ -127,13 +234,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8, help="training steps per timed epoch")
     parser.add_argument("--rounds", type=int, default=2, help="timed epochs per fit (best kept)")
+    parser.add_argument("--table", action="store_true",
+                        help="print only the rows of benchmarks/run.py (no training)")
+    parser.add_argument("--quick", action="store_true", help="with --table: fewer images and runs")
+    parser.add_argument("--markdown", action="store_true", help="with --table: as Markdown")
     args = parser.parse_args(argv)
+    if args.table:
+        rows = measure(args.quick, classes=args.classes, per_class=None if args.quick else args.per_class,
+                       image_size=args.image_size, batch_size=args.batch_size)
+        print(table(rows, markdown=args.markdown))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        make_images(root / "images", args.classes, args.per_class, args.image_size)
-        manifest = root / "pairs.csv"
-        dsxsd.make_pairs(root / "images", manifest, positives=args.positives, seed=0)
+        manifest = make_manifest(root, args.classes, args.per_class, args.image_size, args.positives)
         rows = dsxsd.read_pairs(manifest).query("split == 'train'")
         distinct = len(set(rows.left) | set(rows.right))
         print(f"{len(rows)} training pairs over {distinct} distinct images "

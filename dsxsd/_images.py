@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import warnings
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -244,6 +245,43 @@ def open_image(
         except Exception as exc:
             raise ImageDecodeError(f"cannot apply EXIF orientation: {exc}", file=path) from None
     return image
+
+
+def read_header(
+    path: str | os.PathLike[str], *, annotation_file: str | os.PathLike[str] | None = None
+) -> tuple[int, int, int | None]:
+    """Width, height and depth (bands) from the header of an image; it is never decoded.
+
+    Decompression-bomb warnings are not raised (nothing is decoded, so a large image is no
+    danger), but sizes past Pillow's hard limit are :class:`HostileInputError`, as
+    everywhere in dsxsd. Errors name ``annotation_file`` when given (the file that led
+    here), else the image.
+    """
+    where = path if annotation_file is None else annotation_file
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=DECODERS) as opened:
+                return opened.width, opened.height, mode_depth(opened.mode)
+    except Image.DecompressionBombError as exc:
+        raise HostileInputError(
+            f"image {path}: refused as a possible decompression bomb ({exc})", file=where
+        ) from None
+    except FileNotFoundError:
+        raise MissingImageError(f"image {path} not found", file=where) from None
+    except Exception as exc:  # Pillow raises many types for a bad header
+        raise ImageDecodeError(f"cannot read the size of image {path}: {exc}", file=where) from None
+
+
+def mode_depth(mode: str) -> int | None:
+    """The depth a VOC ``<size>`` gives for a Pillow mode: its bands, and 3 (4 with alpha)
+    for a palette image, which is a colour image to a labeller (LabelImg writes 3)."""
+    if mode in ("P", "PA"):
+        return 3 if mode == "P" else 4
+    try:
+        return Image.getmodebands(mode)
+    except (KeyError, ValueError):
+        return None
 
 
 def _sixteen_to_eight(image: Image.Image) -> Image.Image:

@@ -17,6 +17,7 @@ driven by the format's ``lossy`` list.
 from __future__ import annotations
 
 import dataclasses
+import math
 import string
 from typing import Any, Iterable
 
@@ -170,7 +171,10 @@ def project(annotations: AnnotationSet, lossy: Iterable[str]) -> AnnotationSet:
     - ``classes``: no class list; the classes are the labels in order of first appearance;
     - ``image_order``: images come back sorted by file name;
     - ``bbox_xywh``: the box travels as ``[x, y, xmax - x, ymax - y]`` (COCO), so its far
-      corner comes back as ``x + (xmax - x)``, which floats may round in the last bit.
+      corner comes back as ``x + (xmax - x)``, which floats may round in the last bit;
+    - ``bbox_normalised``: the box travels divided by the image size (YOLO), so it comes
+      back only approximately; boxes are left as they are here and compared within
+      :data:`BOX_TOLERANCE` by :func:`assert_matches`.
     """
     lossy = set(lossy)
 
@@ -199,7 +203,44 @@ def project(annotations: AnnotationSet, lossy: Iterable[str]) -> AnnotationSet:
     return AnnotationSet(result, classes)
 
 
+# How far a corner that travelled normalised may come back (pixels, or relative to the
+# coordinate for huge ones): a millionth of a pixel, where an off-by-one or a swapped
+# corner is off by one pixel or more.
+BOX_TOLERANCE = 1e-6
+
+
+def _box_free(annotations: AnnotationSet) -> AnnotationSet:
+    empty = BBox(0, 0, 0, 0)
+    return AnnotationSet(
+        [
+            dataclasses.replace(
+                image, objects=[dataclasses.replace(obj, bbox=empty) for obj in image.objects]
+            )
+            for image in annotations.images
+        ],
+        annotations.classes,
+    )
+
+
+def assert_matches(actual: AnnotationSet, expected: AnnotationSet, lossy: Iterable[str]) -> None:
+    """``actual == expected``, except that with ``bbox_normalised`` in ``lossy`` each box
+    corner may differ by :data:`BOX_TOLERANCE` (everything else still exactly)."""
+    if "bbox_normalised" not in set(lossy):
+        assert actual == expected
+        return
+    assert _box_free(actual) == _box_free(expected)
+    for image, wanted in zip(actual.images, expected.images):
+        for index, (obj, want) in enumerate(zip(image.objects, wanted.objects)):
+            close = all(
+                math.isclose(a, b, rel_tol=BOX_TOLERANCE * 1e-6, abs_tol=BOX_TOLERANCE)
+                for a, b in zip(obj.bbox.as_tuple(), want.bbox.as_tuple())
+            )
+            assert close, f"{image.filename} object {index}: {obj.bbox} != {want.bbox}"
+
+
 __all__ = [
+    "BOX_TOLERANCE",
+    "assert_matches",
     "HOSTILE_LABELS",
     "annotation_sets",
     "attributes",

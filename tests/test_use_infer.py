@@ -209,8 +209,6 @@ def test_search_model_override(workspace, index, tmp_path):
 
 
 def test_search_with_another_model_is_refused(workspace, index, tmp_path):
-    import keras
-
     from dsxsd.train.network import build_model
 
     other = build_model(image_size=IMAGE_SIZE, width=0.25)  # other feature length

@@ -135,7 +135,7 @@ class Workspace:
             self._model = keras.models.load_model(self.model_path)
         return self._model
 
-    def reference_scores(self, left, right) -> "np.ndarray":
+    def reference_scores(self, left, right):
         """What the full model says of these pairs, fed by load_images: the ground truth
         every faster path (tower once, head vectorised) must agree with."""
         import numpy as np

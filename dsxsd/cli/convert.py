@@ -73,7 +73,9 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
     "--images",
     type=click.Path(file_okay=False, exists=True),
     help="voc input: where to read image sizes from (headers only) when <size> is "
-    "missing. Default: beside the XML files.",
+    "missing (default: beside the XML files). yolo input: the images whose headers give "
+    "the sizes (default: the 'images' twin of a 'labels' folder, then the label folder). "
+    "yolo output: where to read the sizes of images the input gives none for.",
 )
 @click.option(
     "--shapes-as-boxes",
@@ -87,12 +89,21 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
     help="coco input or output: VOC corners are 1-based inclusive pixel indices; shift "
     "them (x = xmin - 1, w = xmax - xmin + 1) when writing COCO, and back when reading.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Processes reading a folder of per-image files (voc). Default (0): all cores; "
+    "1: no extra processes. Small folders are always read in one process. The output "
+    "does not depend on it.",
+)
 @overwrite_option
 @on_error_option
 @json_option
 def convert(
-    args, source, target, columns, images, shapes_as_boxes, one_based, overwrite, on_error,
-    as_json,
+    args, source, target, columns, images, shapes_as_boxes, one_based, workers, overwrite,
+    on_error, as_json,
 ) -> None:
     """Convert annotations between formats.
 
@@ -106,13 +117,15 @@ def convert(
     source, target, input_path, output_path = _parse(args, source, target)
     if one_based and "coco" not in (source, target):
         raise click.UsageError("--one-based applies to coco input or output only")
-    read_options = {"images": images} if images and source == "voc" else {}
+    read_options = {"images": images} if images and source in ("voc", "yolo") else {}
     if shapes_as_boxes and source == "labelme":
         read_options["shapes_as_boxes"] = True
     if one_based and source == "coco":
         read_options["one_based"] = True
-    annotations = read(input_path, source, on_error=on_error, **read_options)
+    annotations = read(input_path, source, on_error=on_error, workers=workers, **read_options)
     options = {"columns": columns} if target == "csv" else {}
+    if images and target == "yolo":
+        options["images"] = images
     if one_based and target == "coco":
         options["one_based"] = True
     write(annotations, output_path, target, overwrite=overwrite, **options)

@@ -91,8 +91,10 @@ class _Progress:
 )
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=1, show_default=True,
-    help="Processes cutting images in parallel (0: one per CPU). Output is the same as with 1.",
+    "--workers", type=click.IntRange(min=0), default=0, metavar="N",
+    help="Processes cutting images in parallel. Default (0): all cores; 1: no extra "
+    "processes. A few images are always cut in one process. The output does not depend "
+    "on it.",
 )
 @click.option(
     "--exif-transpose", is_flag=True,

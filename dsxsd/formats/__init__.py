@@ -22,7 +22,7 @@ Reader = Callable[..., AnnotationSet]
 Writer = Callable[..., None]
 
 # Registry order is the order formats are listed in help texts.
-_MODULES = ("voc", "csv", "json", "lines", "coco", "labelme")
+_MODULES = ("voc", "csv", "json", "lines", "coco", "labelme", "yolo")
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,9 @@ def get_format(name: str) -> Format:
 def guess_format(path: str | os.PathLike[str], for_writing: bool = False) -> str:
     """The format a path is in, from its suffix (and content, where suffixes are shared).
 
-    A folder is ``voc``. For writing only the suffix counts and the first registered
-    format with it wins.
+    A folder is ``voc`` unless it holds no ``.xml`` but labelme ``.json`` files or YOLO
+    ``.txt`` labels with a class list. For writing only the suffix counts and the first
+    registered format with it wins (a folder: ``voc``).
     """
     path = Path(path)
     suffix = "/" if path.is_dir() else path.suffix.lower()
@@ -108,12 +109,19 @@ def read(
     format: str | None = None,
     *,
     on_error: OnError = "raise",
+    workers: int | None = 1,
     **options: Any,
 ) -> AnnotationSet:
     """Read annotations from ``path``; ``format`` is guessed from the path when not given.
 
     With ``on_error="skip"`` bad files are left out and listed in the result's
     ``skipped``; with ``"raise"`` the first bad file raises an error naming it.
+    ``workers``: processes reading a folder of per-image files (``None``/``0``: every
+    core, ``1``: this process only; small folders always stay in this process; formats
+    that are one file ignore it). The result does not depend on it. It is 1 by default
+    here (``dsxsd convert`` uses every core): worker processes import the calling script
+    afresh, which a script without an ``if __name__ == "__main__":`` guard does not
+    survive, as with :mod:`multiprocessing`.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -121,7 +129,19 @@ def read(
     fmt = get_format(format or guess_format(path))
     if fmt.reader is None:
         raise UnknownFormatError(f"format {fmt.name!r} cannot be read")
+    if _takes_workers(fmt.reader):
+        options["workers"] = workers
+    else:
+        from .._parallel import resolve_workers
+
+        resolve_workers(workers)  # a bad value is refused for every format alike
     return fmt.reader(path, on_error=on_error, **options)
+
+
+def _takes_workers(reader: Reader) -> bool:
+    import inspect
+
+    return "workers" in inspect.signature(reader).parameters
 
 
 def write(

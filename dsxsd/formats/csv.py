@@ -100,7 +100,17 @@ def _size_text(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+class _NumberTexts(dict):
+    """``number_text`` with a memory: pixel coordinates repeat a lot across a dataset, and
+    formatting them was most of the time of writing a large file."""
+
+    def __missing__(self, value: float) -> str:
+        text = self[value] = number_text(value)
+        return text
+
+
 def _rows(annotations: AnnotationSet, full: bool) -> Iterator[list[str]]:
+    text = _NumberTexts().__getitem__
     for image in annotations.images:
         head = [image.filename, _size_text(image.width), _size_text(image.height)]
         depth = _size_text(image.depth)
@@ -109,13 +119,7 @@ def _rows(annotations: AnnotationSet, full: bool) -> Iterator[list[str]]:
             continue
         for obj in image.objects:
             box = obj.bbox
-            row = head + [
-                obj.label,
-                number_text(box.xmin),
-                number_text(box.ymin),
-                number_text(box.xmax),
-                number_text(box.ymax),
-            ]
+            row = head + [obj.label, text(box.xmin), text(box.ymin), text(box.xmax), text(box.ymax)]
             if full:
                 row += [
                     depth,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import _io, metrics
-from ..errors import DsxsdError, ManifestError, MissingDependencyError, OutputExistsError
+from ..errors import ManifestError, MissingDependencyError, OutputExistsError
 from .infer import Progress, Scorer, _nothing, _relative, load_scorer, read_image_list, read_pairs_frame, score_pairs
 
 METRICS_FORMAT = "dsxsd.metrics"

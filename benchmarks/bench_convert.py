@@ -1,0 +1,184 @@
+"""How fast ``voc2csv`` is, against the TF Object Detection API's ``xml_to_csv.py`` loop.
+
+Generates LabelImg-style VOC files (folder, filename, path, source, size, segmented and
+1-4 objects with name, pose, truncated, difficult and bndbox, tab-indented as LabelImg
+writes them) into a temporary folder, then times on those same files, in the same run:
+
+- the baseline: the loop of the TF Object Detection API tutorials' ``xml_to_csv.py``
+  (``glob``, ``xml.etree.ElementTree.parse``, one tuple per object, ``pd.DataFrame``,
+  ``to_csv``);
+- ``dsxsd.read`` + ``dsxsd.write`` (what ``dsxsd convert voc2csv`` does) with one process
+  and with every core, and the CLI end to end once.
+
+Figures are speed-ups over the baseline: the best of a few runs each, the contenders
+taking turns within a round, so that load from other work on the machine falls on all
+of them alike. dsxsd validates more than the baseline does (hostile XML,
+numbers, flags, sizes) and writes four more columns; the comparison is of what a user
+runs to get the CSV. Run ``python benchmarks/bench_convert.py [--files N] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import random
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks._common`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import Row, cores, interleaved, table, timed  # noqa: E402
+
+STAGE = "convert voc2csv"
+BASELINE = "ElementTree loop (xml_to_csv.py)"
+FULL_FILES = 17_000
+QUICK_FILES = 5_000
+CLASSES = ("person", "car", "dog", "cat", "bicycle", "bird", "traffic light", "bus")
+POSES = ("Unspecified", "Unspecified", "Unspecified", "Left", "Right", "Frontal")
+
+_OBJECT = """\t<object>
+\t\t<name>{name}</name>
+\t\t<pose>{pose}</pose>
+\t\t<truncated>{truncated}</truncated>
+\t\t<difficult>{difficult}</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>{xmin}</xmin>
+\t\t\t<ymin>{ymin}</ymin>
+\t\t\t<xmax>{xmax}</xmax>
+\t\t\t<ymax>{ymax}</ymax>
+\t\t</bndbox>
+\t</object>
+"""
+
+_DOCUMENT = """<annotation>
+\t<folder>images</folder>
+\t<filename>{filename}</filename>
+\t<path>/home/labeller/datasets/street/images/{filename}</path>
+\t<source>
+\t\t<database>Unknown</database>
+\t</source>
+\t<size>
+\t\t<width>{width}</width>
+\t\t<height>{height}</height>
+\t\t<depth>3</depth>
+\t</size>
+\t<segmented>0</segmented>
+{objects}</annotation>
+"""
+
+
+def labelimg_document(index: int, rng: random.Random) -> str:
+    """One file as LabelImg saves it, with 1-4 objects."""
+    width, height = rng.choice(((640, 480), (1280, 720), (1920, 1080), (800, 600)))
+    objects = []
+    for _ in range(rng.randint(1, 4)):
+        xmin, ymin = rng.randrange(width - 20), rng.randrange(height - 20)
+        objects.append(
+            _OBJECT.format(
+                name=rng.choice(CLASSES),
+                pose=rng.choice(POSES),
+                truncated=int(rng.random() < 0.1),
+                difficult=int(rng.random() < 0.05),
+                xmin=xmin,
+                ymin=ymin,
+                xmax=rng.randint(xmin + 10, width),
+                ymax=rng.randint(ymin + 10, height),
+            )
+        )
+    return _DOCUMENT.format(
+        filename=f"img_{index:06d}.jpg", width=width, height=height, objects="".join(objects)
+    )
+
+
+def make_files(folder: Path, count: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        (folder / f"img_{index:06d}.xml").write_text(labelimg_document(index, rng), "utf-8")
+    return folder
+
+
+def xml_to_csv(path: str, output: str) -> None:
+    """The TF Object Detection API tutorials' ``xml_to_csv.py``, as people run it."""
+    import pandas as pd
+
+    xml_list = []
+    for xml_file in glob.glob(path + "/*.xml"):
+        tree = ET.parse(xml_file)
+        root = tree.getroot()
+        for member in root.findall("object"):
+            bndbox = member.find("bndbox")
+            value = (
+                root.find("filename").text,
+                int(root.find("size")[0].text),
+                int(root.find("size")[1].text),
+                member.find("name").text,
+                int(bndbox.find("xmin").text),
+                int(bndbox.find("ymin").text),
+                int(bndbox.find("xmax").text),
+                int(bndbox.find("ymax").text),
+            )
+            xml_list.append(value)
+    column_name = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
+    xml_df = pd.DataFrame(xml_list, columns=column_name)
+    xml_df.to_csv(output, index=None)
+
+
+def dsxsd_convert(folder: Path, output: Path, workers: int | None) -> None:
+    import dsxsd
+
+    annotations = dsxsd.read(folder, "voc", workers=workers)
+    dsxsd.write(annotations, output, "csv", overwrite=True)
+
+
+def measure(quick: bool = False, files: int | None = None) -> list[Row]:
+    count = files or (QUICK_FILES if quick else FULL_FILES)
+    runs = 2 if quick else 3
+    n = cores()
+    label = f"{count:,} files"
+    with tempfile.TemporaryDirectory(prefix="dsxsd-bench-convert-") as tmp:
+        folder = make_files(Path(tmp) / "Annotations", count)
+        out = Path(tmp) / "out"
+        out.mkdir()
+        # Warm the page cache and the imports once, outside every timing.
+        xml_to_csv(str(folder), str(out / "warm.csv"))
+        dsxsd_convert(folder, out / "warm2.csv", 1)
+        base, serial, parallel = interleaved(
+            runs,
+            (xml_to_csv, str(folder), str(out / "baseline.csv")),
+            (dsxsd_convert, folder, out / "serial.csv", 1),
+            (dsxsd_convert, folder, out / "parallel.csv", None),
+        )
+        lines = {name: len((out / name).read_bytes().splitlines()) for name in
+                 ("baseline.csv", "serial.csv", "parallel.csv")}
+        if len(set(lines.values())) != 1:  # one row per object, and the header, in each
+            raise AssertionError(f"the outputs disagree on the number of rows: {lines}")
+        rows = [
+            Row(STAGE, f"dsxsd API, --workers 1 ({label})", serial, BASELINE, base, "speedup", None),
+            Row(STAGE, f"dsxsd API, all {n} cores ({label})", parallel, BASELINE, base, "speedup", 2.0),
+        ]
+        command = [sys.executable, "-c", "from dsxsd.cli import main; main()", "convert",
+                   "voc2csv", str(folder), str(out / "cli.csv"), "--overwrite"]
+        _, cli = timed(subprocess.run, command, check=True, capture_output=True)
+        rows.append(
+            Row(STAGE, f"dsxsd convert CLI, all cores, 1 run ({label})", cli, BASELINE, base,
+                "speedup", None)
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, help=f"how many VOC files (default {FULL_FILES:,})")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_FILES:,} files, fewer runs")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    print(table(measure(args.quick, args.files), markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()

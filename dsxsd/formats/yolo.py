@@ -1,0 +1,649 @@
+"""YOLO labels: a folder of ``<stem>.txt``, one per image, plus the class list.
+
+Each line of ``<stem>.txt`` is ``<class id> <cx> <cy> <w> <h>``: the box centre and size
+divided by the image's width and height (Ultralytics, darknet, LabelImg's YOLO mode). An
+empty file is an image without objects. Because the numbers are relative, pixel boxes need
+the image size, which YOLO files do not hold: it comes from the annotation set on writing
+and from the image *headers* on reading (Pillow's ``Image.open``, never decoded).
+
+Class names (ids are 0-based positions) come from the nearest of, looking in the label
+folder, then its parent, then its grandparent: ``classes.txt`` (one name per line, as
+LabelImg and darknet write it), else ``data.yaml``/``dataset.yaml`` ``names`` (Ultralytics,
+Roboflow), read by :func:`read_yaml_names` without a YAML library. ``classes=`` names the
+file instead.
+
+Reading:
+
+- Only the top level of the folder is read (one Ultralytics split, ``labels/train``, is
+  one annotation set); a folder whose ``.txt`` files are all in sub-folders is an error
+  naming them, not an empty set. ``classes.txt`` and macOS ``._*`` files are not labels.
+  Images come back sorted by label file name; an image without a label file is not listed.
+- The image of ``x.txt`` is ``x.<ext>`` (any usual image extension, in any case) in, in
+  order: ``images`` when given (and ``images/<label folder name>``); else the Ultralytics
+  twin folder (the last ``labels`` component of the folder replaced by ``images``:
+  ``ds/labels/train`` -> ``ds/images/train``, ``ds/train/labels`` -> ``ds/train/images``),
+  then the label folder itself (darknet). Its file name becomes the image's ``filename``;
+  width, height and depth come from its header.
+- A line with more than 5 numbers after the class id is a segmentation polygon
+  ``x1 y1 x2 y2 ...`` and is read as the polygon's bounding box, as Ultralytics does when
+  it trains a detector on segment labels; exactly 5 is a box plus a confidence (``yolo
+  predict save_conf``), kept as the ``confidence`` attribute. With ``kpt_shape`` in the
+  data.yaml (pose data), the first four numbers are the box and the keypoints are ignored.
+- Pixel corners are ``(cx -/+ w / 2) * width`` rounded to 6 decimals, so that the noise of
+  decimal normalised values (``262.99999999999994``) does not reach the corners: an
+  integral box written by :func:`write_yolo` reads back as the same integers.
+
+Writing puts one ``<stem>.txt`` per image (an empty one for an image without objects) and
+``classes.txt`` with every class of the set, in order. Normalised numbers have up to 12
+decimals (trailing zeros dropped), so that the 6-decimal rounding of reading recovers
+corners exactly for images up to hundreds of thousands of pixels across. Boxes are written
+as they are: one reaching outside the image gives values below 0 or above 1, and inverted
+corners give a negative width, so that no box is lost or moved (``dsxsd validate`` reports
+both; Ultralytics refuses such label files). Flags, poses, folders, paths, depth and
+attributes have no place in a YOLO file (see ``FORMAT.lossy``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import _io
+from ..errors import (
+    DsxsdError,
+    ImageDecodeError,
+    InvalidAnnotationError,
+    InvalidValueError,
+    MalformedFileError,
+    MissingImageError,
+)
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from . import Format, OnError
+from .csv import decode_text, parse_number
+from .lines import read_classes
+
+if TYPE_CHECKING:
+    from .._images import ImageFinder
+
+CLASSES_NAME = "classes.txt"
+YAML_NAMES = ("data.yaml", "dataset.yaml")
+# A label file holds a few hundred boxes at most; anything this large is not one, and
+# reading it whole would only cost memory.
+MAX_FILE_BYTES = 32 * 1024 * 1024
+DECIMALS = 12
+ROUND_DECIMALS = 6
+
+
+# ----------------------------------------------------------------------------- class lists
+
+
+def find_class_file(folder: Path) -> Path | None:
+    """The class list of the labels in ``folder`` (module docstring), or ``None``."""
+    for level in (folder, folder.parent, folder.parent.parent):
+        for name in (CLASSES_NAME, *YAML_NAMES):
+            if (level / name).is_file():
+                return level / name
+    return None
+
+
+def _read_limited(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InvalidAnnotationError(
+                f"{size} bytes is too large for a YOLO label or class file "
+                f"(limit {MAX_FILE_BYTES})",
+                file=path,
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise DsxsdError(f"cannot read: {exc.strerror or exc}", file=path) from None
+
+
+def _yaml_scalar(text: str, path: Path, line: int) -> str:
+    """A YAML scalar as text: quoted forms unquoted, anything else taken as written."""
+    text = text.strip()
+    if text.startswith("'"):
+        if len(text) < 2 or not text.endswith("'"):
+            raise MalformedFileError(f"unterminated quoted name {text!r}", file=path, line=line)
+        return text[1:-1].replace("''", "'")
+    if text.startswith('"'):
+        import json
+
+        try:
+            value = json.loads(text)  # YAML's double-quoted escapes are JSON's, near enough
+        except ValueError:
+            raise MalformedFileError(f"bad quoted name {text!r}", file=path, line=line) from None
+        if not isinstance(value, str):
+            raise MalformedFileError(f"bad quoted name {text!r}", file=path, line=line)
+        return value
+    return text
+
+
+def _strip_comment(line: str) -> str:
+    """``line`` without a ``#`` comment (a ``#`` inside quotes or a word is text)."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or line[index - 1].isspace()):
+            return line[:index]
+    return line
+
+
+def _split_flow(text: str, path: Path, line: int) -> list[str]:
+    """The items of ``[a, 'b, c']`` or ``{0: a, 1: b}``, split at top-level commas."""
+    body = text.strip()[1:-1]
+    items, current, quote = [], [], None
+    for char in body:
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == ",":
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quote:
+        raise MalformedFileError("unterminated quote in names", file=path, line=line)
+    items.append("".join(current))
+    if items and not items[-1].strip():
+        items.pop()  # a trailing comma
+    return items
+
+
+def _key_value(item: str, path: Path, line: int) -> tuple[int, str]:
+    key, colon, value = item.partition(":")
+    key = _yaml_scalar(key, path, line)
+    if not colon or not re.fullmatch(r"\d+", key):
+        raise MalformedFileError(
+            f"names entry {item.strip()!r} is not '<class id>: <name>'", file=path, line=line
+        )
+    return int(key), _yaml_scalar(value, path, line)
+
+
+def _names_from_pairs(pairs: list[tuple[int, str, int]], path: Path) -> list[str]:
+    ids = sorted(number for number, _, _ in pairs)
+    if ids != list(range(len(pairs))):
+        line = pairs[0][2] if pairs else None
+        raise MalformedFileError(
+            f"names ids must be 0 to {len(pairs) - 1}, each once; got {ids}", file=path, line=line
+        )
+    return [name for _, name in sorted((n, name) for n, name, _ in pairs)]
+
+
+def read_yaml_names(path: Path) -> tuple[tuple[str, ...], bool]:
+    """The ``names`` of an Ultralytics ``data.yaml`` and whether it has ``kpt_shape``.
+
+    A deliberately small reader (dsxsd does not depend on a YAML library) for the forms
+    Ultralytics and Roboflow write: ``names: [a, 'b c']`` (also over several lines),
+    ``names: {0: a, 1: b}``, and a block of ``- a`` items or ``0: a`` pairs indented under
+    ``names:``. Names may be quoted (``'...'`` or ``"..."``); unquoted ones are taken as
+    written (YAML would turn ``yes`` into a boolean; a class name is text). ``nc``, when
+    present, must equal the number of names. Other keys are ignored.
+    """
+    lines = decode_text(_read_limited(path), path).split("\n")
+    names: list[str] | None = None
+    names_line = None
+    count = None
+    keypoints = False
+    index = 0
+    while index < len(lines):
+        number = index + 1
+        line = _strip_comment(lines[index]).rstrip()
+        index += 1
+        match = re.match(r"^([A-Za-z_][\w-]*)\s*:(.*)$", line)
+        if not match:
+            continue
+        key, value = match.group(1), match.group(2).strip()
+        if key == "kpt_shape":
+            keypoints = True
+        elif key == "nc":
+            if not re.fullmatch(r"\d+", value):
+                raise MalformedFileError(f"nc is {value!r}, not a count", file=path, line=number)
+            count = int(value)
+        elif key == "names":
+            names_line = number
+            if value.startswith(("[", "{")):
+                closing = "]" if value[0] == "[" else "}"
+                while not value.endswith(closing) and index < len(lines):
+                    value += " " + _strip_comment(lines[index]).strip()
+                    index += 1
+                if not value.endswith(closing):
+                    raise MalformedFileError(
+                        f"names: no closing {closing!r}", file=path, line=number
+                    )
+                items = _split_flow(value, path, number)
+                if closing == "]":
+                    names = [_yaml_scalar(item, path, number) for item in items]
+                else:
+                    pairs = [(*_key_value(item, path, number), number) for item in items]
+                    names = _names_from_pairs(pairs, path)
+            elif value:
+                raise MalformedFileError(
+                    f"names is {value!r}, not a list or a mapping of class names",
+                    file=path,
+                    line=number,
+                )
+            else:
+                block: list[tuple[str, int]] = []
+                while index < len(lines):
+                    text = _strip_comment(lines[index]).rstrip()
+                    if text and not text[0].isspace() and not text.startswith("-"):
+                        break
+                    if text.strip():
+                        block.append((text.strip(), index + 1))
+                    index += 1
+                if all(text.startswith("-") for text, _ in block):
+                    names = [_yaml_scalar(text[1:], path, line) for text, line in block]
+                else:
+                    pairs = [(*_key_value(text, path, line), line) for text, line in block]
+                    names = _names_from_pairs(pairs, path)
+    if names is None:
+        raise InvalidAnnotationError("no 'names' list of class names", file=path)
+    if count is not None and count != len(names):
+        raise InvalidAnnotationError(
+            f"nc is {count} but names lists {len(names)} classes", file=path, line=names_line
+        )
+    seen: set[str] = set()
+    for name in names:
+        if not name.strip():
+            raise InvalidValueError("empty class name in names", file=path, line=names_line)
+        if name.strip() in seen:
+            raise InvalidValueError(
+                f"class {name.strip()!r} appears twice in names", file=path, line=names_line
+            )
+        seen.add(name.strip())
+    return tuple(name.strip() for name in names), keypoints
+
+
+def read_class_file(path: Path) -> tuple[tuple[str, ...], bool]:
+    """Class names (and whether labels carry keypoints) from a classes.txt or data.yaml."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return read_yaml_names(path)
+    _read_limited(path)  # the size check; read_classes reads it again, it is small
+    return read_classes(path), False
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def image_header(image: Path, annotation: Path | str) -> tuple[int, int, int | None]:
+    """Width, height and depth from the header of ``image``; it is never decoded."""
+    from .._images import read_header
+
+    return read_header(image, annotation_file=annotation)
+
+
+class _StemFinder:
+    """Image files by stem in a few folders, each folder listed once."""
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, dict[str, list[str]]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, list[str]]:
+        listing = self._listings.get(folder)
+        if listing is None:
+            listing = {}
+            try:
+                with os.scandir(folder) as entries:
+                    found = [entry.name for entry in entries if entry.is_file()]
+            except OSError:
+                found = []
+            from .._images import IMAGE_SUFFIXES
+
+            rank = {suffix: position for position, suffix in enumerate(IMAGE_SUFFIXES)}
+            for name in sorted(found):
+                stem, dot, extension = name.rpartition(".")
+                suffix = "." + extension.lower()
+                if dot and stem and suffix in rank and not name.startswith("._"):
+                    listing.setdefault(stem, []).append(name)
+            for names in listing.values():
+                names.sort(key=lambda n: rank["." + n.rpartition(".")[2].lower()])
+            self._listings[folder] = listing
+        return listing
+
+    def find(self, folders: list[Path], stem: str) -> Path | None:
+        for folder in folders:
+            names = self._listing(folder).get(stem)
+            if names:
+                return folder / names[0]
+        return None
+
+
+def image_folders(folder: Path, images: Path | None) -> list[Path]:
+    """Where the images of the labels in ``folder`` are looked for (module docstring)."""
+    if images is not None:
+        return [images, images / folder.name]
+    candidates = []
+    parts = Path(os.path.abspath(folder)).parts
+    if "labels" in parts:
+        last = len(parts) - 1 - parts[::-1].index("labels")
+        candidates.append(Path(*parts[:last], "images", *parts[last + 1 :]))
+    candidates.append(folder)
+    return candidates
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _numbers(fields: list[str], file: Path, number: int) -> list[float]:
+    values = []
+    for position, text in enumerate(fields, start=2):
+        try:
+            values.append(parse_number(text))
+        except ValueError:
+            raise InvalidValueError(
+                f"column {position} is {text!r}, not a number", file=file, line=number
+            ) from None
+    return values
+
+
+def _parse_line(
+    line: str,
+    classes: tuple[str, ...],
+    size: tuple[int, int],
+    keypoints: bool,
+    file: Path,
+    number: int,
+) -> ObjectAnnotation:
+    fields = line.split()
+    if len(fields) < 5:
+        raise InvalidValueError(
+            f"expected '<class id> <cx> <cy> <w> <h>', got {len(fields)} columns",
+            file=file,
+            line=number,
+        )
+    try:
+        class_id = parse_number(fields[0])
+    except ValueError:
+        class_id = math.nan
+    if not (math.isfinite(class_id) and class_id.is_integer() and class_id >= 0):
+        raise InvalidValueError(
+            f"class id {fields[0]!r} is not a whole number", file=file, line=number
+        )
+    if class_id >= len(classes):
+        raise InvalidValueError(
+            f"class id {int(class_id)} is not in the class list "
+            f"({len(classes)} classes, ids 0 to {len(classes) - 1})",
+            file=file,
+            line=number,
+        )
+    values = _numbers(fields[1:], file, number)
+    width, height = size
+    attributes = {}
+    if len(values) > 5 and not keypoints:
+        if len(values) % 2:
+            raise InvalidValueError(
+                f"a polygon needs x y pairs; got {len(values)} numbers", file=file, line=number
+            )
+        xs, ys = values[0::2], values[1::2]
+        corners = (min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height)
+    else:
+        cx, cy, w, h = values[:4]
+        if len(values) == 5:
+            attributes["confidence"] = values[4]
+        corners = (
+            (cx - w / 2) * width,
+            (cy - h / 2) * height,
+            (cx + w / 2) * width,
+            (cy + h / 2) * height,
+        )
+    try:
+        box = BBox(*(round(value, ROUND_DECIMALS) + 0.0 for value in corners))
+    except ValueError as exc:
+        raise InvalidValueError(str(exc), file=file, line=number) from None
+    return ObjectAnnotation(classes[int(class_id)], box, attributes=attributes)
+
+
+def _label_files(path: Path) -> tuple[Path, list[Path]]:
+    """The folder of the labels and the label files in it."""
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise DsxsdError("no such file or folder", file=path)
+    files = sorted(
+        (
+            entry
+            for entry in path.iterdir()
+            if entry.name.lower().endswith(".txt")
+            and entry.name != CLASSES_NAME
+            and not entry.name.startswith("._")
+            and entry.is_file()
+        ),
+        key=lambda entry: entry.name,
+    )
+    if not files:
+        splits = sorted(
+            entry.name for entry in path.iterdir() if entry.is_dir() and any(entry.glob("*.txt"))
+        )
+        if splits:
+            raise InvalidAnnotationError(
+                "no label files here, but the sub-folders "
+                + ", ".join(splits)
+                + " hold some: read one split at a time (e.g. labels/train)",
+                file=path,
+            )
+    return path, files
+
+
+def read_yolo(
+    path: str | os.PathLike[str],
+    *,
+    on_error: OnError = "raise",
+    images: str | os.PathLike[str] | None = None,
+    classes: str | os.PathLike[str] | None = None,
+) -> AnnotationSet:
+    """Read a folder of YOLO ``.txt`` labels (or one label file) and their class list.
+
+    ``images`` is the folder of the images, whose headers give the sizes (default: the
+    Ultralytics ``images`` twin of the folder, then the folder itself). ``classes`` names
+    the class list (default: module docstring). With ``on_error="skip"`` a bad label file
+    is left out and listed in ``skipped``; a bad class list always raises.
+    """
+    path = Path(path)
+    folder, files = _label_files(path)
+    class_file = Path(classes) if classes is not None else find_class_file(folder)
+    if class_file is None:
+        raise InvalidAnnotationError(
+            f"no class list: looked for {', '.join((CLASSES_NAME, *YAML_NAMES))} in this "
+            "folder, its parent and its grandparent",
+            file=folder,
+        )
+    if not class_file.is_file():
+        raise DsxsdError("class list not found", file=class_file)
+    class_names, keypoints = read_class_file(class_file)
+    folders = image_folders(folder, None if images is None else Path(images))
+    finder = _StemFinder()
+    items: list[ImageAnnotation] = []
+    skipped: list[SkippedFile] = []
+    for file in files:
+        try:
+            items.append(_read_file(file, class_names, keypoints, folders, finder))
+        except DsxsdError as exc:
+            if on_error == "raise":
+                raise
+            skipped.append(SkippedFile(str(file), exc.reason, exc.line))
+    return AnnotationSet(tuple(items), class_names, skipped=tuple(skipped))
+
+
+def _read_file(
+    file: Path,
+    classes: tuple[str, ...],
+    keypoints: bool,
+    folders: list[Path],
+    finder: _StemFinder,
+) -> ImageAnnotation:
+    text = decode_text(_read_limited(file), file)
+    stem = file.name[: -len(".txt")]
+    image = finder.find(folders, stem)
+    if image is None:
+        tried = ", ".join(f"{folder}/{stem}.*" for folder in dict.fromkeys(folders))
+        raise MissingImageError(
+            f"no image for this label file (its size is needed); tried {tried}; "
+            "pass --images (images=) to name the images folder",
+            file=file,
+        )
+    width, height, depth = image_header(image, file)
+    if not width or not height:
+        raise ImageDecodeError(f"image {image} has no size", file=file)
+    objects = [
+        _parse_line(line, classes, (width, height), keypoints, file, number)
+        for number, line in enumerate(text.split("\n"), start=1)
+        if line.strip()
+    ]
+    return ImageAnnotation(image.name, width, height, depth, objects)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def number_text(value: float) -> str:
+    """A normalised value with up to :data:`DECIMALS` decimals, trailing zeros dropped."""
+    text = f"{value:.{DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _size(
+    image: ImageAnnotation, finder: ImageFinder | None, output: Path
+) -> tuple[int, int]:
+    width, height = image.width or None, image.height or None
+    if (width is None or height is None) and finder is not None:
+        found = finder.find(image.filename, path=image.path)
+        header_width, header_height, _ = image_header(found, found)
+        width, height = width or header_width, height or header_height
+    if not width or not height:
+        raise InvalidValueError(
+            f"image {image.filename!r} has no width and height, which YOLO's normalised "
+            "boxes need; pass --images (images=) to read them from the image files",
+            file=output,
+        )
+    return width, height
+
+
+def to_text(image: ImageAnnotation, ids: dict[str, int], size: tuple[int, int], output: Path) -> str:
+    """The label file of one image: one ``<id> <cx> <cy> <w> <h>`` line per object."""
+    width, height = size
+    lines = []
+    for index, obj in enumerate(image.objects):
+        box = obj.bbox
+        values = (
+            (box.xmin + box.xmax) / 2 / width,
+            (box.ymin + box.ymax) / 2 / height,
+            (box.xmax - box.xmin) / width,
+            (box.ymax - box.ymin) / height,
+        )
+        if not all(math.isfinite(value) for value in values):
+            raise InvalidValueError(
+                f"image {image.filename!r}, object {index}: box {box.as_tuple()} is too "
+                "large to normalise",
+                file=output,
+            )
+        lines.append(f"{ids[obj.label]} " + " ".join(number_text(v) for v in values) + "\n")
+    return "".join(lines)
+
+
+def write_yolo(
+    annotations: AnnotationSet,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    images: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write one ``<stem>.txt`` per image and ``classes.txt`` into the folder ``path``.
+
+    An image without a width and height in the set takes them from its image header under
+    ``images``; without either it is refused, naming it. Two images whose names give the
+    same ``<stem>.txt`` are refused rather than one replacing the other. Everything is
+    checked before anything is written; the folder is written atomically.
+    """
+    path = Path(path)
+    _io.check_output(path, overwrite)
+    for name in annotations.classes:
+        if "\n" in name or "\r" in name:
+            raise InvalidValueError(
+                f"class {name!r} holds a line break, which classes.txt cannot hold", file=path
+            )
+    ids = {name: index for index, name in enumerate(annotations.classes)}
+    from .._images import ImageFinder  # Pillow and numpy: only when images are given
+
+    finder = None if images is None else ImageFinder(images)
+    documents: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for image in annotations.images:
+        name = f"{image.stem}.txt"
+        key = name.casefold()
+        if key in owners:
+            raise InvalidAnnotationError(
+                f"images {owners[key]!r} and {image.filename!r} would both be written to "
+                f"{name!r}; YOLO keeps one label file per image name without extension",
+                file=path,
+            )
+        if key == CLASSES_NAME or name.startswith("._"):
+            raise InvalidAnnotationError(
+                f"image {image.filename!r} would be written to {name!r}, a name readers "
+                "do not take as a label file",
+                file=path,
+            )
+        owners[key] = image.filename
+        documents[name] = to_text(image, ids, _size(image, finder, path), path)
+    class_text = "".join(name + "\n" for name in annotations.classes)
+    with _io.atomic_directory(path, overwrite) as folder:
+        for name, text in documents.items():
+            (folder / name).write_bytes(text.encode("utf-8"))
+        (folder / CLASSES_NAME).write_bytes(class_text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- guessing
+
+
+def _sniff(path: Path) -> bool:
+    """A folder without ``.xml`` holding ``.txt`` labels (or just ``classes.txt``) with a
+    class list to go with them."""
+    if not path.is_dir() or any(path.glob("*.xml")):
+        return False
+    return any(path.glob("*.txt")) and find_class_file(path) is not None
+
+
+FORMAT = Format(
+    name="yolo",
+    summary="YOLO labels: a folder of <stem>.txt ('class cx cy w h', normalised) + classes.txt",
+    reader=read_yolo,
+    writer=write_yolo,
+    suffixes=("/",),
+    output_is_dir=True,
+    sniff=_sniff,
+    # Sizes and depth come back from the image headers; "bbox_normalised": corners come
+    # back within a millionth of a pixel (exactly, for integral ones).
+    lossy=(
+        "bbox_normalised",
+        "depth",
+        "folder",
+        "path",
+        "image.attributes",
+        "difficult",
+        "truncated",
+        "occluded",
+        "pose",
+        "object.attributes",
+        "image_order",
+    ),
+)
+
+__all__ = [
+    "FORMAT",
+    "read_yolo",
+    "write_yolo",
+    "read_yaml_names",
+    "find_class_file",
+    "image_folders",
+    "number_text",
+]

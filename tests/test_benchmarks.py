@@ -1,0 +1,106 @@
+"""The benchmark runner's bookkeeping: ratios, targets and the table, on hand-made rows.
+
+No timing is asserted here (machines differ; timings live in benchmarks/): these tests
+check that a figure is computed, judged and printed right once the seconds are known.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+if str(ROOT) not in sys.path:  # benchmarks/ is a folder of scripts, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+common = importlib.import_module("benchmarks._common")
+Row = common.Row
+
+FASTER = Row("convert", "dsxsd, 2 cores", 2.0, "ElementTree loop", 10.0, "speedup", 4.0)
+SLOWER = Row("convert", "dsxsd, 1 core", 4.0, "ElementTree loop", 10.0, "speedup", 3.0)
+NEAR_LIMIT = Row("pipeline", "make_dataset", 1.2, "decode limit", 1.0, "overhead", 1.25)
+OVER_LIMIT = Row("pipeline", "make_dataset", 1.5, "decode limit", 1.0, "overhead", 1.25)
+QUICK_ENOUGH = Row("import", "import dsxsd", 0.05, "python -c pass", 0.07, "seconds", 0.3)
+TOO_SLOW = Row("pairs", "1M crops", 12.5, "-", None, "seconds", 10.0)
+NO_TARGET = Row("pairs", "sampling", 0.5, "pure Python", 2.0, "speedup", None)
+
+
+@pytest.mark.parametrize(
+    "row, ratio, met, figure, goal",
+    [
+        (FASTER, 5.0, True, "5.00x faster", ">= 4x"),
+        (SLOWER, 2.5, False, "2.50x faster", ">= 3x"),
+        (NEAR_LIMIT, 1.2, True, "1.20x of the limit", "<= 1.25x"),
+        (OVER_LIMIT, 1.5, False, "1.50x of the limit", "<= 1.25x"),
+        (QUICK_ENOUGH, None, True, "0.050 s", "< 0.3 s"),
+        (TOO_SLOW, None, False, "12.500 s", "< 10 s"),
+        (NO_TARGET, 4.0, None, "4.00x faster", "-"),
+    ],
+)
+def test_row_ratio_target_and_wording(row, ratio, met, figure, goal):
+    assert row.ratio == (None if ratio is None else pytest.approx(ratio))
+    assert row.met is met
+    assert row.figure() == figure
+    assert row.goal() == goal
+
+
+def test_a_speedup_exactly_on_target_is_met():
+    assert Row("s", "w", 2.0, "b", 10.0, "speedup", 5.0).met is True
+    assert Row("s", "w", 10.0, "b", None, "speedup", None).ratio is None
+
+
+def test_text_table_lines_up_every_column():
+    text = common.table([FASTER, TOO_SLOW]).splitlines()
+    assert len(text) == 4
+    assert text[0].split() == ["stage", "measured", "time", "s", "against", "base", "s", "figure", "target", "met"]
+    assert set(text[1].replace(" ", "")) == {"-"}
+    # the columns start at the same place on every line
+    for word in ("against", "figure", "target", "met"):
+        column = text[0].index(word)
+        assert text[1][column - 2 : column] == "  "
+    assert text[2].split("  ")[0] == "convert"
+    assert "2.000" in text[2] and "10.000" in text[2] and "5.00x faster" in text[2]
+    assert text[2].rstrip().endswith("yes")
+    assert text[3].rstrip().endswith("NO")
+    assert " - " in text[3]  # no baseline seconds
+    assert len({len(line.rstrip()) for line in text[:2]}) == 1
+
+
+def test_markdown_table_has_one_cell_per_column():
+    lines = common.table([NEAR_LIMIT, NO_TARGET], markdown=True).splitlines()
+    assert lines[0] == "| stage | measured | time s | against | base s | figure | target | met |"
+    assert lines[1] == "|---|---|---|---|---|---|---|---|"
+    assert lines[2] == "| pipeline | make_dataset | 1.200 | decode limit | 1.000 | 1.20x of the limit | <= 1.25x | yes |"
+    assert lines[3] == "| pairs | sampling | 0.500 | pure Python | 2.000 | 4.00x faster | - | - |"
+
+
+def test_runner_lists_missed_targets_only():
+    run = importlib.import_module("benchmarks.run")
+    misses = run.missed([FASTER, SLOWER, OVER_LIMIT, QUICK_ENOUGH, TOO_SLOW, NO_TARGET])
+    assert misses == [
+        "convert, vs ElementTree loop: 2.50x faster (target >= 3x)",
+        "pipeline, vs decode limit: 1.50x of the limit (target <= 1.25x)",
+        "pairs, 1M crops: 12.500 s (target < 10 s)",
+    ]
+
+
+def test_runner_help_lists_the_stages():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for stage in ("convert", "crop", "pipeline", "pairs", "import"):
+        assert stage in result.stdout
+    for option in ("--quick", "--only", "--markdown"):
+        assert option in result.stdout
+
+
+def test_runner_refuses_an_unknown_stage_with_a_usage_error():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--only", "pairs,warp"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown stage(s) warp" in result.stderr

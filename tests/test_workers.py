@@ -1,0 +1,404 @@
+"""``workers``: convert and crop in worker processes give exactly what one process gives.
+
+The thresholds that keep small inputs in-process are lowered here so that small test
+folders really go through the process pool; the in-process path is then switched off, so a
+test that passes cannot have quietly read in the parent.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import inspect
+import itertools
+import os
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+import dsxsd
+from dsxsd import (
+    AnnotationSet,
+    BBox,
+    ImageAnnotation,
+    InvalidValueError,
+    MalformedFileError,
+    ObjectAnnotation,
+)
+from dsxsd import _parallel
+from dsxsd import crops as crops_module
+from dsxsd._parallel import Failure, available_cores, resolve_workers
+from dsxsd.cli import main
+from dsxsd.formats import voc
+
+FILES = 40
+
+CVAT_OBJECT = """<annotation>
+  <filename>cvat_{index}.png</filename>
+  <size><width>320</width><height>240</height><depth>3</depth></size>
+  <object>
+    <name> traffic light </name>
+    <pose>Frontal</pose>
+    <truncated>true</truncated>
+    <difficult/>
+    <occluded>1</occluded>
+    <bndbox><xmin>10.5</xmin><ymin>20</ymin><xmax>30.25</xmax><ymax>40</ymax></bndbox>
+    <attributes>
+      <attribute><name>colour</name><value>red</value></attribute>
+    </attributes>
+    <part><name>lamp</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></part>
+  </object>
+</annotation>
+"""
+
+
+def _image(index: int, rng: random.Random) -> ImageAnnotation:
+    objects = []
+    for _ in range(rng.randint(0, 3)):
+        x, y = rng.randrange(600), rng.randrange(440)
+        objects.append(
+            ObjectAnnotation(
+                rng.choice(["person", "car", "Ünïcode class"]),
+                BBox(x, y, x + rng.randint(1, 40), y + rng.randint(1, 40)),
+                difficult=rng.random() < 0.2,
+                truncated=rng.random() < 0.2,
+                pose=rng.choice([None, "Left"]),
+            )
+        )
+    return ImageAnnotation(f"img_{index:03d}.jpg", 640, 480, 3, objects, folder="images")
+
+
+def voc_folder(root: Path, count: int = FILES, seed: int = 0) -> Path:
+    """``count`` VOC files: LabelImg-shaped ones from our writer and every seventh one a
+    CVAT file with flags, attributes and a ``<part>``."""
+    rng = random.Random(seed)
+    folder = root / "Annotations"
+    folder.mkdir()
+    for index in range(count):
+        name = folder / f"img_{index:03d}.xml"
+        if index % 7 == 3:
+            name.write_text(CVAT_OBJECT.format(index=index), "utf-8")
+        else:
+            name.write_bytes(voc.to_bytes(_image(index, rng)))
+    return folder
+
+
+def pool_only(monkeypatch) -> None:
+    """From here on every folder of 4 files or more goes to the pool, in chunks of 4 to 8
+    files, and the in-process reader is not there to fall back on."""
+    monkeypatch.setattr(voc, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(voc, "_CHUNK_FILES", (4, 8))
+
+    def no_serial(*args, **kwargs):
+        raise AssertionError("read in the parent process")
+
+    monkeypatch.setattr(voc, "_read_here", no_serial)
+    # "All cores" is two even on a one-core machine, so the default really uses a pool.
+    monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
+    # The parent reads a chunk itself when it can cancel it before a worker starts it;
+    # let it do so only for every other chunk, so that workers surely read some and the
+    # parent some, whatever the speed of the machine.
+    real_cancel = concurrent.futures.Future.cancel
+    calls = itertools.count()
+    monkeypatch.setattr(
+        concurrent.futures.Future,
+        "cancel",
+        lambda future: next(calls) % 2 == 0 and real_cancel(future),
+    )
+
+
+def _serial(folder: Path, **options) -> AnnotationSet:
+    return dsxsd.read(folder, "voc", workers=1, **options)
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def test_parallel_read_equals_serial_read(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path)
+    serial = _serial(folder)
+    pool_only(monkeypatch)
+    parallel = dsxsd.read(folder, "voc", workers=2)
+    assert parallel == serial  # images in the same order, every field equal
+    assert parallel.classes == serial.classes
+    assert [im.filename for im in parallel.images] == [
+        f"cvat_{i}.png" if i % 7 == 3 else f"img_{i:03d}.jpg" for i in range(FILES)
+    ]
+    cvat = parallel.images[3].objects[0]
+    assert (cvat.label, cvat.bbox.as_tuple(), cvat.truncated, cvat.difficult, cvat.occluded) == (
+        "traffic light", (10.5, 20.0, 30.25, 40.0), True, False, True,
+    )
+    assert cvat.attributes == {"colour": "red"} and cvat.pose == "Frontal"
+    assert len(parallel.images[3].objects) == 1  # the <part> is not an object
+
+
+def test_images_from_workers_pass_the_model_checks_again(tmp_path, monkeypatch):
+    """Workers send plain values back and the parent rebuilds the dataclasses without
+    their constructors (as unpickling does); running the constructors again on what came
+    back must change nothing."""
+    folder = voc_folder(tmp_path)
+    pool_only(monkeypatch)
+    parallel = dsxsd.read(folder, "voc", workers=2)
+    for image in parallel.images:
+        objects = tuple(
+            dataclasses.replace(obj, bbox=dataclasses.replace(obj.bbox)) for obj in image.objects
+        )
+        assert dataclasses.replace(image, objects=objects) == image
+        assert all(type(value) is float for obj in objects for value in obj.bbox.as_tuple())
+    assert AnnotationSet(parallel.images) == parallel
+
+
+def _with_bad_files(folder: Path) -> None:
+    (folder / "img_013.xml").write_text("<annotation>\n<filename>a.jpg</filename>\n<oops>\n", "utf-8")
+    text = (folder / "img_030.xml").read_text("utf-8")
+    (folder / "img_030.xml").write_text(text.replace("<xmin>", "<xmin>nan", 1), "utf-8")
+
+
+def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path)
+    _with_bad_files(folder)
+    with pytest.raises(MalformedFileError) as serial:
+        _serial(folder)
+    pool_only(monkeypatch)
+    with pytest.raises(MalformedFileError) as parallel:
+        dsxsd.read(folder, "voc", workers=2)
+    assert str(parallel.value) == str(serial.value)
+    assert parallel.value.file == str(folder / "img_013.xml")
+    assert parallel.value.line == 4
+    assert str(parallel.value).startswith(f"{folder / 'img_013.xml'}, line 4: not well-formed XML")
+
+    # With the first one fixed, the second bad file is the one named, with its line.
+    (folder / "img_013.xml").unlink()
+    with pytest.raises(InvalidValueError) as caught:
+        dsxsd.read(folder, "voc", workers=2)
+    assert caught.value.file == str(folder / "img_030.xml")
+    assert caught.value.line is not None and "<bndbox><xmin>" in str(caught.value)
+
+
+def test_skipped_files_are_the_same_in_parallel(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path)
+    _with_bad_files(folder)
+    serial = _serial(folder, on_error="skip")
+    pool_only(monkeypatch)
+    parallel = dsxsd.read(folder, "voc", workers=2, on_error="skip")
+    assert parallel == serial and len(parallel.images) == FILES - 2
+    assert parallel.skipped == serial.skipped
+    assert [(Path(s.file).name, s.line) for s in parallel.skipped] == [
+        ("img_013.xml", 4), ("img_030.xml", serial.skipped[1].line),
+    ]
+    assert all(s.reason for s in parallel.skipped)
+
+
+def test_small_folders_stay_in_this_process(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path, count=5)
+    assert voc.PARALLEL_MIN_FILES > 5
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started for 5 files")
+
+    monkeypatch.setattr(voc, "_read_in_pool", no_pool)
+    assert len(dsxsd.read(folder, "voc", workers=0).images) == 5  # all cores, but few files
+
+
+def test_the_python_api_uses_one_process_unless_asked(tmp_path, monkeypatch):
+    """Workers re-import the calling script, which needs a __main__ guard; so only the CLI
+    uses every core by default."""
+    folder = voc_folder(tmp_path, count=5)
+    monkeypatch.setattr(voc, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(voc, "_read_in_pool", lambda *a, **k: pytest.fail("a pool was started"))
+    assert len(dsxsd.read(folder, "voc").images) == 5
+    assert inspect.signature(dsxsd.crop).parameters["workers"].default == 1
+
+
+def test_workers_values(tmp_path):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert available_cores() == cores
+    assert resolve_workers(None) == resolve_workers(0) == cores
+    assert resolve_workers(3) == 3
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="workers"):
+            resolve_workers(bad)
+    folder = voc_folder(tmp_path, count=2)
+    with pytest.raises(ValueError, match="workers"):
+        dsxsd.read(folder, "voc", workers=-2)
+    # A one-file format takes the option and reads as usual; a bad value is refused alike.
+    dsxsd.write(dsxsd.read(folder, "voc"), tmp_path / "a.csv")
+    assert len(dsxsd.read(tmp_path / "a.csv", workers=2).images) == 2
+    with pytest.raises(ValueError, match="workers"):
+        dsxsd.read(tmp_path / "a.csv", workers=-1)
+
+
+def test_failure_carries_the_error_across_processes():
+    error = InvalidValueError("bad", file="a.xml", line=3, field="xmin")
+    back = Failure.of(error).error()
+    assert type(back) is InvalidValueError and str(back) == str(error)
+
+
+def test_cli_workers_option(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path)
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["convert", "--help"]).output
+    assert "--workers N" in help_text and "all cores" in help_text
+    bad = runner.invoke(main, ["convert", "voc2csv", str(folder), str(tmp_path / "x.csv"), "--workers", "-1"])
+    assert bad.exit_code == 2 and "--workers" in bad.output
+    assert not (tmp_path / "x.csv").exists()
+
+    one = runner.invoke(main, ["convert", "voc2csv", str(folder), str(tmp_path / "one.csv"), "--workers", "1"])
+    assert one.exit_code == 0, one.output
+    pool_only(monkeypatch)
+    every = runner.invoke(main, ["convert", "voc2csv", str(folder), str(tmp_path / "all.csv"), "--workers", "0"])
+    assert every.exit_code == 0, every.output
+    assert (tmp_path / "all.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    assert f"{FILES} images" in every.output
+
+
+# --------------------------------------------------------------------------- crop
+
+
+def _crop_scene(root: Path, count: int = 8, missing: bool = True) -> tuple[Path, Path]:
+    images = root / "images"
+    images.mkdir()
+    rng = random.Random(1)
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+    for index in range(count):
+        picture = Image.new("RGB", (96, 64), (index * 20, 80, 160))
+        draw = ImageDraw.Draw(picture)
+        for n in range(3):
+            x, y = rng.randrange(70), rng.randrange(40)
+            draw.ellipse((x, y, x + 20, y + 20), fill=(250, 10 * n, 30))
+            rows.append(f"p{index}.jpg,96,64,{'ab'[n % 2]},{x},{y},{x + 20},{y + 20}")
+        picture.save(images / f"p{index}.jpg", quality=90)
+    if missing:
+        rows.append("missing.jpg,96,64,a,1,1,5,5")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n", "utf-8")
+    return root / "labels.csv", images
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_crop_on_all_cores_writes_what_one_worker_writes(tmp_path, monkeypatch):
+    labels, images = _crop_scene(tmp_path)
+    one = dsxsd.crop(labels, images=images, out=tmp_path / "one", workers=1, on_error="skip")
+    monkeypatch.setattr(crops_module, "PARALLEL_MIN_IMAGES", 2)
+    monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(crops_module, "_cut_task", None)  # the parent cannot cut: only workers
+    every = dsxsd.crop(labels, images=images, out=tmp_path / "every", on_error="skip", workers=0)
+    assert _tree(tmp_path / "every") == _tree(tmp_path / "one")
+    assert len(_tree(tmp_path / "one")) == 8 * 3 + 1  # 24 crops and crops.csv
+    assert every.skipped_files == one.skipped_files and len(one.skipped_files) == 1
+    assert every.skipped_objects == one.skipped_objects
+    assert every.per_class == one.per_class
+    with open(tmp_path / "every" / "crops.csv", newline="", encoding="utf-8") as stream:
+        assert [row["path"] for row in csv.DictReader(stream)][:2] == ["a/p0_0.jpg", "b/p0_1.jpg"]
+
+
+def test_crop_error_is_the_same_with_workers(tmp_path, monkeypatch):
+    labels, images = _crop_scene(tmp_path, missing=False)
+    (images / "p2.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(dsxsd.DsxsdError) as serial:
+        dsxsd.crop(labels, images=images, out=tmp_path / "one", workers=1)
+    monkeypatch.setattr(crops_module, "PARALLEL_MIN_IMAGES", 2)
+    monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(crops_module, "_cut_task", None)
+    with pytest.raises(dsxsd.DsxsdError) as parallel:
+        dsxsd.crop(labels, images=images, out=tmp_path / "every", workers=0)
+    assert type(parallel.value) is type(serial.value)
+    assert str(parallel.value) == str(serial.value) and "p2.jpg" in str(parallel.value)
+    assert not (tmp_path / "every").exists()
+
+
+def test_crop_cli_workers_default_and_refusal(tmp_path):
+    labels, images = _crop_scene(tmp_path, count=2)
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["crop", "--help"]).output
+    assert "--workers N" in help_text and "all cores" in help_text
+    result = runner.invoke(
+        main, ["crop", str(labels), "--images", str(images), "--out", str(tmp_path / "c"), "--on-error", "skip"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "6 crops from 2 images" in result.output
+    bad = runner.invoke(main, ["crop", str(labels), "--images", str(images), "--workers", "-3"])
+    assert bad.exit_code == 2 and "--workers" in bad.output
+    with pytest.raises(ValueError, match="workers"):
+        dsxsd.crop(labels, images=images, out=tmp_path / "d", workers=-1)
+
+
+# --------------------------------------------------------------------------- grouped parsing
+
+
+GOOD_DOC = b"<annotation><filename>g.jpg</filename><size><width>4</width><height>3</height></size></annotation>\n"
+ODD_FILES = {
+    # Each file alone is malformed, but glued together they would make two elements.
+    "a_open.xml": b"<annotation><filename>x.jpg</filename>\n",
+    "b_close.xml": b"<annotation/></annotation><annotation><filename>y.jpg</filename></annotation>",
+    "c_two_roots.xml": b"<annotation><filename>z.jpg</filename></annotation><annotation>",
+    "d_close_only.xml": b"<filename>w.jpg</filename></annotation>",
+    "e_junk.xml": b"<annotation><filename>j.jpg</filename></annotation>junk\n",
+    "f_nbsp_tail.xml": "<annotation><filename>n.jpg</filename></annotation>\u00a0".encode(),
+    "g_good.xml": GOOD_DOC,
+    "h_bom_declared.xml": b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?>\n' + GOOD_DOC,
+    "i_comment.xml": b"<annotation><!-- LabelImg --><filename>c.jpg</filename></annotation>",
+    "j_latin1.xml": b'<?xml version="1.0" encoding="ISO-8859-1"?><annotation><filename>caf\xe9.jpg</filename></annotation>',
+    "k_entity.xml": b'<!DOCTYPE a [<!ENTITY e "x">]><annotation><filename>&e;.jpg</filename></annotation>',
+    "l_group_tag.xml": b"<annotation><filename>q.jpg</filename></annotation><group/>",
+    "m_separator.xml": b"<annotation><filename>s.jpg</filename></annotation><?dsxsd-next-file?>",
+    "n_empty.xml": b"",
+    "p_large.xml": b"<annotation><filename>big.jpg</filename>" + b" " * (1 << 17) + b"</annotation>",
+    "o_bad_number.xml": b"<annotation><filename>b.jpg</filename>\n<object><name>a</name>\n<bndbox><xmin>x</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>",
+}
+
+
+def _one_by_one(files):
+    outcomes = []
+    for file in files:
+        try:
+            outcomes.append(voc.read_file(file))
+        except dsxsd.DsxsdError as exc:
+            outcomes.append((type(exc), str(exc)))
+    return outcomes
+
+
+def test_grouped_parsing_gives_what_parsing_each_file_alone_gives(tmp_path):
+    for name, data in ODD_FILES.items():
+        (tmp_path / name).write_bytes(data)
+    files = voc._annotation_files(tmp_path)
+    grouped = [
+        (type(o), str(o)) if isinstance(o, dsxsd.DsxsdError) else o
+        for o in voc._read_files(files, None)
+    ]
+    expected = _one_by_one(files)
+    assert grouped == expected
+    names = {file.name: outcome for file, outcome in zip(files, grouped)}
+    assert [n for n, o in names.items() if isinstance(o, ImageAnnotation)] == [
+        "g_good.xml", "h_bom_declared.xml", "i_comment.xml", "j_latin1.xml",
+        "m_separator.xml",  # a processing instruction after the root is well-formed
+        "p_large.xml",  # parsed alone: too large to hold in a group
+    ]
+    assert names["j_latin1.xml"].filename == "café.jpg"
+    assert names["o_bad_number.xml"] == (
+        InvalidValueError,
+        f"{tmp_path / 'o_bad_number.xml'}, line 3, field 'xmin': object 0: <bndbox><xmin> is 'x', not a number",
+    )
+    assert names["k_entity.xml"][0] is dsxsd.HostileInputError
+
+
+def test_plain_files_are_parsed_in_groups(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path)
+    (folder / "img_005.xml").write_bytes(b'<?xml version="1.0" encoding="utf-8"?>\n' + GOOD_DOC)
+    expected = _serial(folder)
+
+    def alone(*args, **kwargs):
+        raise AssertionError("a plain file was parsed alone")
+
+    monkeypatch.setattr(voc, "_read_image", alone)
+    assert dsxsd.read(folder, "voc", workers=1) == expected
