@@ -137,7 +137,7 @@ def dsxsd_convert(folder: Path, output: Path, workers: int | None) -> None:
 
 def measure(quick: bool = False, files: int | None = None) -> list[Row]:
     count = files or (QUICK_FILES if quick else FULL_FILES)
-    runs = 2 if quick else 3
+    runs = 2 if quick else 5
     n = cores()
     label = f"{count:,} files"
     with tempfile.TemporaryDirectory(prefix="dsxsd-bench-convert-") as tmp:

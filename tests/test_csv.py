@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import glob
 import io
+import tempfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import annotation_sets
 
 import dsxsd
 from dsxsd import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
@@ -376,3 +381,52 @@ def test_format_is_guessed_from_the_suffix(tmp_path, example):
     dsxsd.write(example, out)
     assert dsxsd.guess_format(out) == "csv"
     assert dsxsd.read(out) == example
+
+
+def _reference_csv(annotations: AnnotationSet, full: bool) -> str:
+    """The file as csv.writer alone writes it, field by field."""
+    import csv as csv_module
+
+    from dsxsd.formats.csv import number_text
+
+    buffer = io.StringIO()
+    writer = csv_module.writer(buffer, lineterminator="\n")
+    writer.writerow(FULL_COLUMNS if full else BASIC_COLUMNS)
+    for image in annotations.images:
+        size = ["" if v is None else str(v) for v in (image.width, image.height, image.depth)]
+        if not image.objects:
+            writer.writerow([image.filename, *size[:2], "", "", "", "", ""] + ([size[2], "", "", ""] if full else []))
+        for obj in image.objects:
+            row = [image.filename, *size[:2], obj.label, *map(number_text, obj.bbox.as_tuple())]
+            if full:
+                row += [size[2], str(int(obj.difficult)), str(int(obj.truncated)), obj.pose or ""]
+            writer.writerow(row)
+    return buffer.getvalue()
+
+
+@settings(max_examples=60, deadline=None)
+@given(annotations=annotation_sets(), full=st.booleans())
+def test_rows_joined_directly_are_the_bytes_csv_writer_writes(annotations, full):
+    """Plain rows are joined without csv.writer (faster); quoting rows go through it. The
+    file must be byte for byte what csv.writer would write for every row."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "out.csv"
+        write_csv(annotations, path, columns="full" if full else "basic")
+        assert path.read_bytes() == _reference_csv(annotations, full).encode("utf-8")
+
+
+def test_every_text_csv_writer_quotes_goes_through_it(tmp_path):
+    texts = ['say "hi"', "comma, here", "line\nbreak", "cr\rhere", "plain", "=SUM(A1)"]
+    annotations = AnnotationSet(
+        [
+            ImageAnnotation(
+                name, 10, 10,
+                objects=[ObjectAnnotation(label, BBox(1, 2, 3, 4.5), pose=pose) for label in texts for pose in (None, *texts)],
+            )
+            for name in ("a.jpg", 'q"uote.jpg', "c,omma.jpg")
+        ]
+        + [ImageAnnotation('empty "one".jpg'), ImageAnnotation("empty.jpg")]
+    )
+    for full in (True, False):
+        write_csv(annotations, tmp_path / "out.csv", columns="full" if full else "basic", overwrite=True)
+        assert (tmp_path / "out.csv").read_bytes() == _reference_csv(annotations, full).encode("utf-8")

@@ -400,32 +400,27 @@ def _pack(image: ImageAnnotation) -> _Record:
 
 def _unpack(record: _Record) -> ImageAnnotation:
     """The image :func:`_pack` made, rebuilt the way unpickling rebuilds a dataclass:
-    its fields set without running the constructor's checks again, which the worker ran
-    on these very values."""
+    its fields set without running the constructor's checks again, which the worker (or
+    the LabelImg fast path's grammar) ran on these very values. Written out, with no
+    helper calls: this runs for every image of a large folder."""
+    new, set_fields = object.__new__, object.__setattr__
     filename, width, height, depth, folder, path, attributes, records = record
     objects = []
     for label, xmin, ymin, xmax, ymax, difficult, truncated, occluded, pose, extra in records:
-        box = _new(BBox)
-        _set_dict(box, {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax})
-        obj = _new(ObjectAnnotation)
-        _set_dict(obj, {
+        box = new(BBox)
+        set_fields(box, "__dict__", {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax})
+        obj = new(ObjectAnnotation)
+        set_fields(obj, "__dict__", {
             "label": label, "bbox": box, "difficult": difficult, "truncated": truncated,
             "occluded": occluded, "pose": pose, "attributes": extra,
         })
         objects.append(obj)
-    image = _new(ImageAnnotation)
-    _set_dict(image, {
+    image = new(ImageAnnotation)
+    set_fields(image, "__dict__", {
         "filename": filename, "width": width, "height": height, "depth": depth,
         "objects": tuple(objects), "folder": folder, "path": path, "attributes": attributes,
     })
     return image
-
-
-_new = object.__new__
-
-
-def _set_dict(obj: object, fields: dict[str, Any]) -> None:
-    object.__setattr__(obj, "__dict__", fields)
 
 
 def _text_of(element: etree._Element | None) -> str | None:
