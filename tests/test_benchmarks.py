@@ -104,3 +104,22 @@ def test_runner_refuses_an_unknown_stage_with_a_usage_error():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown stage(s) warp" in result.stderr
+
+
+@pytest.mark.tf
+def test_gpu_benchmark_counts_the_flops_of_every_convolution_and_dense_layer():
+    from dsxsd.train.network import build_model, conv_widths
+
+    bench_gpu = importlib.import_module("benchmarks.bench_gpu")
+    model = build_model(image_size=32, width=0.125, head_units=16)
+    widths = conv_widths(0.125)  # 8, 16, 32, 64, 64 filters in blocks of 2, 2, 3, 3, 3 convs
+    expected, channels, side = 0, 3, 32
+    for convs, filters in zip((2, 2, 3, 3, 3), widths):
+        for _ in range(convs):
+            expected += 2 * side * side * 9 * channels * filters
+            channels = filters
+        side //= 2
+    head = 2 * (side * side * channels) * 16 + 2 * 16 * 1
+    assert bench_gpu.forward_flops(model) == 2 * expected + head
+    assert bench_gpu._peak("NVIDIA H200", None) == 989.0
+    assert bench_gpu._peak("some chip", None) is None and bench_gpu._peak("x", 100.0) == 100.0

@@ -51,3 +51,25 @@ def test_a_model_saved_under_tensorflow_predicts_the_same_under_torch(tmp_path):
     torch_scores = np.load(tmp_path / "torch.npy")
     assert tf_scores.shape == (4, 1)
     np.testing.assert_allclose(torch_scores, tf_scores, atol=1e-5)
+
+
+def test_the_network_needs_no_tensorflow_under_another_backend(tmp_path):
+    """A GPU machine with JAX or PyTorch but no TensorFlow can build, load and run the
+    network: only the data pipeline and training import TensorFlow."""
+    script = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None  # any import of it fails\n"
+        "import numpy as np, keras\n"
+        "import dsxsd.train as train\n"
+        "model = train.build_model(image_size=32, width=0.125)\n"
+        "x = np.zeros((2, 32, 32, 3), 'uint8')\n"
+        "print(model.predict([x, x], verbose=0).shape)\n"
+        "try:\n"
+        "    train.make_dataset\n"
+        "except ImportError:\n"
+        "    print('the pipeline needs tensorflow')\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["(2,", "1)", "the", "pipeline", "needs", "tensorflow"]

@@ -1,19 +1,44 @@
 """Training and inference: the only package that imports TensorFlow.
 
-Importing it registers dsxsd's Keras layers, so afterwards
-``keras.models.load_model("run/model.keras")`` needs no ``custom_objects``.
+Importing it registers dsxsd's Keras layers (:mod:`.network`, which needs Keras only), so
+afterwards ``keras.models.load_model("run/model.keras")`` needs no ``custom_objects``.
+Where TensorFlow is not installed (a GPU machine with JAX or PyTorch as the Keras backend)
+the network still builds, loads and runs; the data pipeline, training, evaluation and
+inference helpers, which need TensorFlow, then raise :class:`ImportError` when used.
 Pair evaluation is ``dsxsd.train.evaluate.evaluate`` (a module of the same name would
 shadow a re-exported function).
 """
 
 from __future__ import annotations
 
-from .data import load_images, make_dataset
-from .evaluate import evaluate_n_way
-from .fit import fit
-from .infer import embed, predict, predict_pairs, search
+from typing import Any
+
 from .network import build_model, load_model, split_model
-from .run import read_run_config
+
+_NEED_TENSORFLOW = (
+    "embed", "evaluate_n_way", "fit", "load_images", "make_dataset", "predict",
+    "predict_pairs", "read_run_config", "search",
+)
+
+try:
+    from .data import load_images, make_dataset
+    from .evaluate import evaluate_n_way
+    from .fit import fit
+    from .infer import embed, predict, predict_pairs, search
+    from .run import read_run_config
+except ImportError as exc:
+    if not (exc.name or "").startswith("tensorflow"):
+        raise  # a real bug, not a missing optional dependency
+    _missing_tensorflow: ImportError | None = exc
+
+    def __getattr__(name: str) -> Any:
+        if name in _NEED_TENSORFLOW:
+            raise ImportError(
+                f"dsxsd.train.{name} needs TensorFlow (pip install 'dsxsd[train]'); "
+                "only the network runs without it"
+            ) from _missing_tensorflow
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "build_model",
