@@ -9,7 +9,7 @@ and from the image *headers* on reading (Pillow's ``Image.open``, never decoded)
 Class names (ids are 0-based positions) come from the nearest of, looking in the label
 folder, then its parent, then its grandparent: ``classes.txt`` (one name per line, as
 LabelImg and darknet write it), else ``data.yaml``/``dataset.yaml`` ``names`` (Ultralytics,
-Roboflow), read by :func:`read_yaml_names` without a YAML library. ``classes=`` names the
+Roboflow), read by :func:`read_yaml_names` with PyYAML. ``classes=`` names the
 file instead.
 
 Reading:
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,166 +102,68 @@ def _read_limited(path: Path) -> bytes:
         raise DsxsdError(f"cannot read: {exc.strerror or exc}", file=path) from None
 
 
-def _yaml_scalar(text: str, path: Path, line: int) -> str:
-    """A YAML scalar as text: quoted forms unquoted, anything else taken as written."""
-    text = text.strip()
-    if text.startswith("'"):
-        if len(text) < 2 or not text.endswith("'"):
-            raise MalformedFileError(f"unterminated quoted name {text!r}", file=path, line=line)
-        return text[1:-1].replace("''", "'")
-    if text.startswith('"'):
-        import json
-
-        try:
-            value = json.loads(text)  # YAML's double-quoted escapes are JSON's, near enough
-        except ValueError:
-            raise MalformedFileError(f"bad quoted name {text!r}", file=path, line=line) from None
-        if not isinstance(value, str):
-            raise MalformedFileError(f"bad quoted name {text!r}", file=path, line=line)
-        return value
-    return text
-
-
-def _strip_comment(line: str) -> str:
-    """``line`` without a ``#`` comment (a ``#`` inside quotes or a word is text)."""
-    quote = None
-    for index, char in enumerate(line):
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (index == 0 or line[index - 1].isspace()):
-            return line[:index]
-    return line
-
-
-def _split_flow(text: str, path: Path, line: int) -> list[str]:
-    """The items of ``[a, 'b, c']`` or ``{0: a, 1: b}``, split at top-level commas."""
-    body = text.strip()[1:-1]
-    items, current, quote = [], [], None
-    for char in body:
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == ",":
-            items.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if quote:
-        raise MalformedFileError("unterminated quote in names", file=path, line=line)
-    items.append("".join(current))
-    if items and not items[-1].strip():
-        items.pop()  # a trailing comma
-    return items
-
-
-def _key_value(item: str, path: Path, line: int) -> tuple[int, str]:
-    key, colon, value = item.partition(":")
-    key = _yaml_scalar(key, path, line)
-    if not colon or not re.fullmatch(r"\d+", key):
-        raise MalformedFileError(
-            f"names entry {item.strip()!r} is not '<class id>: <name>'", file=path, line=line
-        )
-    return int(key), _yaml_scalar(value, path, line)
-
-
-def _names_from_pairs(pairs: list[tuple[int, str, int]], path: Path) -> list[str]:
-    ids = sorted(number for number, _, _ in pairs)
-    if ids != list(range(len(pairs))):
-        line = pairs[0][2] if pairs else None
-        raise MalformedFileError(
-            f"names ids must be 0 to {len(pairs) - 1}, each once; got {ids}", file=path, line=line
-        )
-    return [name for _, name in sorted((n, name) for n, name, _ in pairs)]
-
-
 def read_yaml_names(path: Path) -> tuple[tuple[str, ...], bool]:
     """The ``names`` of an Ultralytics ``data.yaml`` and whether it has ``kpt_shape``.
 
-    A deliberately small reader (dsxsd does not depend on a YAML library) for the forms
-    Ultralytics and Roboflow write: ``names: [a, 'b c']`` (also over several lines),
-    ``names: {0: a, 1: b}``, and a block of ``- a`` items or ``0: a`` pairs indented under
-    ``names:``. Names may be quoted (``'...'`` or ``"..."``); unquoted ones are taken as
-    written (YAML would turn ``yes`` into a boolean; a class name is text). ``nc``, when
-    present, must equal the number of names. Other keys are ignored.
+    Read with PyYAML's safe loader, as Ultralytics reads it. ``names`` is a list, or a
+    mapping of ids ``0..n-1`` to names (Ultralytics' own files); a name must be text or a
+    number (an unquoted ``yes`` is YAML's boolean: quote it). ``nc``, when present, must
+    equal the number of names. Errors give the line of ``names:``.
     """
-    lines = decode_text(_read_limited(path), path).split("\n")
-    names: list[str] | None = None
-    names_line = None
-    count = None
-    keypoints = False
-    index = 0
-    while index < len(lines):
-        number = index + 1
-        line = _strip_comment(lines[index]).rstrip()
-        index += 1
-        match = re.match(r"^([A-Za-z_][\w-]*)\s*:(.*)$", line)
-        if not match:
-            continue
-        key, value = match.group(1), match.group(2).strip()
-        if key == "kpt_shape":
-            keypoints = True
-        elif key == "nc":
-            if not re.fullmatch(r"\d+", value):
-                raise MalformedFileError(f"nc is {value!r}, not a count", file=path, line=number)
-            count = int(value)
-        elif key == "names":
-            names_line = number
-            if value.startswith(("[", "{")):
-                closing = "]" if value[0] == "[" else "}"
-                while not value.endswith(closing) and index < len(lines):
-                    value += " " + _strip_comment(lines[index]).strip()
-                    index += 1
-                if not value.endswith(closing):
-                    raise MalformedFileError(
-                        f"names: no closing {closing!r}", file=path, line=number
-                    )
-                items = _split_flow(value, path, number)
-                if closing == "]":
-                    names = [_yaml_scalar(item, path, number) for item in items]
-                else:
-                    pairs = [(*_key_value(item, path, number), number) for item in items]
-                    names = _names_from_pairs(pairs, path)
-            elif value:
-                raise MalformedFileError(
-                    f"names is {value!r}, not a list or a mapping of class names",
-                    file=path,
-                    line=number,
-                )
-            else:
-                block: list[tuple[str, int]] = []
-                while index < len(lines):
-                    text = _strip_comment(lines[index]).rstrip()
-                    if text and not text[0].isspace() and not text.startswith("-"):
-                        break
-                    if text.strip():
-                        block.append((text.strip(), index + 1))
-                    index += 1
-                if all(text.startswith("-") for text, _ in block):
-                    names = [_yaml_scalar(text[1:], path, line) for text, line in block]
-                else:
-                    pairs = [(*_key_value(text, path, line), line) for text, line in block]
-                    names = _names_from_pairs(pairs, path)
-    if names is None:
+    import yaml
+
+    text = decode_text(_read_limited(path), path)
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).split("\n")[0]
+        raise MalformedFileError(
+            f"not valid YAML: {problem}", file=path, line=None if mark is None else mark.line + 1
+        ) from None
+    if not isinstance(document, dict) or document.get("names") is None:
         raise InvalidAnnotationError("no 'names' list of class names", file=path)
-    if count is not None and count != len(names):
-        raise InvalidAnnotationError(
-            f"nc is {count} but names lists {len(names)} classes", file=path, line=names_line
-        )
-    seen: set[str] = set()
-    for name in names:
-        if not name.strip():
-            raise InvalidValueError("empty class name in names", file=path, line=names_line)
-        if name.strip() in seen:
-            raise InvalidValueError(
-                f"class {name.strip()!r} appears twice in names", file=path, line=names_line
+    line = next(
+        (n for n, text_line in enumerate(text.split("\n"), 1) if text_line.startswith("names")), None
+    )
+    names = document["names"]
+    if isinstance(names, dict):
+        ids = sorted(_class_id(key, path, line) for key in names)
+        if ids != list(range(len(names))):
+            raise MalformedFileError(
+                f"names ids must be 0 to {len(names) - 1}, each once; got {ids}", file=path, line=line
             )
-        seen.add(name.strip())
-    return tuple(name.strip() for name in names), keypoints
+        names = [value for _, value in sorted((_class_id(k, path, line), v) for k, v in names.items())]
+    elif not isinstance(names, list):
+        raise MalformedFileError(
+            f"names is {names!r}, not a list or a mapping of class names", file=path, line=line
+        )
+    result: list[str] = []
+    for name in names:
+        if isinstance(name, bool) or not isinstance(name, (str, int, float)):
+            raise InvalidValueError(
+                f"class name {name!r} is not text (quote it in the YAML)", file=path, line=line
+            )
+        name = str(name).strip()
+        if not name:
+            raise InvalidValueError("empty class name in names", file=path, line=line)
+        if name in result:
+            raise InvalidValueError(f"class {name!r} appears twice in names", file=path, line=line)
+        result.append(name)
+    count = document.get("nc")
+    if count is not None and count != len(result):
+        raise InvalidAnnotationError(
+            f"nc is {count!r} but names lists {len(result)} classes", file=path, line=line
+        )
+    return tuple(result), "kpt_shape" in document
+
+
+def _class_id(key: object, path: Path, line: int | None) -> int:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and key.strip().isdigit() and key.strip().isascii():
+        return int(key)
+    raise MalformedFileError(f"names key {key!r} is not a class id", file=path, line=line)
 
 
 def read_class_file(path: Path) -> tuple[tuple[str, ...], bool]:
