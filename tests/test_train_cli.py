@@ -10,6 +10,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+import dsxsd
 from dsxsd.cli import main
 
 
@@ -35,6 +36,8 @@ def test_without_tensorflow_train_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     for name in [m for m in sys.modules if m == "dsxsd.train" or m.startswith("dsxsd.train.")]:
         monkeypatch.delitem(sys.modules, name)
+    # Importing again binds dsxsd.train to the new, TensorFlow-less module: put it back after.
+    monkeypatch.delattr(dsxsd, "train", raising=False)
     (tmp_path / "pairs.csv").write_text("left,right,label,left_class,right_class,split\n")
     result = CliRunner().invoke(main, ["train", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2

@@ -17,6 +17,7 @@ TRAIN_EXTRA_MODULES = frozenset({"tensorflow", "keras", "h5py", "matplotlib"})
 
 def import_train():
     """``dsxsd.train``, or a MissingDependencyError (exit 2) naming the install line."""
+    import importlib
     import os
 
     from ..errors import MissingDependencyError
@@ -24,7 +25,8 @@ def import_train():
     # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise on a terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import dsxsd.train as train_package
+        train_package = importlib.import_module("dsxsd.train")
+        train_package.require_tensorflow()  # the network alone imports without it
     except ImportError as exc:
         top = (exc.name or "").split(".")[0]
         if top not in TRAIN_EXTRA_MODULES:

@@ -20,6 +20,16 @@ _NEED_TENSORFLOW = (
     "predict_pairs", "read_run_config", "search",
 )
 
+_missing_tensorflow: ImportError | None = None
+
+
+def require_tensorflow() -> None:
+    """Raise the :class:`ImportError` of TensorFlow where it is not installed (what the
+    pipeline, training and inference need), so a caller can say how to install it."""
+    if _missing_tensorflow is not None:
+        raise _missing_tensorflow
+
+
 try:
     from .data import load_images, make_dataset
     from .evaluate import evaluate_n_way
@@ -29,7 +39,7 @@ try:
 except ImportError as exc:
     if not (exc.name or "").startswith("tensorflow"):
         raise  # a real bug, not a missing optional dependency
-    _missing_tensorflow: ImportError | None = exc
+    _missing_tensorflow = exc
 
     def __getattr__(name: str) -> Any:
         if name in _NEED_TENSORFLOW:
@@ -51,6 +61,7 @@ __all__ = [
     "predict",
     "predict_pairs",
     "read_run_config",
+    "require_tensorflow",
     "search",
     "split_model",
 ]
