@@ -34,7 +34,9 @@ class Format:
     atomically (see :mod:`dsxsd._io`). ``suffixes`` are what a path ends with for the format
     to be guessed from it (``"/"`` for a folder); ``sniff``, where several formats share a
     suffix, tells whether a given path is this format. ``lossy`` names what the format
-    cannot hold (sizes, flags...), for warnings and for the contract tests.
+    cannot hold (sizes, flags...), for warnings and for the contract tests. A
+    ``parallel`` reader takes ``workers`` (a folder of per-image files read by several
+    processes).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Format:
     output_is_dir: bool = False
     sniff: Optional[Callable[[Path], bool]] = None
     lossy: tuple[str, ...] = ()
+    parallel: bool = False
 
 
 _registry: dict[str, Format] = {}
@@ -129,19 +132,13 @@ def read(
     fmt = get_format(format or guess_format(path))
     if fmt.reader is None:
         raise UnknownFormatError(f"format {fmt.name!r} cannot be read")
-    if _takes_workers(fmt.reader):
+    if fmt.parallel:
         options["workers"] = workers
     else:
         from .._parallel import resolve_workers
 
         resolve_workers(workers)  # a bad value is refused for every format alike
     return fmt.reader(path, on_error=on_error, **options)
-
-
-def _takes_workers(reader: Reader) -> bool:
-    import inspect
-
-    return "workers" in inspect.signature(reader).parameters
 
 
 def write(

@@ -729,6 +729,7 @@ FORMAT = Format(
     suffixes=(".xml", "/"),
     output_is_dir=True,
     sniff=_sniff,
+    parallel=True,
     # Attributes are not written; the class list is the labels in order of first
     # appearance (no room for unused classes); images come back sorted by file name.
     lossy=("attributes", "classes", "image_order"),
