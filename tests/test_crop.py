@@ -782,3 +782,24 @@ def test_cli_shows_a_progress_bar_and_few_warnings_on_a_terminal(tmp_path, monke
     assert result.stderr.count("try --exif-transpose") == 5
     assert "... and 3 more (see --json)" in result.stderr
     assert "8 crops from 8 images" in result.stdout
+
+
+def test_a_crop_file_is_never_overwritten(tmp_path):
+    """Crop names are made distinct up front; were a naming bug to give two crops one
+    name, the second write must fail rather than silently replace the first."""
+    from dsxsd.crops import _write_new
+
+    target = tmp_path / "a.jpg"
+    _write_new(target, b"first")
+    with pytest.raises(FileExistsError):
+        _write_new(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
