@@ -69,10 +69,12 @@ _FALSE = {"0", "false", "no"}
 
 # Below this many files a folder is read in this process. Starting the first pool of a
 # process (the forkserver, then workers importing lxml and this module) took 0.17 s on
-# 2 cores; reading a LabelImg file takes about 100 us, and two workers save about 45 us of
-# it per file (half the read, less the parent's unpacking), so the pool pays for itself
-# from about 4,000 files. Below that the gain would be under 0.2 s anyway.
-PARALLEL_MIN_FILES = 4000
+# 2 cores, and with the LabelImg fast path a file takes only about 25 us to read, of
+# which a second process saves about half less the cost of sending the result back. So
+# the pool pays for itself only on large folders: measured on 2 cores (best of several
+# runs), one process and two were level at 17,000 LabelImg files, and two were 1.4-1.6x
+# faster at 30,000 and 60,000.
+PARALLEL_MIN_FILES = 20_000
 # Files per task sent to a worker: large enough that pickling is a small part of a
 # task, small enough that ``on_error="raise"`` stops soon after the first bad file.
 _CHUNK_FILES = (64, 512)
