@@ -12,10 +12,10 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional
 
-from ..errors import UnknownFormatError
-from ..model import AnnotationSet
+from ..errors import InvalidAnnotationError, UnknownFormatError
+from ..model import AnnotationSet, ImageAnnotation
 
 OnError = Literal["raise", "skip"]
 Reader = Callable[..., AnnotationSet]
@@ -158,9 +158,46 @@ def write(
     fmt.writer(annotations, path, overwrite=overwrite, **options)
 
 
+def file_per_image(
+    images: Iterable[ImageAnnotation],
+    suffix: str,
+    output: Path,
+    *,
+    keeps: str,
+    unread: str,
+    reserved: Collection[str] = (),
+) -> Iterator[tuple[ImageAnnotation, str]]:
+    """Each image with its file name ``<stem><suffix>``, for a format that writes one file
+    per image into the folder ``output`` (VOC, YOLO). Lazily: a caller that works on each
+    image as it comes meets the errors in image order.
+
+    Two images whose names would give one file (``a.jpg`` and ``a.png``, or ``A.jpg`` and
+    ``a.jpg`` on a case-insensitive disk) are refused rather than one silently replacing
+    the other (``keeps`` says why: "VOC keeps one file"); so is a name its readers pass
+    over (a macOS ``._*`` fork, or one of ``reserved``, lower case; ``unread`` says why).
+    """
+    owners: dict[str, str] = {}
+    for image in images:
+        name = f"{image.stem}{suffix}"
+        key = name.casefold()
+        if key in owners:
+            raise InvalidAnnotationError(
+                f"images {owners[key]!r} and {image.filename!r} would both be written to "
+                f"{name!r}; {keeps} per image name without extension",
+                file=output,
+            )
+        if key in reserved or name.startswith("._"):
+            raise InvalidAnnotationError(
+                f"image {image.filename!r} would be written to {name!r}, {unread}", file=output
+            )
+        owners[key] = image.filename
+        yield image, name
+
+
 __all__ = [
     "Format",
     "OnError",
+    "file_per_image",
     "format_names",
     "get_format",
     "guess_format",

@@ -24,12 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-_BOM = b"\xef\xbb\xbf"
-_DECLARATION = re.compile(
-    rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:\"1\.0\"|'1\.0')"
-    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:\"(?:utf|UTF)-8\"|'(?:utf|UTF)-8'))?"
-    rb"[ \t\r\n]*\?>"
-)
+from . import _xml
 
 _S = r"[ \t\r\n]*"  # XML white space only: str's \s would also take Unicode spaces
 # Character data that is the same text in a tree: no markup, no entity, no \r (which XML
@@ -80,12 +75,8 @@ def read(data: bytes) -> Optional[ImageRecord]:
     """The image record of a LabelImg-shaped file, or ``None`` for the full reader."""
     if len(data) > MAX_BYTES:
         return None
-    start = 3 if data.startswith(_BOM) else 0
-    declaration = _DECLARATION.match(data, start)
-    if declaration is not None:
-        start = declaration.end()
     try:
-        text = data[start:].decode("utf-8")
+        text = data[_xml.utf8_body_start(data):].decode("utf-8")
     except UnicodeDecodeError:
         return None
     # The head, then one object after another from where the last ended, then the end:

@@ -11,6 +11,7 @@ external entities that read local files.
 from __future__ import annotations
 
 import os
+import re
 
 from lxml import etree
 
@@ -22,6 +23,25 @@ _ENTITY_DECLARATIONS = tuple(
     "<!ENTITY".encode(codec)
     for codec in ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 )
+
+
+# What may stand before the root element of a plain UTF-8 file: a byte-order mark, an XML
+# declaration of version 1.0 saying UTF-8 or no encoding, and white space.
+_UTF8_PROLOG = re.compile(
+    rb"(?:\xef\xbb\xbf)?"
+    rb"(?:<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:\"1\.0\"|'1\.0')"
+    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:\"(?:utf|UTF)-8\"|'(?:utf|UTF)-8'))?"
+    rb"[ \t\r\n]*\?>)?"
+    rb"[ \t\r\n]*"
+)
+
+
+def utf8_body_start(data: bytes) -> int:
+    """Where the document proper (the root element, if the file is plain UTF-8 XML)
+    starts in ``data``: after a BOM, a version 1.0 UTF-8 declaration and white space.
+    Anything else before the root (another encoding, a DOCTYPE, a comment) is left in
+    place, for the caller to decline."""
+    return _UTF8_PROLOG.match(data).end()
 
 
 def _parser() -> etree.XMLParser:

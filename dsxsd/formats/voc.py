@@ -53,7 +53,7 @@ from ..errors import (
     MissingFieldError,
 )
 from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
-from . import Format, OnError, _labelimg, _xml
+from . import Format, OnError, _labelimg, _xml, file_per_image
 
 UNSPECIFIED_POSE = "Unspecified"
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
@@ -245,11 +245,6 @@ def _gc_paused() -> Iterator[None]:
 _GROUP_FILES = 128
 _GROUP_MAX_BYTES = 1 << 16
 _SEPARATOR = b"<?dsxsd-next-file?>"
-_DECLARATION = re.compile(
-    rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:\"1\.0\"|'1\.0')"
-    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:\"(?:utf|UTF)-8\"|'(?:utf|UTF)-8'))?"
-    rb"[ \t\r\n]*\?>[ \t\r\n]*"
-)
 _XML_SPACE = " \t\r\n"
 
 
@@ -284,10 +279,7 @@ def _body(data: bytes) -> bytes | None:
     (see above); ``None`` otherwise."""
     if len(data) > _GROUP_MAX_BYTES:
         return None
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    declaration = _DECLARATION.match(data, start)
-    if declaration is not None:
-        start = declaration.end()
+    start = _xml.utf8_body_start(data)
     if (
         not data.startswith(b"<annotation", start)
         or data.find(b"<!", start) >= 0
@@ -625,25 +617,11 @@ def write_voc(
     """
     path = Path(path)
     _io.check_output(path, overwrite)
-    documents: dict[str, bytes] = {}
-    owners: dict[str, str] = {}
-    for image in annotations.images:
-        name = f"{image.stem}.xml"
-        key = name.casefold()
-        if key in owners:
-            raise InvalidAnnotationError(
-                f"images {owners[key]!r} and {image.filename!r} would both be written to "
-                f"{name!r}; VOC keeps one file per image name without extension",
-                file=path,
-            )
-        if name.startswith("._"):
-            raise InvalidAnnotationError(
-                f"image {image.filename!r} would be written to {name!r}, a name readers "
-                "skip as a macOS resource fork",
-                file=path,
-            )
-        owners[key] = image.filename
-        documents[name] = to_bytes(image, path)
+    named = file_per_image(
+        annotations.images, ".xml", path,
+        keeps="VOC keeps one file", unread="a name readers skip as a macOS resource fork",
+    )
+    documents = {name: to_bytes(image, path) for image, name in named}
     with _io.atomic_directory(path, overwrite) as folder:
         for name, data in documents.items():
             (folder / name).write_bytes(data)

@@ -60,7 +60,7 @@ from ..errors import (
     MissingImageError,
 )
 from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
-from . import Format, OnError
+from . import Format, OnError, file_per_image
 from .csv import decode_text, parse_number
 from .lines import read_classes
 
@@ -477,25 +477,11 @@ def write_yolo(
     from .._images import ImageFinder  # Pillow and numpy: only when images are given
 
     finder = None if images is None else ImageFinder(images)
-    documents: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for image in annotations.images:
-        name = f"{image.stem}.txt"
-        key = name.casefold()
-        if key in owners:
-            raise InvalidAnnotationError(
-                f"images {owners[key]!r} and {image.filename!r} would both be written to "
-                f"{name!r}; YOLO keeps one label file per image name without extension",
-                file=path,
-            )
-        if key == CLASSES_NAME or name.startswith("._"):
-            raise InvalidAnnotationError(
-                f"image {image.filename!r} would be written to {name!r}, a name readers "
-                "do not take as a label file",
-                file=path,
-            )
-        owners[key] = image.filename
-        documents[name] = to_text(image, ids, _size(image, finder, path), path)
+    named = file_per_image(
+        annotations.images, ".txt", path, reserved=(CLASSES_NAME,),
+        keeps="YOLO keeps one label file", unread="a name readers do not take as a label file",
+    )
+    documents = {name: to_text(image, ids, _size(image, finder, path), path) for image, name in named}
     class_text = "".join(name + "\n" for name in annotations.classes)
     with _io.atomic_directory(path, overwrite) as folder:
         for name, text in documents.items():
