@@ -13,6 +13,8 @@ A figure is always relative to something measured in the same run on the same ma
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, TypeVar
@@ -76,14 +78,28 @@ def best_of(runs: int, function: Callable[..., T], *args, **kwargs) -> tuple[T, 
     return min(results, key=lambda pair: pair[1])
 
 
-def interleaved(runs: int, *calls: tuple) -> list[float]:
+def interleaved(runs: int, *calls: tuple, self_timed: bool = False) -> list[float]:
     """The best time of each call over ``runs`` rounds, the calls taking turns within a
-    round: load from other work on the machine then falls on all of them alike."""
+    round: load from other work on the machine then falls on all of them alike. With
+    ``self_timed``, each call returns the seconds it measured itself (see
+    :func:`in_fresh_process`) and those are compared."""
     best = [float("inf")] * len(calls)
     for _ in range(runs):
         for index, (function, *args) in enumerate(calls):
-            best[index] = min(best[index], timed(function, *args)[1])
+            result, seconds = timed(function, *args)
+            best[index] = min(best[index], result if self_timed else seconds)
     return best
+
+
+def in_fresh_process(*argv: str) -> float:
+    """Run ``python argv...`` and return the seconds it printed on its last line: a run as
+    a user's script runs, in a new interpreter whose state (threads, imports, start
+    method of worker processes) no earlier benchmark changed, timed by itself so that
+    starting Python is left out."""
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr.strip()}")
+    return float(done.stdout.split()[-1])
 
 
 def cores() -> int:

@@ -123,3 +123,25 @@ def test_gpu_benchmark_counts_the_flops_of_every_convolution_and_dense_layer():
     assert bench_gpu.forward_flops(model) == 2 * expected + head
     assert bench_gpu._peak("NVIDIA H200", None) == 989.0
     assert bench_gpu._peak("some chip", None) is None and bench_gpu._peak("x", 100.0) == 100.0
+
+
+def test_interleaved_takes_turns_and_keeps_each_calls_best():
+    order = []
+
+    def call(name, seconds):
+        order.append(name)
+        return seconds.pop(0)
+
+    first, second = [0.5, 0.2, 0.4], [0.3, 0.6, 0.1]
+    best = common.interleaved(3, (call, "a", first), (call, "b", second), self_timed=True)
+    assert best == [0.2, 0.1]  # what the calls reported, not how long they took here
+    assert order == ["a", "b"] * 3
+
+
+def test_in_fresh_process_returns_the_seconds_the_script_printed(tmp_path):
+    script = tmp_path / "timed.py"
+    script.write_text("import sys\nprint('warming up')\nprint(float(sys.argv[1]) / 4)\n")
+    assert common.in_fresh_process(str(script), "1.0") == 0.25
+    script.write_text("import sys\nsys.exit('no such folder: ' + sys.argv[1])\n")
+    with pytest.raises(RuntimeError, match="no such folder: x"):
+        common.in_fresh_process(str(script), "x")

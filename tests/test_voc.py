@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -751,3 +752,37 @@ def test_cli_skip_writes_good_files_and_a_report(tmp_path):
         [str(folder / "d_hostile.xml"), ""],
         [str(folder / "e_missing.xml"), "17"],
     ]
+
+
+class _ShortReads:
+    """``os`` as a network or FUSE file system may behave: a read returns at most 100
+    bytes, whatever was asked."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def read(fd: int, size: int) -> bytes:
+        return os.read(fd, min(size, 100))
+
+
+def test_short_reads_never_cut_a_file(tmp_path, monkeypatch):
+    """Folders are read with one read per file where a file is small (a shorter read
+    than asked means the end on a local disk); where a file system returns less, the
+    file is still read whole, with the same result."""
+    images = [
+        ImageAnnotation(f"img_{i}.jpg", 640, 480, 3,
+                        [obj("dog", (i, 2, 30 + i, 40)) for _ in range(i % 4)], folder="f")
+        for i in range(12)
+    ]
+    (tmp_path / "odd.xml").write_text(  # not LabelImg-shaped: the tree reader's path
+        annotation_xml(box_xml(extra="<occluded>1</occluded>")).replace("<annotation>", "<annotation>\n<!-- x -->"),
+        "utf-8",
+    )
+    voc.write_voc(AnnotationSet(images), tmp_path / "out")
+    shutil.copy(tmp_path / "odd.xml", tmp_path / "out" / "odd.xml")
+    expected = voc.read_voc(tmp_path / "out")
+    assert len(expected.images) == 13 and all(len(data) > 100 for data in
+                                              (p.read_bytes() for p in (tmp_path / "out").iterdir()))
+    monkeypatch.setattr(voc, "os", _ShortReads())
+    assert voc.read_voc(tmp_path / "out") == expected

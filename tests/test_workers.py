@@ -12,8 +12,12 @@ import csv
 import dataclasses
 import inspect
 import itertools
+import multiprocessing
 import os
 import random
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -87,10 +91,23 @@ def voc_folder(root: Path, count: int = FILES, seed: int = 0) -> Path:
     return folder
 
 
+START_METHODS = [m for m in ("fork", "forkserver", "spawn") if m in multiprocessing.get_all_start_methods()]
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request, monkeypatch) -> str:
+    """Run the test with workers started each way dsxsd may start them. A forked worker
+    inherits this process's monkeypatches, a forkserver or spawned one imports dsxsd
+    afresh: a test must pass with both."""
+    monkeypatch.setattr(_parallel, "start_method", lambda: request.param)
+    return request.param
+
+
 def pool_only(monkeypatch) -> None:
     """From here on every folder of 4 files or more goes to the pool, in chunks of 4 to 8
     files, and the in-process reader is not there to fall back on."""
     monkeypatch.setattr(voc, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(voc, "PARALLEL_MIN_FILES_UNFORKED", 4)
     monkeypatch.setattr(voc, "_CHUNK_FILES", (4, 8))
 
     def no_serial(*args, **kwargs):
@@ -118,7 +135,7 @@ def _serial(folder: Path, **options) -> AnnotationSet:
 # --------------------------------------------------------------------------- convert
 
 
-def test_parallel_read_equals_serial_read(tmp_path, monkeypatch):
+def test_parallel_read_equals_serial_read(tmp_path, monkeypatch, start_method):
     folder = voc_folder(tmp_path)
     serial = _serial(folder)
     pool_only(monkeypatch)
@@ -136,7 +153,7 @@ def test_parallel_read_equals_serial_read(tmp_path, monkeypatch):
     assert len(parallel.images[3].objects) == 1  # the <part> is not an object
 
 
-def test_images_from_workers_pass_the_model_checks_again(tmp_path, monkeypatch):
+def test_images_from_workers_pass_the_model_checks_again(tmp_path, monkeypatch, start_method):
     """Workers send plain values back and the parent rebuilds the dataclasses without
     their constructors (as unpickling does); running the constructors again on what came
     back must change nothing."""
@@ -158,7 +175,7 @@ def _with_bad_files(folder: Path) -> None:
     (folder / "img_030.xml").write_text(text.replace("<xmin>", "<xmin>nan", 1), "utf-8")
 
 
-def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch):
+def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch, start_method):
     folder = voc_folder(tmp_path)
     _with_bad_files(folder)
     with pytest.raises(MalformedFileError) as serial:
@@ -179,7 +196,7 @@ def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch)
     assert caught.value.line is not None and "<bndbox><xmin>" in str(caught.value)
 
 
-def test_skipped_files_are_the_same_in_parallel(tmp_path, monkeypatch):
+def test_skipped_files_are_the_same_in_parallel(tmp_path, monkeypatch, start_method):
     folder = voc_folder(tmp_path)
     _with_bad_files(folder)
     serial = _serial(folder, on_error="skip")
@@ -232,13 +249,67 @@ def test_workers_values(tmp_path):
         dsxsd.read(tmp_path / "a.csv", workers=-1)
 
 
+def test_workers_are_forked_only_from_a_linux_process_of_one_thread(monkeypatch):
+    unforked = "forkserver" if "forkserver" in START_METHODS else "spawn"
+    cases = [(1, "linux", "fork"), (2, "linux", unforked), (None, "linux", unforked),
+             (1, "darwin", unforked)]
+    for threads, platform, expected in cases:
+        monkeypatch.setattr(_parallel, "threads_running", lambda: threads)
+        monkeypatch.setattr(sys, "platform", platform)
+        assert _parallel.start_method() == expected, (threads, platform)
+
+
+def test_threads_are_counted_as_the_os_sees_them():
+    before = _parallel.threads_running()
+    if not sys.platform.startswith("linux"):
+        assert before is None or before >= 1
+        return
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert _parallel.threads_running() == before + 1
+        assert _parallel.start_method() != "fork"
+    finally:
+        stop.set()
+        thread.join()
+
+
+FRESH_PROCESS_READ = """
+import sys
+import dsxsd
+from dsxsd import _parallel
+from dsxsd.formats import voc
+
+voc.PARALLEL_MIN_FILES = voc.PARALLEL_MIN_FILES_UNFORKED = 4
+voc._CHUNK_FILES = (4, 8)
+print(_parallel.start_method())
+dsxsd.write(dsxsd.read(sys.argv[1], "voc", workers=2), sys.argv[2], "csv")
+"""
+
+
+def test_a_script_reads_with_forked_workers_where_it_can(tmp_path):
+    """No monkeypatching: a fresh interpreter that imported dsxsd runs one thread, so on
+    Linux its workers are forked; what they read is what one process reads."""
+    folder = voc_folder(tmp_path)
+    dsxsd.write(_serial(folder), tmp_path / "one.csv", "csv")
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_READ, str(folder), str(tmp_path / "pool.csv")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = {"fork"} if sys.platform.startswith("linux") else {"forkserver", "spawn"}
+    assert done.stdout.strip() in expected
+    assert (tmp_path / "pool.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
 def test_failure_carries_the_error_across_processes():
     error = InvalidValueError("bad", file="a.xml", line=3, field="xmin")
     back = Failure.of(error).error()
     assert type(back) is InvalidValueError and str(back) == str(error)
 
 
-def test_cli_workers_option(tmp_path, monkeypatch):
+def test_cli_workers_option(tmp_path, monkeypatch, start_method):
     folder = voc_folder(tmp_path)
     runner = CliRunner()
     help_text = runner.invoke(main, ["convert", "--help"]).output
@@ -286,12 +357,25 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
-def test_crop_on_all_cores_writes_what_one_worker_writes(tmp_path, monkeypatch):
+def cut_in_workers_only(monkeypatch) -> None:
+    """Cutting in the parent fails the test. A forked worker inherits this patch and
+    passes its check; a forkserver or spawned worker imports the real function."""
+    parent = os.getpid()
+    real = crops_module._cut_task
+
+    def cut(task, settings):
+        assert os.getpid() != parent, "cut in the parent process"
+        return real(task, settings)
+
+    monkeypatch.setattr(crops_module, "_cut_task", cut)
+
+
+def test_crop_on_all_cores_writes_what_one_worker_writes(tmp_path, monkeypatch, start_method):
     labels, images = _crop_scene(tmp_path)
     one = dsxsd.crop(labels, images=images, out=tmp_path / "one", workers=1, on_error="skip")
     monkeypatch.setattr(crops_module, "PARALLEL_MIN_IMAGES", 2)
     monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
-    monkeypatch.setattr(crops_module, "_cut_task", None)  # the parent cannot cut: only workers
+    cut_in_workers_only(monkeypatch)
     every = dsxsd.crop(labels, images=images, out=tmp_path / "every", on_error="skip", workers=0)
     assert _tree(tmp_path / "every") == _tree(tmp_path / "one")
     assert len(_tree(tmp_path / "one")) == 8 * 3 + 1  # 24 crops and crops.csv
@@ -302,14 +386,14 @@ def test_crop_on_all_cores_writes_what_one_worker_writes(tmp_path, monkeypatch):
         assert [row["path"] for row in csv.DictReader(stream)][:2] == ["a/p0_0.jpg", "b/p0_1.jpg"]
 
 
-def test_crop_error_is_the_same_with_workers(tmp_path, monkeypatch):
+def test_crop_error_is_the_same_with_workers(tmp_path, monkeypatch, start_method):
     labels, images = _crop_scene(tmp_path, missing=False)
     (images / "p2.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(dsxsd.DsxsdError) as serial:
         dsxsd.crop(labels, images=images, out=tmp_path / "one", workers=1)
     monkeypatch.setattr(crops_module, "PARALLEL_MIN_IMAGES", 2)
     monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
-    monkeypatch.setattr(crops_module, "_cut_task", None)
+    cut_in_workers_only(monkeypatch)
     with pytest.raises(dsxsd.DsxsdError) as parallel:
         dsxsd.crop(labels, images=images, out=tmp_path / "every", workers=0)
     assert type(parallel.value) is type(serial.value)

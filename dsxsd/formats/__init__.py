@@ -122,9 +122,10 @@ def read(
     ``workers``: processes reading a folder of per-image files (``None``/``0``: every
     core, ``1``: this process only; small folders always stay in this process; formats
     that are one file ignore it). The result does not depend on it. It is 1 by default
-    here (``dsxsd convert`` uses every core): worker processes import the calling script
-    afresh, which a script without an ``if __name__ == "__main__":`` guard does not
-    survive, as with :mod:`multiprocessing`.
+    here (``dsxsd convert`` uses every core): where workers cannot be forked (macOS,
+    Windows, a process already running threads, such as a notebook that imported numpy)
+    they import the calling script afresh, which a script without an
+    ``if __name__ == "__main__":`` guard does not survive, as with :mod:`multiprocessing`.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")

@@ -28,8 +28,11 @@ from . import _xml
 
 _S = r"[ \t\r\n]*"  # XML white space only: str's \s would also take Unicode spaces
 # Character data that is the same text in a tree: no markup, no entity, no \r (which XML
-# turns into \n), no character XML 1.0 forbids.
-_TEXT = r"[^<>&\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]*"
+# turns into \n), no character XML 1.0 forbids. Of those above U+00FF, surrogates cannot
+# come out of strict UTF-8 decoding and U+FFFE/U+FFFF are looked for in the whole text
+# once (_NONCHARACTERS): a class of code points under 256 alone matches a third faster.
+_TEXT = r"[^<>&\r\x00-\x08\x0b\x0c\x0e-\x1f]*"
+_NONCHARACTERS = ("\ufffe", "\uffff")
 _DIGITS = _S + r"([0-9]{1,15})" + _S
 _NUMBER = _S + r"([+-]?[0-9]{1,15}(?:\.[0-9]{0,15})?)" + _S
 # The flag's digit is optional; written so that white space has one way to match (two
@@ -78,6 +81,8 @@ def read(data: bytes) -> Optional[ImageRecord]:
     try:
         text = data[_xml.utf8_body_start(data):].decode("utf-8")
     except UnicodeDecodeError:
+        return None
+    if _NONCHARACTERS[0] in text or _NONCHARACTERS[1] in text:
         return None
     # The head, then one object after another from where the last ended, then the end:
     # together a match of the whole text, read in one pass.

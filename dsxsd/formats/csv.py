@@ -119,31 +119,49 @@ class _NumberTexts(dict):
 _QUOTED = re.compile('[,"\r\n]')
 
 
+class _PlainTexts(dict):
+    """Whether a text needs no quoting, remembered: labels and poses repeat."""
+
+    def __missing__(self, text: str) -> bool:
+        plain = self[text] = _QUOTED.search(text) is None
+        return plain
+
+
+_FLAGS = ("0", "1")  # indexed by a bool
+
+
 def _rows(annotations: AnnotationSet, full: bool) -> Iterator[str | list[str]]:
     """Each row as its finished line, or as fields for csv.writer where one needs quotes."""
     text = _NumberTexts().__getitem__
-    needs_quotes = _QUOTED.search
+    plain = _PlainTexts().__getitem__
     for image in annotations.images:
         head = [image.filename, _size_text(image.width), _size_text(image.height)]
         depth = _size_text(image.depth)
-        plain_head = None if needs_quotes(image.filename) else ",".join(head)
+        plain_head = ",".join(head) if plain(image.filename) else None
         if not image.objects:
             row = head + [""] * 5 + ([depth, "", "", ""] if full else [])
             yield row if plain_head is None else ",".join(row) + "\n"
             continue
         for obj in image.objects:
             box = obj.bbox
+            label = obj.label
             pose = "" if obj.pose is None else obj.pose
-            corners = f"{text(box.xmin)},{text(box.ymin)},{text(box.xmax)},{text(box.ymax)}"
-            if plain_head is not None and not needs_quotes(obj.label) and not needs_quotes(pose):
-                line = f"{plain_head},{obj.label},{corners}"
+            if plain_head is not None and plain(label) and plain(pose):
                 if full:
-                    line += f",{depth},{'1' if obj.difficult else '0'},{'1' if obj.truncated else '0'},{pose}"
-                yield line + "\n"
+                    yield (
+                        f"{plain_head},{label},{text(box.xmin)},{text(box.ymin)},"
+                        f"{text(box.xmax)},{text(box.ymax)},{depth},"
+                        f"{_FLAGS[obj.difficult]},{_FLAGS[obj.truncated]},{pose}\n"
+                    )
+                else:
+                    yield (
+                        f"{plain_head},{label},{text(box.xmin)},{text(box.ymin)},"
+                        f"{text(box.xmax)},{text(box.ymax)}\n"
+                    )
                 continue
-            row = head + [obj.label, *corners.split(",")]
+            row = head + [label, text(box.xmin), text(box.ymin), text(box.xmax), text(box.ymax)]
             if full:
-                row += [depth, "1" if obj.difficult else "0", "1" if obj.truncated else "0", pose]
+                row += [depth, _FLAGS[obj.difficult], _FLAGS[obj.truncated], pose]
             yield row
 
 

@@ -28,7 +28,7 @@ ignored. Coordinates are floats, kept exactly; the writer writes integral ones a
 Speed: files as LabelImg writes them are read by one regular expression each (see
 :mod:`._labelimg`); other plain files are parsed a group at a time (see
 :func:`_parse_together`); a large folder can be read by worker processes too
-(``workers``; below :data:`PARALLEL_MIN_FILES` files always in this process). None of
+(``workers``; small folders always in this process, see :data:`PARALLEL_MIN_FILES`). None of
 these changes what is read, the order, the skipped list or the error raised: the first
 bad file in file order, with the line of the file itself.
 """
@@ -67,14 +67,16 @@ _FALSE = {"0", "false", "no"}
 
 # --------------------------------------------------------------------------- reading
 
-# Below this many files a folder is read in this process. Starting the first pool of a
-# process (the forkserver, then workers importing lxml and this module) took 0.17 s on
-# 2 cores, and with the LabelImg fast path a file takes only about 25 us to read, of
-# which a second process saves about half less the cost of sending the result back. So
-# the pool pays for itself only on large folders: measured on 2 cores (best of several
-# runs), one process and two were level at 17,000 LabelImg files, and two were 1.4-1.6x
-# faster at 30,000 and 60,000.
-PARALLEL_MIN_FILES = 20_000
+# Below this many files a folder is read in this process: with the LabelImg fast path a
+# file takes about 25 us to read, of which a second process saves about half, less the
+# cost of sending the result back. Forked workers (see :mod:`dsxsd._parallel`) start in
+# a few milliseconds: measured on 2 cores (best of 5, a CLI run each), two processes were
+# level with one at 2,000 files and 1.1x and 1.35x faster at 5,000 and 17,000. Workers
+# started by forkserver or spawn import lxml and this module first, 0.17 s on a first
+# pool: there one process and two were level at 17,000 files, and two 1.4-1.6x faster at
+# 30,000 and 60,000.
+PARALLEL_MIN_FILES = 4_000
+PARALLEL_MIN_FILES_UNFORKED = 20_000
 # Files per task sent to a worker: large enough that pickling is a small part of a
 # task, small enough that ``on_error="raise"`` stops soon after the first bad file.
 _CHUNK_FILES = (64, 512)
@@ -97,9 +99,10 @@ def read_voc(
     (default: beside each XML file). With ``on_error="skip"`` a bad file is left out and
     listed in ``skipped`` with its reason and line. ``workers`` processes read the files
     (``None`` or ``0``: every available core, ``1``: this process only; see
-    :func:`dsxsd.read` on why 1 is the default); a folder of
-    fewer than :data:`PARALLEL_MIN_FILES` files is always read in this process. The
-    result, the skipped list and the error raised do not depend on ``workers``.
+    :func:`dsxsd.read` on why 1 is the default); a folder of fewer than
+    :data:`PARALLEL_MIN_FILES` files (:data:`PARALLEL_MIN_FILES_UNFORKED` where workers
+    cannot be forked) is always read in this process. The result, the skipped list and
+    the error raised do not depend on ``workers``.
     """
     from .._parallel import Failure, resolve_workers
 
@@ -107,7 +110,7 @@ def read_voc(
     workers = resolve_workers(workers)
     image_root = None if images is None else str(images)
     files = _annotation_names(path)
-    if workers > 1 and len(files) >= PARALLEL_MIN_FILES:
+    if workers > 1 and len(files) >= _parallel_min_files():
         outcomes = _read_in_pool(files, image_root, workers, stop=on_error == "raise")
     else:
         outcomes = _read_here(files, image_root)
@@ -124,6 +127,12 @@ def read_voc(
             else:
                 items.append(_unpack(outcome) if isinstance(outcome, tuple) else outcome)
     return AnnotationSet(tuple(items), skipped=tuple(skipped))
+
+
+def _parallel_min_files() -> int:
+    from .._parallel import start_method
+
+    return PARALLEL_MIN_FILES if start_method() == "fork" else PARALLEL_MIN_FILES_UNFORKED
 
 
 def _read_here(files: list[str], images: str | None) -> Iterator[Any]:
@@ -161,7 +170,7 @@ def _read_files(files: list[str], images: Path | None) -> Iterator[Any]:
 
 def _read_or_none(file: str) -> bytes | None:
     try:
-        return _read_bytes(file)
+        return _read_probably_whole(file)
     except OSError:
         return None  # the one-file reader reports it
 
@@ -171,11 +180,16 @@ def _read_in_pool(
 ) -> Iterator[Any]:
     """The outcome of each file, in file order, read by this process and ``workers - 1``
     others. The others take chunks from the back of the list and this process from the
-    front, each chunk going to whoever reaches it first: starting a process costs as much
-    as reading thousands of files, and this process would otherwise spend it waiting.
-    With ``stop``, a chunk ends at its first bad file and the chunks after it are
-    cancelled once this process reaches it: the error raised is the first in file order,
-    as in one process."""
+    front, each chunk going to whoever reaches it first (starting a process costs as
+    much as reading thousands of files, and this process would otherwise spend it
+    waiting). Between its own chunks this process turns what the workers sent back into
+    images as soon as it arrives, not when its turn in file order comes: left to the
+    end, that work kept the workers idle for a quarter of the run. With ``stop``, a
+    chunk ends at its first bad file and the chunks after it are cancelled once the
+    caller stops at it: the error raised is the first in file order, as in one process."""
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from .._parallel import process_pool
 
     size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
@@ -183,20 +197,40 @@ def _read_in_pool(
     folder = None if images is None else Path(images)
     pool = process_pool(workers - 1)
     try:
-        futures = {
-            index: pool.submit(_read_chunk, chunks[index], images, stop)
-            for index in reversed(range(len(chunks)))
-        }
-        for index, chunk in enumerate(chunks):
-            future = futures[index]
-            if future.cancel():  # no worker has started it: read it here
-                yield from _read_files(chunk, folder)
-            else:
-                yield from future.result()
+        arrived: deque[int] = deque()  # chunks whose future is done, as they finish
+        pending = {}
+        for index in reversed(range(len(chunks))):
+            future = pool.submit(_read_chunk, chunks[index], images, stop)
+            future.add_done_callback(lambda _, index=index: arrived.append(index))
+            pending[index] = future
+        done: dict[int, list[Any]] = {}
+        front = 0  # no chunk before it is left for this process to read
+        for index in range(len(chunks)):
+            while index not in done:
+                if arrived:
+                    finished = arrived.popleft()
+                    future = pending.pop(finished, None)  # None: one this process cancelled
+                    if future is not None:
+                        done[finished] = [_image_of(o) for o in future.result()]
+                    continue
+                while front < len(chunks) and not (front in pending and pending[front].cancel()):
+                    front += 1  # read, or running in a worker
+                if front < len(chunks):
+                    del pending[front]
+                    done[front] = [_image_of(o) for o in _read_files(chunks[front], folder)]
+                    front += 1
+                else:
+                    wait(list(pending.values()), return_when=FIRST_COMPLETED)
+            yield from done.pop(index)
     finally:
         # Also on an early exit (an error raised, a generator closed): cancel what has
         # not started. Reading has no side effects, so running chunks need no waiting.
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _image_of(outcome: Any) -> Any:
+    """A record as its image; an error or an image as it is."""
+    return _unpack(outcome) if isinstance(outcome, tuple) else outcome
 
 
 def _read_chunk(files: list[str], images: str | None, stop: bool) -> list[Any]:
@@ -441,8 +475,8 @@ def _children(element: etree._Element) -> dict[Any, etree._Element]:
 
 
 def _read_bytes(file: str | Path) -> bytes:
-    # os.read on a descriptor: a third of the cost of open().read(), whose buffered
-    # file object is wasted on one whole-file read.
+    """The whole file. os.read on a descriptor: a third of the cost of open().read(),
+    whose buffered file object is wasted on one whole-file read."""
     fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         parts = []
@@ -451,6 +485,29 @@ def _read_bytes(file: str | Path) -> bytes:
     finally:
         os.close(fd)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _read_probably_whole(file: str | Path) -> bytes:
+    """The file in one read where it is under 64 kB: on a local disk a read returns less
+    than asked only at the end of a file, and a second read to see the end cost a fifth
+    of reading a LabelImg file. Some network and FUSE file systems do return short reads:
+    what is read here only feeds the fast path and the grouped parser, which turn down a
+    cut-off document (it cannot end in its root's end tag), and whatever they turn down
+    is read again whole by :func:`_read_bytes`."""
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        data = os.read(fd, _ONE_READ)
+        if len(data) < _ONE_READ:
+            return data
+        parts = [data]
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(parts)
+
+
+_ONE_READ = 1 << 16
 
 
 def _read_sizes(
