@@ -52,6 +52,10 @@ def test_batches_line_up_with_manifest_rows(manifest):
     full, rest = divmod(len(train), 7)
     assert rest and [s[2] for s in shapes] == [(7,)] * full + [(rest,)]  # the last batch partial
     assert ds.cardinality().numpy() == full + 1
+    dropped = make_dataset(manifest, "train", image_size=SIZE, batch_size=7, shuffle=False,
+                           drop_remainder=True)
+    assert [int(y.shape[0]) for _, y in dropped] == [7] * full
+    assert dropped.cardinality().numpy() == full
     left, right, labels = collect(ds)
     np.testing.assert_array_equal(labels, train.label.to_numpy(np.float32))
     np.testing.assert_array_equal(labels, (train.left_class == train.right_class).to_numpy(np.float32))

@@ -284,29 +284,33 @@ def pairs_dataset(
     right = tf.constant(pairs.right)
     labels = tf.constant(pairs.labels)
 
+    n_batches = len(pairs) // batch_size if drop_remainder else -(-len(pairs) // batch_size)
+
     def one_epoch(decoded: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(len(pairs), dtype=tf.int32)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(
                 order, seed=tf.stack([epoch_seed, tf.constant(seed, tf.int64)])
             )
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        # Each batch as a slice of the order, one element per batch: batching the order's
+        # scalars one by one cost more per epoch than gathering the images.
+        steps = tf.data.Dataset.range(n_batches, output_type=tf.int32)
 
-        def gather(step: tf.Tensor, idx: tf.Tensor):
+        def gather(step: tf.Tensor):
+            idx = order[step * batch_size : (step + 1) * batch_size]
             a = tf.gather(decoded, tf.gather(left, idx))
             b = tf.gather(decoded, tf.gather(right, idx))
             if augment:
-                a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
-                b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
+                a = _augment_uint8(a, tf.stack([epoch_seed, 2 * tf.cast(step, tf.int64)]))
+                b = _augment_uint8(b, tf.stack([epoch_seed, 2 * tf.cast(step, tf.int64) + 1]))
             return (a, b), tf.gather(labels, idx)
 
-        return batches.enumerate().map(gather, num_parallel_calls=AUTOTUNE)
+        return steps.map(gather, num_parallel_calls=AUTOTUNE)
 
     ds = tf.data.Dataset.zip(images, seeds).flat_map(one_epoch)
     if not repeat:
         # flat_map hides the length; stating it gives Keras its progress bar total and
         # spares the "ran out of data" warning at the end of the first epoch.
-        n_batches = len(pairs) // batch_size if drop_remainder else -(-len(pairs) // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     options = tf.data.Options()
     # Workers of a multi-worker run each see every image and take every n-th batch.
