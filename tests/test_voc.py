@@ -4,6 +4,7 @@ and the writer's exact shape."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -786,3 +787,32 @@ def test_short_reads_never_cut_a_file(tmp_path, monkeypatch):
                                               (p.read_bytes() for p in (tmp_path / "out").iterdir()))
     monkeypatch.setattr(voc, "os", _ShortReads())
     assert voc.read_voc(tmp_path / "out") == expected
+
+
+def test_what_is_read_with_the_collector_paused_joins_the_oldest_generation():
+    gc.enable()
+    with voc._gc_paused():
+        assert not gc.isenabled()
+        kept = [[index] for index in range(1000)]  # lists are tracked by the collector
+    assert gc.isenabled()
+    oldest = {id(item) for item in gc.get_objects(generation=2)}
+    assert all(id(item) in oldest for item in kept)
+    assert gc.get_freeze_count() == 0
+
+    gc.disable()  # a program that runs without the collector keeps it off
+    with voc._gc_paused():
+        pass
+    assert not gc.isenabled()
+    gc.enable()
+
+
+def test_objects_a_program_froze_stay_frozen():
+    frozen = [[1]]  # noqa: F841  tracked, and frozen below
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        with voc._gc_paused():
+            kept = [[2]]
+        assert gc.get_freeze_count() == count and kept
+    finally:
+        gc.unfreeze()

@@ -256,13 +256,24 @@ def _gc_paused() -> Iterator[None]:
     small objects per box and keeps all of them, and each time the collector runs it
     walks every one kept so far: a quarter of the time of reading a large folder, and
     three quarters of rebuilding what workers send back. Nothing read forms a reference
-    cycle; the few an error's traceback may make are collected once it runs again."""
+    cycle; the few an error's traceback may make are collected once it runs again.
+
+    Once read, the objects go straight to the collector's oldest generation, where a
+    long-lived result belongs: left in the youngest, the first collection after the pause
+    walks all of them at once (60 ms for 17,000 files). ``freeze()`` sets every tracked
+    object aside and ``unfreeze()`` puts them all in the oldest generation; nothing is
+    freed or kept differently, and the next full collection looks at them as usual. Not
+    done when the program keeps objects frozen itself (a server that froze them before
+    forking), which ``unfreeze()`` would undo."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
@@ -342,7 +353,8 @@ def _annotation_names(path: Path) -> list[str]:
                 and not entry.name.startswith("._")
                 and entry.is_file()
             )
-        return [os.path.join(folder, name) for name in names]
+        prefix = os.path.join(folder, "")  # the folder and one separator, as join() puts it
+        return [prefix + name for name in names]
     if path.is_file():
         return [str(path)]
     raise DsxsdError("no such file or folder", file=path)
