@@ -170,7 +170,7 @@ def _read_files(files: list[str], images: Path | None) -> Iterator[Any]:
 
 def _read_or_none(file: str) -> bytes | None:
     try:
-        return _read_probably_whole(file)
+        return _read_bytes(file, short_read_ends=True)
     except OSError:
         return None  # the one-file reader reports it
 
@@ -486,12 +486,22 @@ def _children(element: etree._Element) -> dict[Any, etree._Element]:
     return first
 
 
-def _read_bytes(file: str | Path) -> bytes:
-    """The whole file. os.read on a descriptor: a third of the cost of open().read(),
-    whose buffered file object is wasted on one whole-file read."""
+def _read_bytes(file: str | Path, *, short_read_ends: bool = False) -> bytes:
+    """The file's bytes. os.read on a descriptor: a third of the cost of open().read(),
+    whose buffered file object is wasted on one whole-file read.
+
+    ``short_read_ends``: a read that returns less than asked is taken as the end of the
+    file, as it is on a local disk, so a LabelImg file (a few kB) costs one read (a second
+    one to see the end cost a fifth of reading the file). Some network and FUSE file
+    systems do return short reads; what is read this way only feeds the fast path and the
+    grouped parser, which turn down a cut-off document (it cannot end in its root's end
+    tag), and whatever they turn down is read again whole."""
     fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        parts = []
+        data = os.read(fd, _FIRST_READ)
+        if short_read_ends and len(data) < _FIRST_READ:
+            return data
+        parts = [data]
         while chunk := os.read(fd, 1 << 20):
             parts.append(chunk)
     finally:
@@ -499,27 +509,7 @@ def _read_bytes(file: str | Path) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _read_probably_whole(file: str | Path) -> bytes:
-    """The file in one read where it is under 64 kB: on a local disk a read returns less
-    than asked only at the end of a file, and a second read to see the end cost a fifth
-    of reading a LabelImg file. Some network and FUSE file systems do return short reads:
-    what is read here only feeds the fast path and the grouped parser, which turn down a
-    cut-off document (it cannot end in its root's end tag), and whatever they turn down
-    is read again whole by :func:`_read_bytes`."""
-    fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        data = os.read(fd, _ONE_READ)
-        if len(data) < _ONE_READ:
-            return data
-        parts = [data]
-        while chunk := os.read(fd, 1 << 20):
-            parts.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(parts)
-
-
-_ONE_READ = 1 << 16
+_FIRST_READ = 1 << 16
 
 
 def _read_sizes(
