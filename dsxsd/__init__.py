@@ -20,6 +20,7 @@ from .errors import (
     MissingImageError,
     OutputExistsError,
     UnknownFormatError,
+    WorkerProcessError,
 )
 from .formats import format_names, get_format, guess_format, read, write
 from .model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
@@ -78,6 +79,7 @@ __all__ = [
     "Problem",
     "SkippedFile",
     "UnknownFormatError",
+    "WorkerProcessError",
     "crop",
     "dataset_stats",
     "draw",

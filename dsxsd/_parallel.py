@@ -23,7 +23,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from .errors import DsxsdError
+from .errors import DsxsdError, WorkerProcessError
 
 def available_cores() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one, which
@@ -70,6 +70,17 @@ def threads_running() -> int | None:
         return None
 
 
+def worker_died(doing: str, where: str | os.PathLike[str]) -> WorkerProcessError:
+    """The error for a pool whose worker ended abruptly (``BrokenProcessPool``). Every
+    unfinished task then fails alike, so the file at fault is unknown: ``where`` names
+    the input, and one process finds the file."""
+    return WorkerProcessError(
+        f"a worker process ended abruptly while {doing} (killed for lack of memory, or a "
+        "crash in a library); run again with --workers 1 to find the file at fault",
+        file=where,
+    )
+
+
 @dataclass(frozen=True)
 class Failure:
     """A :class:`DsxsdError` carried back from a worker with its class and fields."""
@@ -98,4 +109,5 @@ __all__ = [
     "resolve_workers",
     "start_method",
     "threads_running",
+    "worker_died",
 ]

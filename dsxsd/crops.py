@@ -52,6 +52,7 @@ import math
 import os
 import unicodedata
 from collections import Counter, defaultdict
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
@@ -60,7 +61,7 @@ from PIL import Image
 
 from . import _io
 from ._parallel import Failure as _Failure
-from ._parallel import process_pool, resolve_workers
+from ._parallel import process_pool, resolve_workers, worker_died
 from ._images import ImageFinder, for_output, open_image
 from .errors import DsxsdError
 from .model import AnnotationSet, BBox, ImageAnnotation, SkippedFile
@@ -771,6 +772,10 @@ def _results(work: list[_Task], settings: _Settings, workers: int) -> Iterator[I
     pool = process_pool(workers)
     try:
         yield pool.map(_cut_task_star, [(task, settings) for task in work], chunksize=chunksize)
+    except BrokenProcessPool:
+        pool.shutdown(wait=True, cancel_futures=True)
+        where = os.path.commonpath([os.path.dirname(task.source) or "." for task in work])
+        raise worker_died("cutting crops", where) from None
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

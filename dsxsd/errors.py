@@ -103,6 +103,12 @@ class ModelFileError(DsxsdError):
     """A model file that is missing, unreadable or not a dsxsd model."""
 
 
+class WorkerProcessError(DsxsdError):
+    """A worker process ended abruptly (killed for lack of memory, or a crash inside a
+    C library such as an image decoder) while ``--workers`` processes read or cut files.
+    """
+
+
 __all__ = [
     "DsxsdError",
     "InvalidAnnotationError",
@@ -117,4 +123,5 @@ __all__ = [
     "ManifestError",
     "MissingDependencyError",
     "ModelFileError",
+    "WorkerProcessError",
 ]

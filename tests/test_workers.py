@@ -7,11 +7,9 @@ test that passes cannot have quietly read in the parent.
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import dataclasses
 import inspect
-import itertools
 import multiprocessing
 import os
 import random
@@ -116,16 +114,6 @@ def pool_only(monkeypatch) -> None:
     monkeypatch.setattr(voc, "_read_here", no_serial)
     # "All cores" is two even on a one-core machine, so the default really uses a pool.
     monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
-    # The parent reads a chunk itself when it can cancel it before a worker starts it;
-    # let it do so only for every other chunk, so that workers surely read some and the
-    # parent some, whatever the speed of the machine.
-    real_cancel = concurrent.futures.Future.cancel
-    calls = itertools.count()
-    monkeypatch.setattr(
-        concurrent.futures.Future,
-        "cancel",
-        lambda future: next(calls) % 2 == 0 and real_cancel(future),
-    )
 
 
 def _serial(folder: Path, **options) -> AnnotationSet:
@@ -301,6 +289,74 @@ def test_a_script_reads_with_forked_workers_where_it_can(tmp_path):
     expected = {"fork"} if sys.platform.startswith("linux") else {"forkserver", "spawn"}
     assert done.stdout.strip() in expected
     assert (tmp_path / "pool.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
+def _die_in_workers(monkeypatch, module, name) -> None:
+    """``module.name`` ends the process abruptly (as the kernel's out-of-memory killer or
+    a crash in a decoder would) when it runs in a worker. Forked workers inherit it."""
+    parent = os.getpid()
+    real = getattr(module, name)
+
+    def die_in_worker(*args, **kwargs):
+        if os.getpid() != parent:
+            os._exit(9)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, die_in_worker)
+    monkeypatch.setattr(_parallel, "start_method", lambda: "fork")
+
+
+@pytest.mark.skipif("fork" not in START_METHODS, reason="forked workers inherit the log")
+def test_this_process_and_the_workers_share_the_reading(tmp_path, monkeypatch):
+    """The workers are handed chunks from the back as they need them and this process
+    reads from the front: on a folder large enough both read, and every file once."""
+    folder = voc_folder(tmp_path, count=400)
+    serial = _serial(folder)
+    pool_only(monkeypatch)
+    monkeypatch.setattr(_parallel, "start_method", lambda: "fork")
+    log = tmp_path / "readers.log"
+    real = voc._read_files
+
+    def logged(files, images):
+        with open(log, "a", encoding="utf-8") as stream:
+            stream.write("".join(f"{os.getpid()} {Path(file).name}\n" for file in files))
+        return real(files, images)
+
+    monkeypatch.setattr(voc, "_read_files", logged)
+    assert dsxsd.read(folder, "voc", workers=2) == serial
+    entries = [line.split() for line in log.read_text("utf-8").splitlines()]
+    assert sorted(name for _, name in entries) == sorted(p.name for p in folder.glob("*.xml"))
+    readers = {pid for pid, _ in entries}
+    assert str(os.getpid()) in readers and len(readers) == 2
+
+
+@pytest.mark.skipif("fork" not in START_METHODS, reason="needs fork to plant the crash")
+def test_a_worker_that_dies_gives_one_clear_error(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path)
+    pool_only(monkeypatch)
+    _die_in_workers(monkeypatch, voc, "_read_files")
+    with pytest.raises(dsxsd.WorkerProcessError) as caught:
+        dsxsd.read(folder, "voc", workers=2)
+    assert caught.value.file == str(folder)
+    assert "worker process ended abruptly while reading" in str(caught.value)
+    assert "--workers 1" in str(caught.value)
+
+    result = CliRunner().invoke(main, ["convert", "voc2csv", str(folder), str(tmp_path / "x.csv")])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: {folder}: a worker process ended abruptly")
+    assert "Traceback" not in result.output and not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.skipif("fork" not in START_METHODS, reason="needs fork to plant the crash")
+def test_a_crop_worker_that_dies_gives_one_clear_error(tmp_path, monkeypatch):
+    labels, images = _crop_scene(tmp_path, missing=False)
+    monkeypatch.setattr(crops_module, "PARALLEL_MIN_IMAGES", 2)
+    _die_in_workers(monkeypatch, crops_module, "_cut_task")
+    with pytest.raises(dsxsd.WorkerProcessError) as caught:
+        dsxsd.crop(labels, images=images, out=tmp_path / "crops", workers=2)
+    assert caught.value.file == str(images)
+    assert "while cutting crops" in str(caught.value)
+    assert not (tmp_path / "crops").exists()
 
 
 def test_failure_carries_the_error_across_processes():

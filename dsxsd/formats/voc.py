@@ -179,44 +179,53 @@ def _read_in_pool(
     files: list[str], images: str | None, workers: int, stop: bool
 ) -> Iterator[Any]:
     """The outcome of each file, in file order, read by this process and ``workers - 1``
-    others. The others take chunks from the back of the list and this process from the
-    front, each chunk going to whoever reaches it first (starting a process costs as
+    others. The others are given chunks from the back of the list, two each at a time,
+    and this process reads from the front until the two meet: starting a process costs as
     much as reading thousands of files, and this process would otherwise spend it
-    waiting). Between its own chunks this process turns what the workers sent back into
-    images as soon as it arrives, not when its turn in file order comes: left to the
-    end, that work kept the workers idle for a quarter of the run. With ``stop``, a
-    chunk ends at its first bad file and the chunks after it are cancelled once the
-    caller stops at it: the error raised is the first in file order, as in one process."""
+    waiting. (Chunks are handed out as they are needed rather than all at once and then
+    cancelled, which Python 3.11 does not survive when a worker dies.) Between its own
+    chunks this process turns what the workers sent back into images as soon as it
+    arrives, not when its turn in file order comes: left to the end, that work kept the
+    workers idle for a quarter of the run. With ``stop``, a chunk ends at its first bad
+    file and what is still queued is cancelled once the caller stops at it: the error
+    raised is the first in file order, as in one process."""
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    from .._parallel import process_pool
+    from .._parallel import process_pool, worker_died
 
     size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
     chunks = [files[start : start + size] for start in range(0, len(files), size)]
     folder = None if images is None else Path(images)
+    queued_per_worker = 2  # one running, one waiting in the pipe
     pool = process_pool(workers - 1)
     try:
         arrived: deque[int] = deque()  # chunks whose future is done, as they finish
-        pending = {}
-        for index in reversed(range(len(chunks))):
-            future = pool.submit(_read_chunk, chunks[index], images, stop)
-            future.add_done_callback(lambda _, index=index: arrived.append(index))
-            pending[index] = future
+        pending: dict[int, Any] = {}
+        front, back = 0, len(chunks)  # chunks[front:back]: neither read here nor handed out
+
+        def hand_out() -> None:
+            nonlocal back
+            while back > front and len(pending) < queued_per_worker * (workers - 1):
+                back -= 1
+                future = pool.submit(_read_chunk, chunks[back], images, stop)
+                future.add_done_callback(lambda _, index=back: arrived.append(index))
+                pending[back] = future
+
+        hand_out()
         done: dict[int, list[Any]] = {}
-        front = 0  # no chunk before it is left for this process to read
         for index in range(len(chunks)):
             while index not in done:
                 if arrived:
                     finished = arrived.popleft()
-                    future = pending.pop(finished, None)  # None: one this process cancelled
-                    if future is not None:
-                        done[finished] = [_image_of(o) for o in future.result()]
-                    continue
-                while front < len(chunks) and not (front in pending and pending[front].cancel()):
-                    front += 1  # read, or running in a worker
-                if front < len(chunks):
-                    del pending[front]
+                    try:
+                        outcomes = pending.pop(finished).result()
+                    except BrokenProcessPool:
+                        raise worker_died("reading", Path(files[0]).parent) from None
+                    done[finished] = [_image_of(outcome) for outcome in outcomes]
+                    hand_out()
+                elif front < back:
                     done[front] = [_image_of(o) for o in _read_files(chunks[front], folder)]
                     front += 1
                 else:
