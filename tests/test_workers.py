@@ -35,7 +35,7 @@ from dsxsd import _parallel
 from dsxsd import crops as crops_module
 from dsxsd._parallel import Failure, available_cores, resolve_workers
 from dsxsd.cli import main
-from dsxsd.formats import voc
+from dsxsd.formats import _voc_pool, voc
 
 FILES = 40
 
@@ -104,9 +104,9 @@ def start_method(request, monkeypatch) -> str:
 def pool_only(monkeypatch) -> None:
     """From here on every folder of 4 files or more goes to the pool, in chunks of 4 to 8
     files, and the in-process reader is not there to fall back on."""
-    monkeypatch.setattr(voc, "PARALLEL_MIN_FILES", 4)
-    monkeypatch.setattr(voc, "PARALLEL_MIN_FILES_UNFORKED", 4)
-    monkeypatch.setattr(voc, "_CHUNK_FILES", (4, 8))
+    monkeypatch.setattr(_voc_pool, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(_voc_pool, "PARALLEL_MIN_FILES_UNFORKED", 4)
+    monkeypatch.setattr(_voc_pool, "_CHUNK_FILES", (4, 8))
 
     def no_serial(*args, **kwargs):
         raise AssertionError("read in the parent process")
@@ -200,21 +200,22 @@ def test_skipped_files_are_the_same_in_parallel(tmp_path, monkeypatch, start_met
 
 def test_small_folders_stay_in_this_process(tmp_path, monkeypatch):
     folder = voc_folder(tmp_path, count=5)
-    assert voc.PARALLEL_MIN_FILES > 5
+    assert min(_voc_pool.PARALLEL_MIN_FILES, _voc_pool.PARALLEL_MIN_FILES_UNFORKED) > 5
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a pool was started for 5 files")
 
-    monkeypatch.setattr(voc, "_read_in_pool", no_pool)
+    monkeypatch.setattr(_voc_pool, "read_in_pool", no_pool)
     assert len(dsxsd.read(folder, "voc", workers=0).images) == 5  # all cores, but few files
 
 
 def test_the_python_api_uses_one_process_unless_asked(tmp_path, monkeypatch):
-    """Workers re-import the calling script, which needs a __main__ guard; so only the CLI
-    uses every core by default."""
+    """Where workers cannot be forked they re-import the calling script, which needs a
+    __main__ guard; so only the CLI uses every core by default."""
     folder = voc_folder(tmp_path, count=5)
-    monkeypatch.setattr(voc, "PARALLEL_MIN_FILES", 2)
-    monkeypatch.setattr(voc, "_read_in_pool", lambda *a, **k: pytest.fail("a pool was started"))
+    monkeypatch.setattr(_voc_pool, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(_voc_pool, "PARALLEL_MIN_FILES_UNFORKED", 2)
+    monkeypatch.setattr(_voc_pool, "read_in_pool", lambda *a, **k: pytest.fail("a pool was started"))
     assert len(dsxsd.read(folder, "voc").images) == 5
     assert inspect.signature(dsxsd.crop).parameters["workers"].default == 1
 
@@ -267,10 +268,10 @@ FRESH_PROCESS_READ = """
 import sys
 import dsxsd
 from dsxsd import _parallel
-from dsxsd.formats import voc
+from dsxsd.formats import _voc_pool
 
-voc.PARALLEL_MIN_FILES = voc.PARALLEL_MIN_FILES_UNFORKED = 4
-voc._CHUNK_FILES = (4, 8)
+_voc_pool.PARALLEL_MIN_FILES = _voc_pool.PARALLEL_MIN_FILES_UNFORKED = 4
+_voc_pool._CHUNK_FILES = (4, 8)
 print(_parallel.start_method())
 dsxsd.write(dsxsd.read(sys.argv[1], "voc", workers=2), sys.argv[2], "csv")
 """

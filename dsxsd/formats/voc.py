@@ -28,7 +28,7 @@ ignored. Coordinates are floats, kept exactly; the writer writes integral ones a
 Speed: files as LabelImg writes them are read by one regular expression each (see
 :mod:`._labelimg`); other plain files are parsed a group at a time (see
 :func:`_parse_together`); a large folder can be read by worker processes too
-(``workers``; small folders always in this process, see :data:`PARALLEL_MIN_FILES`). None of
+(``workers``, see :mod:`._voc_pool`; small folders always in this process). None of
 these changes what is read, the order, the skipped list or the error raised: the first
 bad file in file order, with the line of the file itself.
 """
@@ -53,7 +53,7 @@ from ..errors import (
     MissingFieldError,
 )
 from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
-from . import Format, OnError, _labelimg, _xml, file_per_image
+from . import Format, OnError, _labelimg, _voc_pool, _xml, file_per_image
 
 UNSPECIFIED_POSE = "Unspecified"
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
@@ -66,20 +66,6 @@ _FALSE = {"0", "false", "no"}
 
 
 # --------------------------------------------------------------------------- reading
-
-# Below this many files a folder is read in this process: with the LabelImg fast path a
-# file takes about 25 us to read, of which a second process saves about half, less the
-# cost of sending the result back. Forked workers (see :mod:`dsxsd._parallel`) start in
-# a few milliseconds: measured on 2 cores (best of 5, a CLI run each), two processes were
-# level with one at 2,000 files and 1.1x and 1.35x faster at 5,000 and 17,000. Workers
-# started by forkserver or spawn import lxml and this module first, 0.17 s on a first
-# pool: there one process and two were level at 17,000 files, and two 1.4-1.6x faster at
-# 30,000 and 60,000.
-PARALLEL_MIN_FILES = 4_000
-PARALLEL_MIN_FILES_UNFORKED = 20_000
-# Files per task sent to a worker: large enough that pickling is a small part of a
-# task, small enough that ``on_error="raise"`` stops soon after the first bad file.
-_CHUNK_FILES = (64, 512)
 
 # What a worker sends back per file: a plain tuple (cheap to pickle) that
 # :func:`_unpack` turns into an ImageAnnotation, or the error the file raised.
@@ -99,10 +85,9 @@ def read_voc(
     (default: beside each XML file). With ``on_error="skip"`` a bad file is left out and
     listed in ``skipped`` with its reason and line. ``workers`` processes read the files
     (``None`` or ``0``: every available core, ``1``: this process only; see
-    :func:`dsxsd.read` on why 1 is the default); a folder of fewer than
-    :data:`PARALLEL_MIN_FILES` files (:data:`PARALLEL_MIN_FILES_UNFORKED` where workers
-    cannot be forked) is always read in this process. The result, the skipped list and
-    the error raised do not depend on ``workers``.
+    :func:`dsxsd.read` on why 1 is the default); a small folder is always read in this
+    process (see :mod:`._voc_pool`). The result, the skipped list and the error raised do
+    not depend on ``workers``.
     """
     from .._parallel import Failure, resolve_workers
 
@@ -110,8 +95,8 @@ def read_voc(
     workers = resolve_workers(workers)
     image_root = None if images is None else str(images)
     files = _annotation_names(path)
-    if workers > 1 and len(files) >= _parallel_min_files():
-        outcomes = _read_in_pool(files, image_root, workers, stop=on_error == "raise")
+    if workers > 1 and len(files) >= _voc_pool.min_files():
+        outcomes = _voc_pool.read_in_pool(files, image_root, workers, stop=on_error == "raise")
     else:
         outcomes = _read_here(files, image_root)
     items: list[ImageAnnotation] = []
@@ -127,12 +112,6 @@ def read_voc(
             else:
                 items.append(_unpack(outcome) if isinstance(outcome, tuple) else outcome)
     return AnnotationSet(tuple(items), skipped=tuple(skipped))
-
-
-def _parallel_min_files() -> int:
-    from .._parallel import start_method
-
-    return PARALLEL_MIN_FILES if start_method() == "fork" else PARALLEL_MIN_FILES_UNFORKED
 
 
 def _read_here(files: list[str], images: str | None) -> Iterator[Any]:
@@ -173,90 +152,6 @@ def _read_or_none(file: str) -> bytes | None:
         return _read_bytes(file, short_read_ends=True)
     except OSError:
         return None  # the one-file reader reports it
-
-
-def _read_in_pool(
-    files: list[str], images: str | None, workers: int, stop: bool
-) -> Iterator[Any]:
-    """The outcome of each file, in file order, read by this process and ``workers - 1``
-    others. The others are given chunks from the back of the list, two each at a time,
-    and this process reads from the front until the two meet: starting a process costs as
-    much as reading thousands of files, and this process would otherwise spend it
-    waiting. (Chunks are handed out as they are needed rather than all at once and then
-    cancelled, which Python 3.11 does not survive when a worker dies.) Between its own
-    chunks this process turns what the workers sent back into images as soon as it
-    arrives, not when its turn in file order comes: left to the end, that work kept the
-    workers idle for a quarter of the run. With ``stop``, a chunk ends at its first bad
-    file and what is still queued is cancelled once the caller stops at it: the error
-    raised is the first in file order, as in one process."""
-    from collections import deque
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    from .._parallel import process_pool, worker_died
-
-    size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
-    chunks = [files[start : start + size] for start in range(0, len(files), size)]
-    folder = None if images is None else Path(images)
-    queued_per_worker = 2  # one running, one waiting in the pipe
-    pool = process_pool(workers - 1)
-    try:
-        arrived: deque[int] = deque()  # chunks whose future is done, as they finish
-        pending: dict[int, Any] = {}
-        front, back = 0, len(chunks)  # chunks[front:back]: neither read here nor handed out
-
-        def hand_out() -> None:
-            nonlocal back
-            while back > front and len(pending) < queued_per_worker * (workers - 1):
-                back -= 1
-                future = pool.submit(_read_chunk, chunks[back], images, stop)
-                future.add_done_callback(lambda _, index=back: arrived.append(index))
-                pending[back] = future
-
-        hand_out()
-        done: dict[int, list[Any]] = {}
-        for index in range(len(chunks)):
-            while index not in done:
-                if arrived:
-                    finished = arrived.popleft()
-                    try:
-                        outcomes = pending.pop(finished).result()
-                    except BrokenProcessPool:
-                        raise worker_died("reading", Path(files[0]).parent) from None
-                    done[finished] = [_image_of(outcome) for outcome in outcomes]
-                    hand_out()
-                elif front < back:
-                    done[front] = [_image_of(o) for o in _read_files(chunks[front], folder)]
-                    front += 1
-                else:
-                    wait(list(pending.values()), return_when=FIRST_COMPLETED)
-            yield from done.pop(index)
-    finally:
-        # Also on an early exit (an error raised, a generator closed): cancel what has
-        # not started. Reading has no side effects, so running chunks need no waiting.
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _image_of(outcome: Any) -> Any:
-    """A record as its image; an error or an image as it is."""
-    return _unpack(outcome) if isinstance(outcome, tuple) else outcome
-
-
-def _read_chunk(files: list[str], images: str | None, stop: bool) -> list[Any]:
-    """Runs in a worker: records and :class:`~dsxsd._parallel.Failure` values."""
-    from .._parallel import Failure
-
-    folder = None if images is None else Path(images)
-    outcomes: list[Any] = []
-    with _gc_paused():
-        for outcome in _read_files(files, folder):
-            if isinstance(outcome, DsxsdError):
-                outcomes.append(Failure.of(outcome))
-                if stop:
-                    break
-            else:
-                outcomes.append(outcome if isinstance(outcome, tuple) else _pack(outcome))
-    return outcomes
 
 
 @contextlib.contextmanager

@@ -1,0 +1,126 @@
+"""Reading a folder of VOC files with worker processes (``read_voc(..., workers=N)``).
+
+This process and the workers split the folder's files in chunks; workers send each
+file back as a plain record (see ``voc._pack``) or a :class:`~dsxsd._parallel.Failure`,
+which this process turns into images and errors. What is read, its order, the skipped
+list and the error raised are what one process gives: the pool only changes who reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import DsxsdError
+
+# Below this many files a folder is read in this process: with the LabelImg fast path a
+# file takes about 25 us to read, of which a second process saves about half, less the
+# cost of sending the result back. Forked workers (see :mod:`dsxsd._parallel`) start in
+# a few milliseconds: measured on 2 cores (best of 5, a CLI run each), two processes were
+# level with one at 2,000 files and 1.1x and 1.35x faster at 5,000 and 17,000. Workers
+# started by forkserver or spawn import lxml and the reader first, 0.17 s on a first
+# pool: there one process and two were level at 17,000 files, and two 1.4-1.6x faster at
+# 30,000 and 60,000.
+PARALLEL_MIN_FILES = 4_000
+PARALLEL_MIN_FILES_UNFORKED = 20_000
+# Files per task sent to a worker: large enough that pickling is a small part of a
+# task, small enough that ``on_error="raise"`` stops soon after the first bad file.
+_CHUNK_FILES = (64, 512)
+
+
+def min_files() -> int:
+    """The fewest files worth a pool with the workers this process can start now."""
+    from .._parallel import start_method
+
+    return PARALLEL_MIN_FILES if start_method() == "fork" else PARALLEL_MIN_FILES_UNFORKED
+
+
+def read_in_pool(
+    files: list[str], images: str | None, workers: int, stop: bool
+) -> Iterator[Any]:
+    """The outcome of each file, in file order, read by this process and ``workers - 1``
+    others. The others are given chunks from the back of the list, two each at a time,
+    and this process reads from the front until the two meet: starting a process costs as
+    much as reading thousands of files, and this process would otherwise spend it
+    waiting. (Chunks are handed out as they are needed rather than all at once and then
+    cancelled, which Python 3.11 does not survive when a worker dies.) Between its own
+    chunks this process turns what the workers sent back into images as soon as it
+    arrives, not when its turn in file order comes: left to the end, that work kept the
+    workers idle for a quarter of the run. With ``stop``, a chunk ends at its first bad
+    file and what is still queued is cancelled once the caller stops at it: the error
+    raised is the first in file order, as in one process."""
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .._parallel import process_pool, worker_died
+    from . import voc
+
+    size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
+    chunks = [files[start : start + size] for start in range(0, len(files), size)]
+    folder = None if images is None else Path(images)
+    queued_per_worker = 2  # one running, one waiting in the pipe
+    pool = process_pool(workers - 1)
+    try:
+        arrived: deque[int] = deque()  # chunks whose future is done, as they finish
+        pending: dict[int, Any] = {}
+        front, back = 0, len(chunks)  # chunks[front:back]: neither read here nor handed out
+
+        def hand_out() -> None:
+            nonlocal back
+            while back > front and len(pending) < queued_per_worker * (workers - 1):
+                back -= 1
+                future = pool.submit(_read_chunk, chunks[back], images, stop)
+                future.add_done_callback(lambda _, index=back: arrived.append(index))
+                pending[back] = future
+
+        hand_out()
+        done: dict[int, list[Any]] = {}
+        for index in range(len(chunks)):
+            while index not in done:
+                if arrived:
+                    finished = arrived.popleft()
+                    try:
+                        outcomes = pending.pop(finished).result()
+                    except BrokenProcessPool:
+                        raise worker_died("reading", Path(files[0]).parent) from None
+                    done[finished] = [_image_of(outcome) for outcome in outcomes]
+                    hand_out()
+                elif front < back:
+                    done[front] = [_image_of(o) for o in voc._read_files(chunks[front], folder)]
+                    front += 1
+                else:
+                    wait(list(pending.values()), return_when=FIRST_COMPLETED)
+            yield from done.pop(index)
+    finally:
+        # Also on an early exit (an error raised, a generator closed): cancel what has
+        # not started. Reading has no side effects, so running chunks need no waiting.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _image_of(outcome: Any) -> Any:
+    """A record as its image; an error or an image as it is."""
+    from . import voc
+
+    return voc._unpack(outcome) if isinstance(outcome, tuple) else outcome
+
+
+def _read_chunk(files: list[str], images: str | None, stop: bool) -> list[Any]:
+    """Runs in a worker: records and :class:`~dsxsd._parallel.Failure` values."""
+    from .._parallel import Failure
+    from . import voc
+
+    folder = None if images is None else Path(images)
+    outcomes: list[Any] = []
+    with voc._gc_paused():
+        for outcome in voc._read_files(files, folder):
+            if isinstance(outcome, DsxsdError):
+                outcomes.append(Failure.of(outcome))
+                if stop:
+                    break
+            else:
+                outcomes.append(outcome if isinstance(outcome, tuple) else voc._pack(outcome))
+    return outcomes
+
+
+__all__ = ["PARALLEL_MIN_FILES", "PARALLEL_MIN_FILES_UNFORKED", "min_files", "read_in_pool"]
