@@ -15,9 +15,9 @@ taking turns within a round, so that load from other work on the machine falls o
 of them alike. Each run is a fresh interpreter that imports its library (pandas, or
 dsxsd) and then times its own work, as a user's script would run: how a process starts
 its workers depends on the threads it already runs, which earlier benchmarks in the
-same process (pandas' BLAS threads, TensorFlow's) would change. dsxsd validates more than the baseline does (hostile XML,
-numbers, flags, sizes) and writes four more columns; the comparison is of what a user
-runs to get the CSV. Run ``python benchmarks/bench_convert.py [--files N] [--quick]``.
+same process (pandas' BLAS threads, TensorFlow's) would change. dsxsd validates more
+than the baseline does (hostile XML, numbers, flags, sizes) and writes four more
+columns; the comparison is of what a user runs to get the CSV. Run ``python benchmarks/bench_convert.py [--files N] [--quick]``.
 """
 
 from __future__ import annotations

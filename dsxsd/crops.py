@@ -774,7 +774,8 @@ def _results(work: list[_Task], settings: _Settings, workers: int) -> Iterator[I
         yield pool.map(_cut_task_star, [(task, settings) for task in work], chunksize=chunksize)
     except BrokenProcessPool:
         pool.shutdown(wait=True, cancel_futures=True)
-        where = os.path.commonpath([os.path.dirname(task.source) or "." for task in work])
+        # Absolute paths: commonpath refuses a mix of relative and absolute ones.
+        where = os.path.commonpath([os.path.dirname(os.path.abspath(t.source)) for t in work])
         raise worker_died("cutting crops", where) from None
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -59,6 +59,7 @@ def read_in_pool(
     size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
     chunks = [files[start : start + size] for start in range(0, len(files), size)]
     folder = None if images is None else Path(images)
+    image_of = voc._image_of
     queued_per_worker = 2  # one running, one waiting in the pipe
     pool = process_pool(workers - 1)
     try:
@@ -84,10 +85,10 @@ def read_in_pool(
                         outcomes = pending.pop(finished).result()
                     except BrokenProcessPool:
                         raise worker_died("reading", Path(files[0]).parent) from None
-                    done[finished] = [_image_of(outcome) for outcome in outcomes]
+                    done[finished] = [image_of(outcome) for outcome in outcomes]
                     hand_out()
                 elif front < back:
-                    done[front] = [_image_of(o) for o in voc._read_files(chunks[front], folder)]
+                    done[front] = [image_of(o) for o in voc._read_files(chunks[front], folder)]
                     front += 1
                 else:
                     wait(list(pending.values()), return_when=FIRST_COMPLETED)
@@ -96,13 +97,6 @@ def read_in_pool(
         # Also on an early exit (an error raised, a generator closed): cancel what has
         # not started. Reading has no side effects, so running chunks need no waiting.
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _image_of(outcome: Any) -> Any:
-    """A record as its image; an error or an image as it is."""
-    from . import voc
-
-    return voc._unpack(outcome) if isinstance(outcome, tuple) else outcome
 
 
 def _read_chunk(files: list[str], images: str | None, stop: bool) -> list[Any]:

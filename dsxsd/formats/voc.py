@@ -110,7 +110,7 @@ def read_voc(
                     raise outcome
                 skipped.append(SkippedFile(str(file), outcome.reason, outcome.line))
             else:
-                items.append(_unpack(outcome) if isinstance(outcome, tuple) else outcome)
+                items.append(_image_of(outcome))
     return AnnotationSet(tuple(items), skipped=tuple(skipped))
 
 
@@ -365,6 +365,12 @@ def _unpack(record: _Record) -> ImageAnnotation:
         "objects": tuple(objects), "folder": folder, "path": path, "attributes": attributes,
     })
     return image
+
+
+def _image_of(outcome: Any) -> Any:
+    """A record (from a worker or the LabelImg fast path) as its image; an image or an
+    error as it is."""
+    return _unpack(outcome) if isinstance(outcome, tuple) else outcome
 
 
 def _text_of(element: etree._Element | None) -> str | None:

@@ -294,15 +294,15 @@ def pairs_dataset(
             )
         # Each batch as a slice of the order, one element per batch: batching the order's
         # scalars one by one cost more per epoch than gathering the images.
-        steps = tf.data.Dataset.range(n_batches, output_type=tf.int32)
+        steps = tf.data.Dataset.range(n_batches)
 
         def gather(step: tf.Tensor):
             idx = order[step * batch_size : (step + 1) * batch_size]
             a = tf.gather(decoded, tf.gather(left, idx))
             b = tf.gather(decoded, tf.gather(right, idx))
             if augment:
-                a = _augment_uint8(a, tf.stack([epoch_seed, 2 * tf.cast(step, tf.int64)]))
-                b = _augment_uint8(b, tf.stack([epoch_seed, 2 * tf.cast(step, tf.int64) + 1]))
+                a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
+                b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
             return (a, b), tf.gather(labels, idx)
 
         return steps.map(gather, num_parallel_calls=AUTOTUNE)
