@@ -145,3 +145,18 @@ def test_in_fresh_process_returns_the_seconds_the_script_printed(tmp_path):
     script.write_text("import sys\nsys.exit('no such folder: ' + sys.argv[1])\n")
     with pytest.raises(RuntimeError, match="no such folder: x"):
         common.in_fresh_process(str(script), "x")
+
+
+@pytest.mark.tf
+def test_pipeline_benchmark_drains_every_element_and_times_the_first_pil_pairs(tmp_path):
+    import tensorflow as tf
+
+    import dsxsd
+
+    bench = importlib.import_module("benchmarks.bench_pipeline")
+    assert bench.drain(tf.data.Dataset.range(7).batch(3)) == 3
+    manifest = bench.make_manifest(tmp_path, classes=2, per_class=6, size=16, positives=1)
+    train = len(dsxsd.read_pairs(manifest).query("split == 'train'"))
+    assert train > 3
+    assert bench.pil_loader_epoch(manifest, 16, batch_size=2, limit=3) == 3
+    assert bench.pil_loader_epoch(manifest, 16, batch_size=2) == train

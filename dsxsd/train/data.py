@@ -262,8 +262,8 @@ def pairs_dataset(
     """The pipeline behind :func:`make_dataset`, from a :class:`PairTable`.
 
     One element of ``images`` is the whole split's decoded images [N, S, S, 3] uint8;
-    each epoch is built from it by ``flat_map``: shuffle the pair indices (a fresh,
-    seeded permutation per epoch), batch them, gather the images, augment.
+    each epoch shuffles the pair indices (a fresh, seeded permutation per epoch), cuts
+    them into batches, gathers each batch's images and augments them.
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
@@ -292,22 +292,25 @@ def pairs_dataset(
             order = tf.random.experimental.stateless_shuffle(
                 order, seed=tf.stack([epoch_seed, tf.constant(seed, tf.int64)])
             )
-        # Each batch as a slice of the order, one element per batch: batching the order's
-        # scalars one by one cost more per epoch than gathering the images.
-        steps = tf.data.Dataset.range(n_batches)
+        # The epoch's batch steps, each with the epoch's images and order (references, not
+        # copies). No function runs in here: a map inside would be instantiated anew each
+        # epoch, after the images are decoded, ~10 ms every epoch before its first batch.
+        epoch = tf.data.Dataset.from_tensors((decoded, order, epoch_seed)).repeat()
+        return tf.data.Dataset.zip(epoch, tf.data.Dataset.range(n_batches))
 
-        def gather(step: tf.Tensor):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            a = tf.gather(decoded, tf.gather(left, idx))
-            b = tf.gather(decoded, tf.gather(right, idx))
-            if augment:
-                a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
-                b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
-            return (a, b), tf.gather(labels, idx)
+    def gather(epoch, step: tf.Tensor):
+        decoded, order, epoch_seed = epoch
+        # A batch is a slice of the epoch's order: batching the order's scalars one by one
+        # cost more per epoch than gathering the images.
+        idx = order[step * batch_size : (step + 1) * batch_size]
+        a = tf.gather(decoded, tf.gather(left, idx))
+        b = tf.gather(decoded, tf.gather(right, idx))
+        if augment:
+            a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
+            b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
+        return (a, b), tf.gather(labels, idx)
 
-        return steps.map(gather, num_parallel_calls=AUTOTUNE)
-
-    ds = tf.data.Dataset.zip(images, seeds).flat_map(one_epoch)
+    ds = tf.data.Dataset.zip(images, seeds).flat_map(one_epoch).map(gather, num_parallel_calls=AUTOTUNE)
     if not repeat:
         # flat_map hides the length; stating it gives Keras its progress bar total and
         # spares the "ran out of data" warning at the end of the first epoch.
