@@ -98,7 +98,8 @@ def first_bad_row(frame: pd.DataFrame, bad: pd.Series | np.ndarray) -> int | Non
 
 
 def check_not_empty(frame: pd.DataFrame, column: str, path: str | os.PathLike[str]) -> None:
-    row = first_bad_row(frame, frame[column] == "")
+    # As object array: pandas' own string comparison is ~4x slower per cell.
+    row = first_bad_row(frame, frame[column].to_numpy(dtype=object) == "")
     if row is not None:
         raise ManifestError("empty value", file=path, row=row, field=column)
 

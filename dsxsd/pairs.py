@@ -167,14 +167,15 @@ def make_pairs(
         )
 
     paths = _relative_paths(paths, base, output, isinstance(source, pd.DataFrame))
+    path_column, class_column = _column_values(paths), _column_values(class_names)
     frame = pd.DataFrame(
         {
-            "left": paths[left],
-            "right": paths[right],
+            "left": path_column.take(left),
+            "right": path_column.take(right),
             "label": label.astype(np.int64),
-            "left_class": class_names[codes[left]],
-            "right_class": class_names[codes[right]],
-            "split": np.asarray(SPLITS, dtype=object)[pair_split],
+            "left_class": class_column.take(codes[left]),
+            "right_class": class_column.take(codes[right]),
+            "split": _column_values(np.asarray(SPLITS, dtype=object)).take(pair_split),
         },
         columns=list(PAIRS_COLUMNS),
     )
@@ -279,6 +280,13 @@ def _class_codes(classes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(names, dtype=object), codes.astype(np.int64)
 
 
+def _column_values(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values`` as the array pandas makes of them in a column (``str`` in pandas 3,
+    ``object`` before), to ``take`` a column's cells from: pandas then checks the distinct
+    values once instead of every cell of each column (~0.25 s per column of 2M pairs)."""
+    return pd.Series(values, copy=False).array
+
+
 def _relative_paths(paths: np.ndarray, base: Path, output: Any, keep: bool) -> np.ndarray:
     """Rewrite paths relative to ``base`` as paths relative to the folder of ``output``.
 
@@ -303,21 +311,23 @@ def _relative_paths(paths: np.ndarray, base: Path, output: Any, keep: bool) -> n
     is_abs = np.zeros(len(paths), dtype=bool)
     if may_be_absolute:
         is_abs = np.fromiter((os.path.isabs(p) for p in paths), dtype=bool, count=len(paths))
-    if prefix == "." and not is_abs.any():
+    any_abs = bool(is_abs.any())
+    if prefix == "." and not any_abs:
         return paths
-    result = paths.copy()
-    rel = ~is_abs
+    result = paths.copy() if any_abs or prefix == "." else paths
     if prefix != ".":
-        relative = result[rel]
+        # The usual case, no absolute path, skips selecting the relative ones.
+        relative = result[~is_abs] if any_abs else result
         prefixed = prefix + "/" + relative
         if may_be_untidy:
             untidy = np.fromiter(
                 (_has_dot_segment(p) for p in relative), dtype=bool, count=len(relative)
             )
             prefixed[untidy] = [posixpath.normpath(p) for p in prefixed[untidy]]
-        result[rel] = prefixed
-    if is_abs.any():
-        result[is_abs] = [_relative_to(p, out_dir) for p in result[is_abs]]
+        if not any_abs:
+            return prefixed
+        result[~is_abs] = prefixed
+    result[is_abs] = [_relative_to(p, out_dir) for p in result[is_abs]]
     return result
 
 

@@ -187,6 +187,15 @@ def test_guarantees_hold_for_random_class_sizes(sizes, positives, ratio, split, 
         assert part["single_image_classes"] == sorted(sizes[sizes == 1].index)
 
 
+def test_columns_have_the_types_pandas_gives_the_same_values(tmp_path):
+    crops = write_crops(tmp_path / "crops", crops_frame({"a": 4, "b": 5}))
+    frame = make_pairs(crops, tmp_path / "pairs.csv")
+    plain = pd.DataFrame({column: list(frame[column]) for column in frame.columns})
+    assert frame.dtypes.to_dict() == plain.dtypes.to_dict()
+    assert frame.equals(plain)
+    assert frame.equals(read_pairs(tmp_path / "pairs.csv").astype({"label": "int64"}))
+
+
 def test_more_pairs_do_not_move_images_between_splits():
     crops = crops_frame({f"k{i}": 15 for i in range(6)})
     few = make_pairs(crops, positives=1, seed=9)
