@@ -311,24 +311,23 @@ def _relative_paths(paths: np.ndarray, base: Path, output: Any, keep: bool) -> n
     is_abs = np.zeros(len(paths), dtype=bool)
     if may_be_absolute:
         is_abs = np.fromiter((os.path.isabs(p) for p in paths), dtype=bool, count=len(paths))
-    any_abs = bool(is_abs.any())
-    if prefix == "." and not any_abs:
-        return paths
-    result = paths.copy() if any_abs or prefix == "." else paths
+    if not is_abs.any():
+        # The usual case: every path relative, so none is selected or copied.
+        return paths if prefix == "." else _prefixed(paths, prefix, may_be_untidy)
+    result = paths.copy()
     if prefix != ".":
-        # The usual case, no absolute path, skips selecting the relative ones.
-        relative = result[~is_abs] if any_abs else result
-        prefixed = prefix + "/" + relative
-        if may_be_untidy:
-            untidy = np.fromiter(
-                (_has_dot_segment(p) for p in relative), dtype=bool, count=len(relative)
-            )
-            prefixed[untidy] = [posixpath.normpath(p) for p in prefixed[untidy]]
-        if not any_abs:
-            return prefixed
-        result[~is_abs] = prefixed
+        result[~is_abs] = _prefixed(result[~is_abs], prefix, may_be_untidy)
     result[is_abs] = [_relative_to(p, out_dir) for p in result[is_abs]]
     return result
+
+
+def _prefixed(relative: np.ndarray, prefix: str, may_be_untidy: bool) -> np.ndarray:
+    """``prefix/path`` for every path, normalised where a path has . or .. segments."""
+    prefixed = prefix + "/" + relative
+    if may_be_untidy:
+        untidy = np.fromiter((_has_dot_segment(p) for p in relative), dtype=bool, count=len(relative))
+        prefixed[untidy] = [posixpath.normpath(p) for p in prefixed[untidy]]
+    return prefixed
 
 
 def _has_dot_segment(path: str) -> bool:
