@@ -89,6 +89,14 @@ def test_runner_lists_missed_targets_only():
     ]
 
 
+def test_runner_measures_each_stage_in_a_fresh_interpreter():
+    run = importlib.import_module("benchmarks.run")
+    rows = run.rows_in_fresh_process("import", quick=True)
+    assert [row.stage for row in rows] == ["import dsxsd"]
+    assert rows[0].kind == "seconds" and rows[0].target == 0.3 and 0 < rows[0].seconds < 5
+    assert "benchmarks.bench_import" not in sys.modules  # measured in the other interpreter
+
+
 def test_runner_help_lists_the_stages():
     result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--help"],
                             capture_output=True, text=True, timeout=60)
