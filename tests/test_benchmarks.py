@@ -7,6 +7,7 @@ check that a figure is computed, judged and printed right once the seconds are k
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,16 @@ def test_runner_measures_each_stage_in_a_fresh_interpreter():
     assert [row.stage for row in rows] == ["import dsxsd"]
     assert rows[0].kind == "seconds" and rows[0].target == 0.3 and 0 < rows[0].seconds < 5
     assert "benchmarks.bench_import" not in sys.modules  # measured in the other interpreter
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in interpreter is a shell script")
+def test_runner_reports_a_stage_whose_interpreter_failed(monkeypatch, tmp_path):
+    run = importlib.import_module("benchmarks.run")
+    failing = tmp_path / "python"
+    failing.write_text("#!/bin/sh\necho 'Traceback: boom' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(failing))
+    assert run.rows_in_fresh_process("pairs", quick=True) is None
 
 
 def test_runner_help_lists_the_stages():
