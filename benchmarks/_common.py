@@ -96,10 +96,15 @@ def in_fresh_process(*argv: str) -> float:
     a user's script runs, in a new interpreter whose state (threads, imports, start
     method of worker processes) no earlier benchmark changed, timed by itself so that
     starting Python is left out."""
+    return float(last_line_in_fresh_process(*argv).split()[-1])
+
+
+def last_line_in_fresh_process(*argv: str) -> str:
+    """The last line ``python argv...`` printed; RuntimeError with its stderr if it failed."""
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr.strip()}")
-    return float(done.stdout.split()[-1])
+    return done.stdout.splitlines()[-1]
 
 
 def cores() -> int:

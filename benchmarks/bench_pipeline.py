@@ -125,11 +125,6 @@ def decode_limit_dataset(paths: list[str], size: int, batch_size: int):
     )
 
 
-def consume(ds) -> int:
-    """Iterate a dataset to its end in Python; returns the elements."""
-    return sum(1 for _ in ds)
-
-
 def drain(ds) -> int:
     """Iterate a dataset to its end inside a compiled function, as ``model.fit`` draws
     its batches; returns the elements."""

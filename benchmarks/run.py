@@ -26,7 +26,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks._common import Row, table  # noqa: E402
+from benchmarks._common import Row, last_line_in_fresh_process, table  # noqa: E402
 
 # stage -> what it compares, for --help and for the user told a stage is missing
 STAGES = {
@@ -87,13 +86,15 @@ def load_stage(stage: str):
 
 
 def rows_in_fresh_process(stage: str, quick: bool) -> list[Row] | None:
-    """The stage's rows, measured by ``run.py --rows-of STAGE`` in a new interpreter (its
-    progress and any traceback go to this stderr), or ``None`` when it failed."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--rows-of", stage] + (["--quick"] if quick else [])
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
+    """The stage's rows, measured by ``run.py --rows-of STAGE`` in a new interpreter, or
+    ``None`` when it failed (its traceback printed on stderr)."""
+    argv = [str(Path(__file__).resolve()), "--rows-of", stage] + (["--quick"] if quick else [])
+    try:
+        line = last_line_in_fresh_process(*argv)
+    except RuntimeError as failure:
+        print(failure, file=sys.stderr)
         return None
-    return [Row(**fields) for fields in json.loads(done.stdout.splitlines()[-1])]
+    return [Row(**fields) for fields in json.loads(line)]
 
 
 def missed(rows: list[Row]) -> list[str]:
