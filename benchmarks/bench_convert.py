@@ -7,8 +7,10 @@ writes them) into a temporary folder, then times on those same files, in the sam
 - the baseline: the loop of the TF Object Detection API tutorials' ``xml_to_csv.py``
   (``glob``, ``xml.etree.ElementTree.parse``, one tuple per object, ``pd.DataFrame``,
   ``to_csv``);
-- ``dsxsd.read`` + ``dsxsd.write`` (what ``dsxsd convert voc2csv`` does) with one process
-  and with every core, and the CLI end to end once.
+- ``dsxsd.convert`` (what ``dsxsd convert voc2csv`` runs) with one process and with
+  every core; ``dsxsd.read`` + ``dsxsd.write`` with every core (a script that reads the
+  dataset into memory first, where workers send back the images rather than CSV rows);
+  and the CLI end to end once.
 
 Figures are speed-ups over the baseline: the best of a few runs each, the contenders
 taking turns within a round, so that load from other work on the machine falls on all
@@ -134,12 +136,26 @@ def xml_to_csv(path: str, output: str) -> None:
 def dsxsd_convert(folder: Path, output: Path, workers: int | None) -> None:
     import dsxsd
 
+    dsxsd.convert(folder, output, "voc", "csv", workers=workers, overwrite=True)
+
+
+def dsxsd_read_write(folder: Path, output: Path, workers: int | None) -> None:
+    import dsxsd
+
     annotations = dsxsd.read(folder, "voc", workers=workers)
     dsxsd.write(annotations, output, "csv", overwrite=True)
 
 
+# contender -> (what runs it, its workers); the baseline is xml_to_csv
+CONTENDERS = {
+    "serial": (dsxsd_convert, 1),
+    "parallel": (dsxsd_convert, None),
+    "read-write": (dsxsd_read_write, None),
+}
+
+
 def run_one(contender: str, folder: str, output: str) -> float:
-    """One timed run in this (fresh) process: ``baseline``, ``serial`` or ``parallel``."""
+    """One timed run in this (fresh) process: ``baseline`` or one of CONTENDERS."""
     if contender == "baseline":
         import pandas  # noqa: F401  the script's own import, before its clock starts
 
@@ -147,8 +163,8 @@ def run_one(contender: str, folder: str, output: str) -> float:
     else:
         import dsxsd  # noqa: F401
 
-        workers = 1 if contender == "serial" else None
-        _, seconds = timed(dsxsd_convert, Path(folder), Path(output), workers)
+        function, workers = CONTENDERS[contender]
+        _, seconds = timed(function, Path(folder), Path(output), workers)
     return seconds
 
 
@@ -166,18 +182,20 @@ def measure(quick: bool = False, files: int | None = None) -> list[Row]:
         out = Path(tmp) / "out"
         out.mkdir()
         _fresh_run("serial", folder, out / "warm.csv")  # warm the page cache, outside every timing
-        base, serial, parallel = interleaved(
-            runs,
-            *((_fresh_run, name, folder, out / f"{name}.csv") for name in ("baseline", "serial", "parallel")),
-            self_timed=True,
+        names = ("baseline", *CONTENDERS)
+        base, serial, parallel, read_write = interleaved(
+            runs, *((_fresh_run, name, folder, out / f"{name}.csv") for name in names), self_timed=True,
         )
-        lines = {name: len((out / name).read_bytes().splitlines()) for name in
-                 ("baseline.csv", "serial.csv", "parallel.csv")}
+        lines = {name: len((out / f"{name}.csv").read_bytes().splitlines()) for name in names}
         if len(set(lines.values())) != 1:  # one row per object, and the header, in each
             raise AssertionError(f"the outputs disagree on the number of rows: {lines}")
+        if len({(out / f"{name}.csv").read_bytes() for name in CONTENDERS}) != 1:
+            raise AssertionError("dsxsd wrote different files with different workers")
         rows = [
-            Row(STAGE, f"dsxsd API, --workers 1 ({label})", serial, BASELINE, base, "speedup", None),
-            Row(STAGE, f"dsxsd API, all {n} cores ({label})", parallel, BASELINE, base, "speedup", 2.0),
+            Row(STAGE, f"dsxsd.convert, --workers 1 ({label})", serial, BASELINE, base, "speedup", None),
+            Row(STAGE, f"dsxsd.convert, all {n} cores ({label})", parallel, BASELINE, base, "speedup", 2.0),
+            Row(STAGE, f"dsxsd.read + dsxsd.write, all {n} cores ({label})", read_write, BASELINE, base,
+                "speedup", None),
         ]
         # The CLI as a user runs it, starting Python and importing included; against the
         # baseline's own work (its interpreter and pandas import left out), once.

@@ -29,6 +29,8 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; loaded on first attribute access (PEP 562).
 _LAZY = {
+    "convert": "dsxsd.conversion",
+    "ConvertReport": "dsxsd.conversion",
     "crop": "dsxsd.crops",
     "CropReport": "dsxsd.crops",
     "make_pairs": "dsxsd.pairs",
@@ -41,6 +43,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .conversion import ConvertReport, convert
     from .crops import CropReport, crop
     from .drawing import draw
     from .listing import list_images
@@ -64,6 +67,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AnnotationSet",
     "BBox",
+    "ConvertReport",
     "CropReport",
     "DsxsdError",
     "HostileInputError",
@@ -80,6 +84,7 @@ __all__ = [
     "SkippedFile",
     "UnknownFormatError",
     "WorkerProcessError",
+    "convert",
     "crop",
     "dataset_stats",
     "draw",

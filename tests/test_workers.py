@@ -33,8 +33,9 @@ from dsxsd import (
 from dsxsd import _parallel
 from dsxsd import crops as crops_module
 from dsxsd._parallel import Failure, available_cores, resolve_workers
+from dsxsd.conversion import lost_fields
 from dsxsd.cli import main
-from dsxsd.formats import _voc_pool, voc
+from dsxsd.formats import _voc_pool, get_format, voc
 
 FILES = 40
 
@@ -319,7 +320,8 @@ def _die_in_workers(monkeypatch, module, name) -> None:
 
 
 @pytest.mark.skipif("fork" not in START_METHODS, reason="forked workers inherit the log")
-def test_this_process_and_the_workers_share_the_reading(tmp_path, monkeypatch):
+@pytest.mark.parametrize("job", ["read", "convert voc2csv"])
+def test_this_process_and_the_workers_share_the_reading(tmp_path, monkeypatch, job):
     """The workers are handed chunks from the back as they need them and this process
     reads from the front: on a folder large enough both read, and every file once."""
     folder = voc_folder(tmp_path, count=400)
@@ -335,7 +337,10 @@ def test_this_process_and_the_workers_share_the_reading(tmp_path, monkeypatch):
         return real(files, images)
 
     monkeypatch.setattr(voc, "_read_files", logged)
-    assert dsxsd.read(folder, "voc", workers=2) == serial
+    if job == "read":
+        assert dsxsd.read(folder, "voc", workers=2) == serial
+    else:
+        assert dsxsd.convert(folder, tmp_path / "a.csv", workers=2).objects == serial.num_objects
     entries = [line.split() for line in log.read_text("utf-8").splitlines()]
     assert sorted(name for _, name in entries) == sorted(p.name for p in folder.glob("*.xml"))
     readers = {pid for pid, _ in entries}
@@ -393,6 +398,87 @@ def test_cli_workers_option(tmp_path, monkeypatch, start_method):
     assert every.exit_code == 0, every.output
     assert (tmp_path / "all.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert f"{FILES} images" in every.output
+
+
+# --------------------------------------------------------------------------- voc2csv
+
+
+def _needs_quotes(folder: Path) -> None:
+    """One file whose CSV row needs quotes: its image name and label hold commas and
+    quotes (the rows of the others are joined without the csv module)."""
+    image = ImageAnnotation('q, "x".jpg', 640, 480, 3, [ObjectAnnotation('a, "b"', BBox(1, 2, 3.5, 4))])
+    (folder / "img_020.xml").write_bytes(voc.to_bytes(image))
+
+
+def _convert_in_workers_only(monkeypatch) -> None:
+    """As :func:`pool_only`, and the workers must write the CSV rows: reading the whole
+    dataset into this process first is not there to fall back on."""
+    pool_only(monkeypatch)
+    monkeypatch.setattr(_voc_pool, "read_in_pool", lambda *a, **k: pytest.fail("read, then written"))
+
+
+@pytest.mark.parametrize("columns", ["full", "basic"])
+def test_voc_to_csv_in_workers_writes_what_reading_then_writing_writes(
+    tmp_path, monkeypatch, start_method, columns
+):
+    folder = voc_folder(tmp_path)
+    _needs_quotes(folder)
+    serial = _serial(folder)
+    dsxsd.write(serial, tmp_path / "serial.csv", "csv", columns=columns)
+    _convert_in_workers_only(monkeypatch)
+    done = dsxsd.convert(folder, tmp_path / "pool.csv", "voc", "csv", workers=2,
+                         write_options={"columns": columns})
+    written = (tmp_path / "pool.csv").read_bytes()
+    assert written == (tmp_path / "serial.csv").read_bytes()
+    assert b'"q, ""x"".jpg",640,480,"a, ""b""",1,2,3.5,4' in written
+    assert written.count(b"\n") == 1 + serial.num_objects + sum(not i.objects for i in serial.images)
+    assert (done.images, done.objects, done.classes) == (FILES, serial.num_objects, len(serial.classes))
+    assert done.lost == tuple(lost_fields(serial, get_format("csv").lossy))
+    assert done.lost == ("folder", "occluded", "object attributes")
+    assert (done.skipped, done.report) == ((), None)
+
+
+def test_voc_to_csv_in_workers_raises_the_first_bad_file_and_writes_nothing(
+    tmp_path, monkeypatch, start_method
+):
+    folder = voc_folder(tmp_path)
+    _with_bad_files(folder)
+    with pytest.raises(MalformedFileError) as serial:
+        _serial(folder)
+    _convert_in_workers_only(monkeypatch)
+    with pytest.raises(MalformedFileError) as caught:
+        dsxsd.convert(folder, tmp_path / "pool.csv", workers=2)
+    assert str(caught.value) == str(serial.value)
+    assert caught.value.file == str(folder / "img_013.xml") and caught.value.line == 4
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["Annotations"]
+
+
+def test_voc_to_csv_in_workers_skips_what_reading_skips(tmp_path, monkeypatch, start_method):
+    folder = voc_folder(tmp_path)
+    _with_bad_files(folder)
+    serial = _serial(folder, on_error="skip")
+    dsxsd.write(serial, tmp_path / "serial.csv")
+    _convert_in_workers_only(monkeypatch)
+    done = dsxsd.convert(folder, tmp_path / "pool.csv", workers=2, on_error="skip")
+    assert (tmp_path / "pool.csv").read_bytes() == (tmp_path / "serial.csv").read_bytes()
+    assert done.skipped == serial.skipped and len(done.skipped) == 2
+    assert done.images == FILES - 2
+    assert done.report == str(tmp_path / "pool.csv.skipped.csv")
+    with open(done.report, encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[0] == ["file", "line", "reason"]
+    assert [(Path(f).name, line) for f, line, _ in rows[1:]] == [
+        ("img_013.xml", "4"), ("img_030.xml", str(serial.skipped[1].line)),
+    ]
+
+
+def test_convert_keeps_small_folders_in_this_process(tmp_path, monkeypatch):
+    folder = voc_folder(tmp_path, count=5)
+    monkeypatch.setattr(_voc_pool, "run_in_pool", lambda *a, **k: pytest.fail("a pool was started"))
+    done = dsxsd.convert(folder, tmp_path / "a.csv", workers=0)
+    dsxsd.write(_serial(folder), tmp_path / "b.csv")
+    assert done.images == 5
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
 # --------------------------------------------------------------------------- crop

@@ -111,8 +111,7 @@ def convert(
     dsxsd convert voc2csv Annotations/ labels.csv
     dsxsd convert --from csv --to voc labels.csv Annotations/
     """
-    from ..formats import get_format, read, write
-    from ..report import write_skip_report
+    from ..conversion import convert as convert_annotations
 
     source, target, input_path, output_path = _parse(args, source, target)
     if one_based and "coco" not in (source, target):
@@ -122,33 +121,33 @@ def convert(
         read_options["shapes_as_boxes"] = True
     if one_based and source == "coco":
         read_options["one_based"] = True
-    annotations = read(input_path, source, on_error=on_error, workers=workers, **read_options)
-    options = {"columns": columns} if target == "csv" else {}
+    write_options = {"columns": columns} if target == "csv" else {}
     if images and target == "yolo":
-        options["images"] = images
+        write_options["images"] = images
     if one_based and target == "coco":
-        options["one_based"] = True
-    write(annotations, output_path, target, overwrite=overwrite, **options)
+        write_options["one_based"] = True
+    done = convert_annotations(
+        input_path, output_path, source, target, on_error=on_error, workers=workers,
+        overwrite=overwrite, read_options=read_options, write_options=write_options,
+    )
     # Said after the write succeeded, so a failed run still prints only its error line.
-    dropped = dropped_fields(annotations, get_format(target).lossy)
-    if dropped and not as_json:
+    if done.lost and not as_json:
         click.echo(
-            f"warning: {target} cannot hold {', '.join(dropped)}; "
+            f"warning: {target} cannot hold {', '.join(done.lost)}; "
             "these are not in the output",
             err=True,
         )
-    report = write_skip_report(output_path, annotations.skipped)
     summary = {
         "from": source,
         "to": target,
         "input": str(input_path),
         "output": str(output_path),
-        "images": len(annotations.images),
-        "objects": annotations.num_objects,
-        "classes": len(annotations.classes),
-        "skipped": len(annotations.skipped),
-        "report": None if report is None else str(report),
-        "lost": dropped,
+        "images": done.images,
+        "objects": done.objects,
+        "classes": done.classes,
+        "skipped": len(done.skipped),
+        "report": done.report,
+        "lost": list(done.lost),
     }
     if as_json:
         print_json(summary)
@@ -157,45 +156,8 @@ def convert(
         f"{source} -> {target}: {summary['images']} images, {summary['objects']} objects, "
         f"{summary['classes']} classes written to {Path(output_path)}"
     )
-    if report is not None:
-        click.echo(f"skipped {summary['skipped']} files; reasons in {report}", err=True)
-
-
-# What a format's ``lossy`` names, as a test of whether an annotation set uses it.
-_IMAGE_FIELDS = ("width", "height", "depth", "folder", "path")
-_OBJECT_FLAGS = ("difficult", "truncated")
-_OBJECT_OPTIONAL = ("occluded", "pose")
-
-
-def dropped_fields(annotations, lossy) -> list[str]:
-    """The fields in ``lossy`` that ``annotations`` actually uses (so a warning lists only
-    what is really lost, not everything the target format lacks)."""
-    lossy = set(lossy)
-    objects = [obj for image in annotations.images for obj in image.objects]
-
-    def lost(level: str, name: str) -> bool:
-        return name in lossy or f"{level}.{name}" in lossy
-
-    used = []
-    for name in _IMAGE_FIELDS:
-        if lost("image", name) and any(getattr(i, name) is not None for i in annotations.images):
-            used.append(name)
-    if lost("image", "attributes") and any(i.attributes for i in annotations.images):
-        used.append("image attributes")
-    for name in _OBJECT_FLAGS:
-        if lost("object", name) and any(getattr(o, name) for o in objects):
-            used.append(f"{name} flags")
-    for name in _OBJECT_OPTIONAL:
-        if lost("object", name) and any(getattr(o, name) is not None for o in objects):
-            used.append(name)
-    if lost("object", "attributes") and any(o.attributes for o in objects):
-        used.append("object attributes")
-    if "classes" in lossy:
-        # Such a format lists only the classes its boxes use.
-        unused = set(annotations.classes) - {o.label for o in objects}
-        if unused:
-            used.append(f"classes without objects ({', '.join(sorted(unused))})")
-    return used
+    if done.report is not None:
+        click.echo(f"skipped {summary['skipped']} files; reasons in {done.report}", err=True)
 
 
 COMMANDS = [convert]

@@ -1,15 +1,17 @@
 """Reading a folder of VOC files with worker processes (``read_voc(..., workers=N)``).
 
-This process and the workers split the folder's files in chunks; workers send each
-file back as a plain record (see ``voc._pack``) or a :class:`~dsxsd._parallel.Failure`,
-which this process turns into images and errors. What is read, its order, the skipped
-list and the error raised are what one process gives: the pool only changes who reads.
+This process and the workers split the folder's files in chunks (:func:`run_in_pool`);
+workers send each file back as a plain record (see ``voc._pack``) or a
+:class:`~dsxsd._parallel.Failure`, which this process turns into images and errors. What
+is read, its order, the skipped list and the error raised are what one process gives:
+the pool only changes who reads. ``dsxsd.convert`` from VOC to CSV hands the workers
+other chunk tasks (see :mod:`dsxsd.conversion`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import DsxsdError
 
@@ -35,67 +37,101 @@ def min_files() -> int:
     return PARALLEL_MIN_FILES if start_method() == "fork" else PARALLEL_MIN_FILES_UNFORKED
 
 
+def chunks_of(files: list[str], workers: int) -> list[list[str]]:
+    """``files`` in consecutive chunks, a few per worker."""
+    size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
+    return [files[start : start + size] for start in range(0, len(files), size)]
+
+
 def read_in_pool(
     files: list[str], images: str | None, workers: int, stop: bool
 ) -> Iterator[Any]:
-    """The outcome of each file, in file order, read by this process and ``workers - 1``
-    others. The others are given chunks from the back of the list, two each at a time,
-    and this process reads from the front until the two meet: starting a process costs as
-    much as reading thousands of files, and this process would otherwise spend it
-    waiting. (Chunks are handed out as they are needed rather than all at once and then
-    cancelled, which Python 3.11 does not survive when a worker dies.) Between its own
-    chunks this process turns what the workers sent back into images as soon as it
-    arrives, not when its turn in file order comes: left to the end, that work kept the
-    workers idle for a quarter of the run. With ``stop``, a chunk ends at its first bad
-    file and what is still queued is cancelled once the caller stops at it: the error
-    raised is the first in file order, as in one process."""
+    """The outcome of each file, in file order (see :func:`run_in_pool`). With ``stop``,
+    a chunk ends at its first bad file and what is still queued is cancelled once the
+    caller stops at it: the error raised is the first in file order, as in one process."""
+    from . import voc
+
+    folder = None if images is None else Path(images)
+    image_of = voc._image_of
+    results = run_in_pool(
+        chunks_of(files, workers),
+        _read_chunk,
+        (images, stop),
+        workers,
+        where=Path(files[0]).parent,
+        here=lambda chunk: [image_of(o) for o in voc._read_files(chunk, folder)],
+        arrived=lambda outcomes: [image_of(o) for o in outcomes],
+    )
+    for outcomes in results:
+        yield from outcomes
+
+
+def run_in_pool(
+    chunks: list[list[str]],
+    task: Callable[..., Any],
+    args: tuple[Any, ...],
+    workers: int,
+    *,
+    where: Path,
+    here: Callable[[list[str]], Any] | None = None,
+    arrived: Callable[[Any], Any] | None = None,
+) -> Iterator[Any]:
+    """``task(chunk, *args)`` of each chunk, in chunk order, worked out by this process
+    (``here(chunk)`` where given) and ``workers - 1`` others (``task``, then
+    ``arrived`` of its result in this process). The others are given chunks from the back
+    of the list, two each at a time, and this process works from the front until the two
+    meet: starting a process costs as much as reading thousands of files, and this
+    process would otherwise spend it waiting. (Chunks are handed out as they are needed
+    rather than all at once and then cancelled, which Python 3.11 does not survive when a
+    worker dies.) Between its own chunks this process takes what the workers sent back
+    (``arrived``) as soon as it arrives, not when its turn in chunk order comes: left to
+    the end, that work kept the workers idle for a quarter of the run. A caller that
+    stops early (an error raised at a chunk, the generator closed) cancels what is still
+    queued. ``where`` names the input in the error for a worker that died."""
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     from .._parallel import process_pool, worker_died
-    from . import voc
 
-    size = min(max(len(files) // (workers * 8), _CHUNK_FILES[0]), _CHUNK_FILES[1])
-    chunks = [files[start : start + size] for start in range(0, len(files), size)]
-    folder = None if images is None else Path(images)
-    image_of = voc._image_of
+    here = here or (lambda chunk: task(chunk, *args))
+    arrived = arrived or (lambda result: result)
     queued_per_worker = 2  # one running, one waiting in the pipe
     pool = process_pool(workers - 1)
     try:
-        arrived: deque[int] = deque()  # chunks whose future is done, as they finish
+        finished: deque[int] = deque()  # chunks whose future is done, as they finish
         pending: dict[int, Any] = {}
-        front, back = 0, len(chunks)  # chunks[front:back]: neither read here nor handed out
+        front, back = 0, len(chunks)  # chunks[front:back]: neither worked out here nor handed out
 
         def hand_out() -> None:
             nonlocal back
             while back > front and len(pending) < queued_per_worker * (workers - 1):
                 back -= 1
-                future = pool.submit(_read_chunk, chunks[back], images, stop)
-                future.add_done_callback(lambda _, index=back: arrived.append(index))
+                future = pool.submit(task, chunks[back], *args)
+                future.add_done_callback(lambda _, index=back: finished.append(index))
                 pending[back] = future
 
         hand_out()
-        done: dict[int, list[Any]] = {}
+        done: dict[int, Any] = {}
         for index in range(len(chunks)):
             while index not in done:
-                if arrived:
-                    finished = arrived.popleft()
+                if finished:
+                    number = finished.popleft()
                     try:
-                        outcomes = pending.pop(finished).result()
+                        result = pending.pop(number).result()
                     except BrokenProcessPool:
-                        raise worker_died("reading", Path(files[0]).parent) from None
-                    done[finished] = [image_of(outcome) for outcome in outcomes]
+                        raise worker_died("reading", where) from None
+                    done[number] = arrived(result)
                     hand_out()
                 elif front < back:
-                    done[front] = [image_of(o) for o in voc._read_files(chunks[front], folder)]
+                    done[front] = here(chunks[front])
                     front += 1
                 else:
                     wait(list(pending.values()), return_when=FIRST_COMPLETED)
-            yield from done.pop(index)
+            yield done.pop(index)
     finally:
         # Also on an early exit (an error raised, a generator closed): cancel what has
-        # not started. Reading has no side effects, so running chunks need no waiting.
+        # not started. The tasks have no side effects, so running ones need no waiting.
         pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -117,4 +153,11 @@ def _read_chunk(files: list[str], images: str | None, stop: bool) -> list[Any]:
     return outcomes
 
 
-__all__ = ["PARALLEL_MIN_FILES", "PARALLEL_MIN_FILES_UNFORKED", "min_files", "read_in_pool"]
+__all__ = [
+    "PARALLEL_MIN_FILES",
+    "PARALLEL_MIN_FILES_UNFORKED",
+    "chunks_of",
+    "min_files",
+    "read_in_pool",
+    "run_in_pool",
+]

@@ -19,7 +19,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterable, Iterator, Literal
 
 from .. import _io
 from ..errors import (
@@ -87,17 +87,24 @@ def write_csv(
     """Write one row per object (one row with an empty class per empty image)."""
     if columns not in ("full", "basic"):
         raise ValueError(f"columns must be 'full' or 'basic', got {columns!r}")
-    full = columns == "full"
+    _io.write_text(path, csv_text(annotations.images, columns == "full"), overwrite=overwrite)
+
+
+def csv_text(images: Iterable[ImageAnnotation], full: bool, header: bool = True) -> str:
+    """The CSV :func:`write_csv` writes for ``images`` (``full``: every column, else the
+    basic eight); without ``header``, the rows alone, which follow a header written
+    once when a large file is made of parts (see :mod:`dsxsd.conversion`)."""
     buffer = io.StringIO()
     # QUOTE_MINIMAL and "\n": what pandas' DataFrame.to_csv writes on Linux.
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FULL_COLUMNS if full else BASIC_COLUMNS)
-    for row in _rows(annotations, full):
+    if header:
+        writer.writerow(FULL_COLUMNS if full else BASIC_COLUMNS)
+    for row in _rows(images, full):
         if isinstance(row, str):
             buffer.write(row)
         else:
             writer.writerow(row)
-    _io.write_text(path, buffer.getvalue(), overwrite=overwrite)
+    return buffer.getvalue()
 
 
 def _size_text(value: int | None) -> str:
@@ -130,11 +137,11 @@ class _PlainTexts(dict):
 _FLAGS = ("0", "1")  # indexed by a bool
 
 
-def _rows(annotations: AnnotationSet, full: bool) -> Iterator[str | list[str]]:
+def _rows(images: Iterable[ImageAnnotation], full: bool) -> Iterator[str | list[str]]:
     """Each row as its finished line, or as fields for csv.writer where one needs quotes."""
     text = _NumberTexts().__getitem__
     plain = _PlainTexts().__getitem__
-    for image in annotations.images:
+    for image in images:
         head = [image.filename, _size_text(image.width), _size_text(image.height)]
         depth = _size_text(image.depth)
         plain_head = ",".join(head) if plain(image.filename) else None
@@ -379,4 +386,4 @@ FORMAT = Format(
     lossy=("folder", "path", "occluded", "attributes", "classes"),
 )
 
-__all__ = ["FORMAT", "read_csv", "write_csv", "number_text", "parse_number"]
+__all__ = ["FORMAT", "csv_text", "read_csv", "write_csv", "number_text", "parse_number"]
