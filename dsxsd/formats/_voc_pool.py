@@ -10,6 +10,7 @@ other chunk tasks (see :mod:`dsxsd.conversion`).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -62,8 +63,9 @@ def read_in_pool(
         here=lambda chunk: [image_of(o) for o in voc._read_files(chunk, folder)],
         arrived=lambda outcomes: [image_of(o) for o in outcomes],
     )
-    for outcomes in results:
-        yield from outcomes
+    with contextlib.closing(results):  # stopping here stops the pool
+        for outcomes in results:
+            yield from outcomes
 
 
 def run_in_pool(
