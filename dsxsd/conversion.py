@@ -195,7 +195,7 @@ def _voc_to_csv_in_pool(
     full = columns == "full"
     lossy = set(lossy)
     parts = [csv.csv_text((), full)]
-    counts = [0, 0]
+    n_images = n_objects = 0
     classes: dict[str, None] = {}
     fields: set[str] = set()
     skipped: list[SkippedFile] = []
@@ -211,14 +211,14 @@ def _voc_to_csv_in_pool(
                     raise error
                 skipped.append(SkippedFile(file, error.reason, error.line))
             parts.append(chunk.text)
-            counts[0] += chunk.images
-            counts[1] += chunk.objects
+            n_images += chunk.images
+            n_objects += chunk.objects
             classes.update(dict.fromkeys(chunk.classes))
             fields.update(chunk.fields)
     _io.write_text(output, "".join(parts), overwrite=overwrite)
     # Classes come from the labels read, so none is without objects.
     lost = tuple(name for name in _FIELD_ORDER if name in fields)
-    return _Converted(counts[0], counts[1], tuple(classes), skipped, lost)
+    return _Converted(n_images, n_objects, tuple(classes), skipped, lost)
 
 
 def _csv_chunk(
@@ -230,7 +230,7 @@ def _csv_chunk(
     from .errors import DsxsdError
     from .formats import csv, voc
 
-    read: list[ImageAnnotation] = []
+    parsed: list[ImageAnnotation] = []
     failures: list[tuple[str, Any]] = []
     folder = None if images is None else Path(images)
     with voc._gc_paused():
@@ -240,13 +240,13 @@ def _csv_chunk(
                 if stop:
                     break
             else:
-                read.append(voc._image_of(outcome))
+                parsed.append(voc._image_of(outcome))
         return _CsvChunk(
-            csv.csv_text(read, full, header=False),
-            len(read),
-            sum(len(image.objects) for image in read),
-            classes_in_order(read),
-            _fields_used(read, lossy),
+            csv.csv_text(parsed, full, header=False),
+            len(parsed),
+            sum(len(image.objects) for image in parsed),
+            classes_in_order(parsed),
+            _fields_used(parsed, lossy),
             failures,
         )
 

@@ -179,3 +179,24 @@ def test_pipeline_benchmark_drains_every_element_and_times_the_first_pil_pairs(t
     assert train > 3
     assert bench.pil_loader_epoch(manifest, 16, batch_size=2, limit=3) == 3
     assert bench.pil_loader_epoch(manifest, 16, batch_size=2) == train
+
+
+def test_convert_benchmark_contenders_write_what_the_baseline_writes(tmp_path):
+    """Every dsxsd contender writes the same file, and its first eight columns hold the
+    rows xml_to_csv.py writes (which lists files in glob order): the same work is timed."""
+    import csv
+
+    bench = importlib.import_module("benchmarks.bench_convert")
+    folder = bench.make_files(tmp_path / "Annotations", 30)
+    for name in ("baseline", *bench.CONTENDERS):
+        assert bench.run_one(name, str(folder), str(tmp_path / f"{name}.csv")) > 0
+    written = {(tmp_path / f"{name}.csv").read_bytes() for name in bench.CONTENDERS}
+    assert len(written) == 1
+
+    def rows(name: str) -> list[list[str]]:
+        with open(tmp_path / f"{name}.csv", encoding="utf-8", newline="") as stream:
+            return [row[:8] for row in csv.reader(stream)]
+
+    baseline, dsxsd_rows = rows("baseline"), rows("serial")
+    assert baseline[0] == dsxsd_rows[0] == ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
+    assert len(baseline) > 30 and sorted(baseline[1:]) == sorted(dsxsd_rows[1:])
