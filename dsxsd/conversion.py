@@ -227,18 +227,14 @@ def _csv_chunk(
     """Runs in a worker (and in this process for its own chunks): the files read as
     ``read_voc`` reads them, written as ``write_csv`` writes them, less the header."""
     from ._parallel import Failure
-    from .errors import DsxsdError
-    from .formats import csv, voc
+    from .formats import _voc_pool, csv, voc
 
     parsed: list[ImageAnnotation] = []
     failures: list[tuple[str, Any]] = []
-    folder = None if images is None else Path(images)
     with voc._gc_paused():
-        for file, outcome in zip(files, voc._read_files(files, folder)):
-            if isinstance(outcome, DsxsdError):
-                failures.append((file, Failure.of(outcome)))
-                if stop:
-                    break
+        for file, outcome in zip(files, _voc_pool._read_chunk(files, images, stop)):
+            if isinstance(outcome, Failure):
+                failures.append((file, outcome))
             else:
                 parsed.append(voc._image_of(outcome))
         return _CsvChunk(

@@ -138,7 +138,8 @@ def run_in_pool(
 
 
 def _read_chunk(files: list[str], images: str | None, stop: bool) -> list[Any]:
-    """Runs in a worker: records and :class:`~dsxsd._parallel.Failure` values."""
+    """Runs in a worker (and for each chunk of a VOC to CSV conversion, see
+    :mod:`dsxsd.conversion`): records and :class:`~dsxsd._parallel.Failure` values."""
     from .._parallel import Failure
     from . import voc
 
