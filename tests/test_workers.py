@@ -163,14 +163,20 @@ def _with_bad_files(folder: Path) -> None:
     (folder / "img_030.xml").write_text(text.replace("<xmin>", "<xmin>nan", 1), "utf-8")
 
 
-def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch, start_method):
+@pytest.mark.parametrize("job", ["read", "convert voc2csv"])
+def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch, start_method, job):
     folder = voc_folder(tmp_path)
     _with_bad_files(folder)
     with pytest.raises(MalformedFileError) as serial:
         _serial(folder)
-    pool_only(monkeypatch)
+    if job == "read":
+        pool_only(monkeypatch)
+        run = lambda: dsxsd.read(folder, "voc", workers=2)  # noqa: E731
+    else:  # the workers write CSV rows (see the voc2csv tests below)
+        _convert_in_workers_only(monkeypatch)
+        run = lambda: dsxsd.convert(folder, tmp_path / "pool.csv", workers=2)  # noqa: E731
     with pytest.raises(MalformedFileError) as parallel:
-        dsxsd.read(folder, "voc", workers=2)
+        run()
     assert str(parallel.value) == str(serial.value)
     assert parallel.value.file == str(folder / "img_013.xml")
     assert parallel.value.line == 4
@@ -179,9 +185,10 @@ def test_first_bad_file_in_file_order_is_the_error_raised(tmp_path, monkeypatch,
     # With the first one fixed, the second bad file is the one named, with its line.
     (folder / "img_013.xml").unlink()
     with pytest.raises(InvalidValueError) as caught:
-        dsxsd.read(folder, "voc", workers=2)
+        run()
     assert caught.value.file == str(folder / "img_030.xml")
     assert caught.value.line is not None and "<bndbox><xmin>" in str(caught.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["Annotations"]  # nothing written
 
 
 def test_skipped_files_are_the_same_in_parallel(tmp_path, monkeypatch, start_method):
@@ -436,21 +443,6 @@ def test_voc_to_csv_in_workers_writes_what_reading_then_writing_writes(
     assert done.lost == tuple(lost_fields(serial, get_format("csv").lossy))
     assert done.lost == ("folder", "occluded", "object attributes")
     assert (done.skipped, done.report) == ((), None)
-
-
-def test_voc_to_csv_in_workers_raises_the_first_bad_file_and_writes_nothing(
-    tmp_path, monkeypatch, start_method
-):
-    folder = voc_folder(tmp_path)
-    _with_bad_files(folder)
-    with pytest.raises(MalformedFileError) as serial:
-        _serial(folder)
-    _convert_in_workers_only(monkeypatch)
-    with pytest.raises(MalformedFileError) as caught:
-        dsxsd.convert(folder, tmp_path / "pool.csv", workers=2)
-    assert str(caught.value) == str(serial.value)
-    assert caught.value.file == str(folder / "img_013.xml") and caught.value.line == 4
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["Annotations"]
 
 
 def test_voc_to_csv_in_workers_skips_what_reading_skips(tmp_path, monkeypatch, start_method):
