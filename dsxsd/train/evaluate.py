@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import _io, metrics
-from ..errors import ManifestError, MissingDependencyError, OutputExistsError
+from ..errors import ManifestError, OutputExistsError
 from .infer import Progress, Scorer, _nothing, _relative, load_scorer, read_image_list, read_pairs_frame, score_pairs
 
 METRICS_FORMAT = "dsxsd.metrics"
@@ -222,8 +222,7 @@ def evaluate(
         warning=warning,
     )
     if plots:
-        _plot_roc(plot_paths[0], y, s, result)
-        _plot_scores(plot_paths[1], y, s, result)
+        _save_plots(plot_paths, y, s, result)
     section = result.as_dict()
     section.update(
         pairs=_relative(pairs, folder),
@@ -244,51 +243,13 @@ def evaluate(
     return result
 
 
-def _figure():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependencyError(
-            'plots need matplotlib: pip install "dsxsd[train]"'
-        ) from None
-    # Figure without pyplot: no global backend state, rendered by Agg on save.
-    return Figure(figsize=(5, 4.5), dpi=100, layout="tight")
+def _save_plots(paths: list[Path], y: np.ndarray, s: np.ndarray, result: PairEvaluation) -> None:
+    from .. import plots  # matplotlib, only when plots are asked for
 
-
-def _save(figure, path: Path) -> None:
-    with _io.atomic_path(path, overwrite=True) as tmp:  # checked before any scoring
-        figure.savefig(tmp, format="png")
-
-
-def _plot_roc(path: Path, y: np.ndarray, s: np.ndarray, result: PairEvaluation) -> None:
-    fpr, tpr, _ = metrics.roc_curve(y, s)
-    fig = _figure()
-    ax = fig.subplots()
-    ax.plot(fpr, tpr, color="tab:blue", label=f"ROC (AUC {result.roc_auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
-    ax.plot([result.eer], [1 - result.eer], "o", color="tab:red", label=f"EER {result.eer:.3f}")
-    ax.set(
-        xlabel="false positive rate (different pairs called same)",
-        ylabel="true positive rate",
-        title=f"ROC, {result.split} split ({len(y)} pairs)",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-    )
-    ax.legend(loc="lower right")
-    _save(fig, path)
-
-
-def _plot_scores(path: Path, y: np.ndarray, s: np.ndarray, result: PairEvaluation) -> None:
-    fig = _figure()
-    ax = fig.subplots()
-    bins = np.linspace(0, 1, 41)
-    ax.hist(s[y == 1], bins=bins, alpha=0.6, color="tab:green", label=f"same ({result.same})")
-    ax.hist(s[y == 0], bins=bins, alpha=0.6, color="tab:orange", label=f"different ({result.different})")
-    ax.axvline(result.threshold, color="black", label=f"threshold {result.threshold:.3f}")
-    ax.axvline(0.5, color="grey", linestyle=":", label="0.5")
-    ax.set(xlabel="score (probability of same class)", ylabel="pairs", title=f"Scores, {result.split} split")
-    ax.legend(loc="upper center")
-    _save(fig, path)
+    roc_png, scores_png = paths  # both checked before any scoring
+    title = f"{result.split} split"
+    plots.save_png(plots.roc_figure(y, s, title=f"ROC, {title} ({len(y)} pairs)"), roc_png)
+    plots.save_png(plots.scores_figure(y, s, result.threshold, title=f"Scores, {title}"), scores_png)
 
 
 # --------------------------------------------------------------------------- N-way one-shot
