@@ -5,6 +5,7 @@ run of the same trials."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import jsonschema
@@ -35,6 +36,12 @@ def split_scores(workspace, split):
     return np.array([int(r["label"]) for r in rows]), scores
 
 
+def entry(data: dict, section: str, **identity) -> dict:
+    """The one entry of metrics.json's ``section`` whose fields match ``identity``."""
+    (found,) = [e for e in data[section] if all(e[k] == v for k, v in identity.items())]
+    return found
+
+
 def table(output: str) -> dict[str, str]:
     """The printed two-column table as {metric: value}."""
     values = {}
@@ -61,7 +68,7 @@ def test_evaluate_writes_consistent_metrics_plots_and_table(workspace, tmp_path)
     assert data["threshold"] == pytest.approx(threshold, abs=1e-5)
     assert data["threshold_calibration"]["split"] == "val"
     assert data["threshold_calibration"]["accuracy"] == pytest.approx(val_accuracy)
-    test = data["pairs"]["test"]
+    test = entry(data, "pairs", split="test")
     assert test["count"] == {"same": int(y.sum()), "different": int(len(y) - y.sum())}
     assert test["at_0.5"]["accuracy"] == pytest.approx(metrics.binary_metrics(y, s, 0.5).accuracy)
     for key in ("accuracy", "precision", "recall", "f1"):
@@ -107,21 +114,110 @@ def test_evaluate_adds_sections_and_replaces_only_with_overwrite(workspace, tmp_
     assert (run / "roc-train.png").is_file() and (run / "scores-train.png").is_file()
     assert invoke("evaluate", run, workspace.crops, "--n-way", "3", "--trials", "10").exit_code == 0
     data = json.loads((run / "metrics.json").read_text())
-    assert set(data["pairs"]) == {"test", "train"} and set(data["n_way"]) == {"3"}
-    assert data["pairs"]["test"] == first["pairs"]["test"]
+    assert [e["split"] for e in data["pairs"]] == ["test", "train"]
+    assert [e["n_way"] for e in data["n_way"]] == [3]
+    assert entry(data, "pairs", split="test") == entry(first, "pairs", split="test")
 
     replaced = invoke("evaluate", run, workspace.pairs, "--overwrite")
     assert replaced.exit_code == 0
     data = json.loads((run / "metrics.json").read_text())
-    assert set(data["pairs"]) == {"test", "train"} and "3" in data["n_way"]
+    assert [e["split"] for e in data["pairs"]] == ["test", "train"]
+    assert [e["n_way"] for e in data["n_way"]] == [3]
     jsonschema.validate(data, load_schema("metrics"))
+
+
+def copy_manifest(path, name):
+    """A copy of a manifest beside it (its image paths are relative to its folder)."""
+    copy = path.parent / name
+    copy.write_bytes(path.read_bytes())
+    return copy
+
+
+def test_n_way_results_on_two_sources_with_the_same_n_both_remain(workspace, tmp_path):
+    run = fresh_run(workspace, tmp_path / "run")
+    other = copy_manifest(workspace.crops, "crops_other.csv")
+    assert invoke("evaluate", run, workspace.crops, "--n-way", "3", "--trials", "10").exit_code == 0
+    assert invoke("evaluate", run, other, "--n-way", "3", "--trials", "12").exit_code == 0
+    data = json.loads((run / "metrics.json").read_text())
+    assert [(e["source"].rsplit("/", 1)[-1], e["trials"]) for e in data["n_way"]] == [
+        ("crops.csv", 10), ("crops_other.csv", 12)
+    ]
+    assert entry(data, "n_way", trials=10)["source_sha256"] == hashlib.sha256(workspace.crops.read_bytes()).hexdigest()
+    jsonschema.validate(data, load_schema("metrics"))
+
+    again = invoke("evaluate", run, workspace.crops, "--n-way", "3", "--trials", "14")
+    assert again.exit_code == 2
+    assert "3-way one-shot on" in again.output and "crops.csv;" in again.output and "--overwrite" in again.output
+    assert json.loads((run / "metrics.json").read_text()) == data
+
+    replaced = invoke("evaluate", run, workspace.crops, "--n-way", "3", "--trials", "14", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    data = json.loads((run / "metrics.json").read_text())
+    assert [(e["source"].rsplit("/", 1)[-1], e["trials"]) for e in data["n_way"]] == [
+        ("crops.csv", 14), ("crops_other.csv", 12)
+    ]
+
+
+def test_pairs_results_on_two_manifests_with_the_same_split_both_remain(workspace, tmp_path):
+    run = fresh_run(workspace, tmp_path / "run")
+    other = copy_manifest(workspace.pairs, "pairs_other.csv")
+    assert invoke("evaluate", run, workspace.pairs).exit_code == 0
+    second = invoke("evaluate", run, other)
+    assert second.exit_code == 0, second.output
+    data = json.loads((run / "metrics.json").read_text())
+    first_entry, other_entry = data["pairs"]
+    assert first_entry["pairs"].endswith("/pairs.csv") and other_entry["pairs"].endswith("/pairs_other.csv")
+    # Each keeps its own pictures: the first the plain names, the second its manifest's.
+    assert first_entry["plots"] == ["roc.png", "scores.png"]
+    assert other_entry["plots"] == ["roc-test-pairs_other.png", "scores-test-pairs_other.png"]
+    for name in first_entry["plots"] + other_entry["plots"]:
+        assert (run / name).read_bytes()[:8] == PNG
+    assert data["threshold_calibration"]["pairs"] == other_entry["pairs"]
+    jsonschema.validate(data, load_schema("metrics"))
+
+    again = invoke("evaluate", run, other)
+    assert again.exit_code == 2 and "split 'test' of" in again.output and "pairs_other.csv" in again.output
+    assert invoke("evaluate", run, other, "--overwrite").exit_code == 0
+    data = json.loads((run / "metrics.json").read_text())
+    assert data["pairs"][0] == first_entry and data["pairs"][1]["plots"] == other_entry["plots"]
+
+
+def test_a_metrics_file_of_version_1_is_read_and_rewritten(workspace, tmp_path):
+    run = fresh_run(workspace, tmp_path / "run")
+    assert invoke("evaluate", run, workspace.crops, "--n-way", "3", "--trials", "10").exit_code == 0
+    assert invoke("evaluate", run, workspace.pairs).exit_code == 0
+    current = json.loads((run / "metrics.json").read_text())
+    # The layout of version 1: results keyed by N and by split alone.
+    old_one_shot = {k: v for k, v in current["n_way"][0].items() if k != "source_sha256"}
+    old = dict(current, version=1, n_way={"3": old_one_shot}, pairs={"test": current["pairs"][0]})
+    (run / "metrics.json").write_text(json.dumps(old))
+
+    assert invoke("evaluate", run, workspace.pairs, "--split", "train").exit_code == 0
+    data = json.loads((run / "metrics.json").read_text())
+    assert data["version"] == 2
+    assert data["n_way"] == [dict(old_one_shot, source_sha256=None)]
+    assert [e["split"] for e in data["pairs"]] == ["test", "train"]
+    jsonschema.validate(data, load_schema("metrics"))
+    # The entries read from version 1 are still recognised as the same results.
+    assert invoke("evaluate", run, workspace.crops, "--n-way", "3", "--trials", "10").exit_code == 2
+
+
+def test_a_metrics_file_of_a_newer_version_is_left_alone_without_overwrite(workspace, tmp_path):
+    run = fresh_run(workspace, tmp_path / "run")
+    newer = json.dumps({"format": "dsxsd.metrics", "version": 99, "pairs": {}})
+    (run / "metrics.json").write_text(newer)
+    result = invoke("evaluate", run, workspace.pairs)
+    assert result.exit_code == 2
+    assert "metrics.json" in result.output and "written by a newer dsxsd (metrics version 99)" in result.output
+    assert (run / "metrics.json").read_text() == newer
+    assert invoke("evaluate", run, workspace.pairs, "--overwrite").exit_code == 0
 
 
 def test_metrics_of_an_n_way_run_alone_match_the_schema(workspace, tmp_path):
     run = fresh_run(workspace, tmp_path / "run")
     assert invoke("evaluate", run, workspace.crops, "--n-way", "2", "--trials", "5").exit_code == 0
     data = json.loads((run / "metrics.json").read_text())
-    assert data["threshold"] is None and data["n_way"]["2"]["split"] is None
+    assert data["threshold"] is None and entry(data, "n_way", n_way=2)["split"] is None
     jsonschema.validate(data, load_schema("metrics"))
     # predict still works: no threshold calibrated yet, so 0.5.
     out = json.loads(invoke("predict", run, workspace.images[0], workspace.images[1], "--json").output)
@@ -160,7 +256,9 @@ def test_n_way_matches_a_brute_force_run_of_the_same_trials(workspace, tmp_path)
     scores = workspace.reference_scores(left, right).reshape(30, 4)
     correct = int(np.sum(np.argmax(scores, axis=1) == draw.answers))
 
-    data = json.loads((run / "metrics.json").read_text())["n_way"]["4"]
+    data = entry(json.loads((run / "metrics.json").read_text()), "n_way", n_way=4)
+    assert data["source"].endswith("/data")
+    assert data["source_sha256"] is None  # a folder of class folders
     assert (data["trials"], data["correct"], data["images"], data["classes"]) == (30, correct, 24, 4)
     assert data["accuracy"] == pytest.approx(correct / 30)
     printed = table(result.output)

@@ -73,7 +73,8 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
     "same class". The decision threshold is the one that maximises accuracy on the val
     split, then measured on --split. Results are added to RUN/metrics.json (or
     --out/metrics.json), with roc.png and scores.png; replacing results already there for
-    the same split (or N) needs --overwrite.
+    the same split of the same manifest (or the same N on the same SOURCE) needs
+    --overwrite.
 
     \b
     dsxsd evaluate run/ pairs.csv --split test

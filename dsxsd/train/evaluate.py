@@ -2,19 +2,22 @@
 on the validation split (never on the pairs it is reported on), and N-way one-shot
 accuracy, the protocol of Koch et al. on Omniglot.
 
-Results go into ``metrics.json`` beside the model (or in ``out``), one section per
-evaluated split and per N-way setting, so evaluating the test split and then running a
-20-way test add up rather than erase each other. The file describes one model: its
-sha256 is recorded, and results of an earlier model are never mixed with the current
-one's. Replacing results that are already there (the same split again, the same N, a
-retrained model) needs ``overwrite=True`` (``--overwrite``), like every dsxsd output.
+Results go into ``metrics.json`` beside the model (or in ``out``), one entry per
+evaluated split of each pairs manifest and per N on each image source, so evaluating the
+test split, then another manifest, then running a 20-way test add up rather than erase
+each other. The file describes one model: its sha256 is recorded, and results of an
+earlier model are never mixed with the current one's. Replacing results that are already
+there (the same split of the same manifest, the same N on the same source, a retrained
+model) needs ``overwrite=True`` (``--overwrite``), like every dsxsd output.
 
-The top-level ``threshold`` is what ``dsxsd predict`` uses by default.
+The top-level ``threshold`` is what ``dsxsd predict`` uses by default: the one calibrated
+by the latest pairs evaluation (``threshold_calibration`` says on which manifest).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from ..errors import ManifestError, OutputExistsError
 from .infer import Progress, Scorer, _nothing, _relative, load_scorer, read_image_list, read_pairs_frame, score_pairs
 
 METRICS_FORMAT = "dsxsd.metrics"
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 CALIBRATION_SPLIT = "val"
 
 
@@ -52,9 +55,49 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- metrics.json
 
 
+# The fields that tell one result from another: a split of one pairs manifest, and N on
+# one image source (with its split, for the images of a pairs manifest).
+_IDENTITY = {"pairs": ("split", "pairs"), "n_way": ("n_way", "source", "split")}
+
+
+def _describe(section: str, entry: dict[str, Any]) -> str:
+    if section == "pairs":
+        return f"split {entry['split']!r} of {entry['pairs']}"
+    of_split = f" (split {entry['split']!r})" if entry.get("split") else ""
+    return f"{entry['n_way']}-way one-shot on {entry['source']}{of_split}"
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any] | None:
+    """``data`` in the current layout; ``None`` where it is not a layout dsxsd wrote.
+
+    Version 1 kept results in objects keyed by split and by N alone, so a second pairs
+    manifest or crops manifest replaced the first one's results. Each of its entries
+    already names its source, so they become the lists of version 2 as they are.
+    """
+    if data.get("version", 1) == 1:
+        data = dict(data, version=METRICS_VERSION)
+        for section in _IDENTITY:
+            old = data.get(section, {})
+            data[section] = list(old.values()) if isinstance(old, dict) else old
+        for entry in data["n_way"]:
+            if isinstance(entry, dict):
+                entry.setdefault("source_sha256", None)
+    if data.get("version") != METRICS_VERSION:
+        return None
+    for section in _IDENTITY:
+        entries = data.get(section, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return None
+    return data
+
+
 class MetricsFile:
-    """``metrics.json``: read what is there, check a section may be (re)written, write
-    atomically."""
+    """``metrics.json``: read what is there, check an entry may be (re)written, write
+    atomically.
+
+    ``pairs`` and ``n_way`` are lists of entries; an entry is replaced only by one with
+    the same identity (``_IDENTITY``), so results on different data add up.
+    """
 
     def __init__(self, folder: Path, scorer: Scorer, overwrite: bool) -> None:
         self.path = folder / "metrics.json"
@@ -67,8 +110,8 @@ class MetricsFile:
             "model_sha256": self.model_sha256,
             "threshold": None,
             "threshold_calibration": None,
-            "pairs": {},
-            "n_way": {},
+            "pairs": [],
+            "n_way": [],
         }
         if self.path.exists():
             old = self._read()
@@ -86,22 +129,47 @@ class MetricsFile:
             data = json.loads(self.path.read_text("utf-8"))
         except (ValueError, UnicodeDecodeError):
             data = None
-        if not isinstance(data, dict) or data.get("format") != METRICS_FORMAT:
-            if self.overwrite:
-                return {}
-            raise OutputExistsError(
-                "exists and is not a dsxsd metrics file; pass --overwrite to replace it",
-                file=self.path,
-            )
-        return data
+        ours = isinstance(data, dict) and data.get("format") == METRICS_FORMAT
+        upgraded = _upgrade(data) if ours else None
+        if upgraded is not None:
+            return upgraded
+        version = data.get("version") if ours else None
+        if isinstance(version, int) and version > METRICS_VERSION:
+            problem = f"was written by a newer dsxsd (metrics version {version})"
+        else:
+            problem = "exists and is not a dsxsd metrics file"
+        if self.overwrite:
+            return {}
+        raise OutputExistsError(f"{problem}; pass --overwrite to replace it", file=self.path)
 
-    def check(self, section: str, key: str) -> None:
-        if key in self.data[section] and not self.overwrite:
-            what = f"split {key!r}" if section == "pairs" else f"{key}-way one-shot"
+    def _position(self, section: str, entry: dict[str, Any]) -> int | None:
+        key = [entry.get(field) for field in _IDENTITY[section]]
+        for i, old in enumerate(self.data[section]):
+            if [old.get(field) for field in _IDENTITY[section]] == key:
+                return i
+        return None
+
+    def find(self, section: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """The entry of ``section`` with the identity of ``entry``, if there is one."""
+        i = self._position(section, entry)
+        return None if i is None else self.data[section][i]
+
+    def check(self, section: str, entry: dict[str, Any]) -> None:
+        """Refuse, without ``overwrite``, to replace results with the identity of ``entry``."""
+        if not self.overwrite and self.find(section, entry) is not None:
             raise OutputExistsError(
-                f"already holds results for {what}; pass --overwrite to replace them",
+                f"already holds results for {_describe(section, entry)}; pass --overwrite "
+                "to replace them",
                 file=self.path,
             )
+
+    def put(self, section: str, entry: dict[str, Any]) -> None:
+        """Add ``entry``, in place of the one with the same identity if there is one."""
+        i = self._position(section, entry)
+        if i is None:
+            self.data[section].append(entry)
+        else:
+            self.data[section][i] = entry
 
     def save(self) -> None:
         text = json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
@@ -146,11 +214,24 @@ class PairEvaluation:
         }
 
 
-def _plot_names(split: str) -> tuple[str, str]:
-    # The test split's plots get the plain names the README points at.
-    if split == "test":
-        return "roc.png", "scores.png"
-    return f"roc-{split}.png", f"scores-{split}.png"
+def _plot_names(record: MetricsFile, entry: dict[str, Any]) -> list[str]:
+    """The names of the ROC and scores plots of a pairs result.
+
+    The test split's plots get the plain names the README points at, another split's
+    carry its name. Results on a second manifest with the same split get the manifest's
+    name added, so that each result keeps its own pictures; a result replaced keeps its.
+    """
+    old = record.find("pairs", entry)
+    if old is not None and old.get("plots"):
+        return list(old["plots"])
+    taken = {name for e in record.data["pairs"] for name in e.get("plots", [])}
+    split, stem = entry["split"], Path(entry["pairs"]).stem
+    suffixes = itertools.chain(
+        ["" if split == "test" else f"-{split}", f"-{split}-{stem}"],
+        (f"-{split}-{stem}-{n}" for n in itertools.count(2)),
+    )
+    candidates = ([f"roc{suffix}.png", f"scores{suffix}.png"] for suffix in suffixes)
+    return next(names for names in candidates if taken.isdisjoint(names))
 
 
 def evaluate(
@@ -174,13 +255,14 @@ def evaluate(
     """
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     folder = Path(out) if out is not None else scorer.path.parent
+    pairs = Path(pairs)
     record = MetricsFile(folder, scorer, overwrite)
-    record.check("pairs", split)
-    plot_paths = [folder / name for name in _plot_names(split)] if plots else []
+    identity = {"split": split, "pairs": _relative(pairs, folder)}
+    record.check("pairs", identity)
+    plot_paths = [folder / name for name in _plot_names(record, identity)] if plots else []
     for path in plot_paths:
         _io.check_output(path, overwrite)
 
-    pairs = Path(pairs)
     frame = read_pairs_frame(pairs)
     if split not in set(frame["split"]):
         present = ", ".join(sorted(set(frame["split"]))) or "none"
@@ -225,16 +307,16 @@ def evaluate(
         _save_plots(plot_paths, y, s, result)
     section = result.as_dict()
     section.update(
-        pairs=_relative(pairs, folder),
+        pairs=identity["pairs"],
         pairs_sha256=_sha256(pairs),
         plots=[p.name for p in plot_paths],
     )
     if warning:
         section["warning"] = warning
-    record.data["pairs"][split] = section
+    record.put("pairs", section)
     record.data["threshold"] = _round(threshold)
     record.data["threshold_calibration"] = {
-        "pairs": _relative(pairs, folder),
+        "pairs": identity["pairs"],
         "split": calibration_split,
         "count": int(calibration.sum()),
         "accuracy": _round(threshold_accuracy),
@@ -303,9 +385,10 @@ def evaluate_n_way(
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     folder = Path(out) if out is not None else scorer.path.parent
     record = MetricsFile(folder, scorer, overwrite)
-    record.check("n_way", str(n_way))
     images = read_image_list(source, split)
     split = split if images.kind == "pairs" else None  # only a pairs manifest has splits
+    identity = {"n_way": n_way, "source": _relative(source, folder), "split": split}
+    record.check("n_way", identity)
     try:  # bad settings for this data fail before any image is embedded
         metrics.one_shot_trials(images.classes, n_way, 1, seed)
     except ValueError as exc:
@@ -335,8 +418,10 @@ def evaluate_n_way(
         metrics_file=record.path,
     )
     section = evaluation.as_dict()
-    section.update(source=_relative(source, folder), split=split)
-    record.data["n_way"][str(n_way)] = section
+    # A class-folder tree has no one file to fingerprint.
+    source_sha256 = _sha256(Path(source)) if Path(source).is_file() else None
+    section.update(identity, source_sha256=source_sha256)
+    record.put("n_way", section)
     record.save()
     return evaluation
 
