@@ -1,14 +1,17 @@
 """``dsxsd draw``: previews of images with their boxes and class names, and a contact sheet.
 
 Colours come from a fixed palette by class index, so a class keeps its colour across runs
-and across previews of the same dataset. Labels use Pillow's default font; a name the font
-cannot render (some Unicode scripts) falls back to the class index, and the box is drawn
-either way.
+and across previews of the same dataset. Labels use Pillow's default font, sized for what
+is looked at: the image itself in a preview, the cell in a contact sheet (an image is
+scaled into its cell before its labels are drawn, so a large photo's labels do not shrink
+away). A name the font cannot render (some Unicode scripts) falls back to the class index,
+and the box is drawn either way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -30,6 +33,12 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 # A contact sheet bigger than this is no longer something to look at.
 GRID_LIMIT = 64
 GRID_TILE = 256
+LABEL_SIZE = 14  # pixels, on a preview at the image's own size
+
+
+def _label_size(cell: int) -> int:
+    """The font size of labels in a ``cell`` x ``cell`` tile: 16 px in a 256 px one."""
+    return max(10, cell // 16)
 
 
 @dataclass(frozen=True)
@@ -41,37 +50,48 @@ class DrawReport:
     grid: str | None = None
 
 
-def _font(size: int = 14):
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1: scalable
-    except TypeError:
-        return ImageFont.load_default()
+@functools.lru_cache(maxsize=None)
+def _font(size: int = LABEL_SIZE):
+    return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
 
 
-def _text(draw: ImageDraw.ImageDraw, xy, text: str, fallback: str, font, colour) -> None:
+def _text(draw: ImageDraw.ImageDraw, xy, text: str, fallback: str, font, colour,
+          ink=(255, 255, 255)) -> None:
     for candidate in (text, fallback):
         try:
             left, top, right, bottom = draw.textbbox(xy, candidate, font=font)
             draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
-            draw.text(xy, candidate, fill=(255, 255, 255), font=font)
+            draw.text(xy, candidate, fill=ink, font=font)
             return
         except (UnicodeEncodeError, UnicodeError, ValueError, OSError):
             continue
 
 
-def render(image: Image.Image, objects, class_index: dict[str, int]) -> Image.Image:
-    """A copy of ``image`` (RGB) with each object's box and class name drawn on it."""
+def render(image: Image.Image, objects, class_index: dict[str, int], *,
+           fit: int | None = None) -> Image.Image:
+    """A copy of ``image`` (RGB) with each object's box and class name drawn on it.
+
+    With ``fit`` (a contact sheet's cell), the image is first scaled down to fit
+    ``fit`` x ``fit``, its boxes with it, and the labels are sized for the cell, so they
+    read the same on the sheet whatever the size of the image.
+    """
     canvas = to_rgb(image).copy()
+    size = LABEL_SIZE
+    if fit is not None:
+        canvas.thumbnail((fit, fit))
+        size = _label_size(fit)
+    sx, sy = canvas.width / image.width, canvas.height / image.height
     draw = ImageDraw.Draw(canvas)
-    font = _font()
+    font = _font(size)
     width = max(2, round(max(canvas.size) / 300))
     for obj in objects:
         index = class_index.get(obj.label, len(class_index))
         colour = PALETTE[index % len(PALETTE)]
         b = obj.bbox
-        box = (min(b.xmin, b.xmax), min(b.ymin, b.ymax), max(b.xmin, b.xmax), max(b.ymin, b.ymax))
+        box = (min(b.xmin, b.xmax) * sx, min(b.ymin, b.ymax) * sy,
+               max(b.xmin, b.xmax) * sx, max(b.ymin, b.ymax) * sy)
         draw.rectangle(box, outline=colour, width=width)
-        _text(draw, (box[0] + width, max(0, box[1] - 16)), obj.label, f"#{index}", font, colour)
+        _text(draw, (box[0] + width, max(0, box[1] - size - 2)), obj.label, f"#{index}", font, colour)
     return canvas
 
 
@@ -135,7 +155,12 @@ def draw(
             try:
                 found = finder.find(image.filename, path=image.path, annotation_file=source,
                                     per_image_file=per_image)
-                picture = render(open_image(found), image.objects, class_index)
+                original = open_image(found)
+                picture = render(original, image.objects, class_index)
+                tile = None
+                if grid is not None and len(tiles) < GRID_LIMIT:
+                    # Drawn at the cell's size (less contact_sheet's margin), not shrunk.
+                    tile = render(original, image.objects, class_index, fit=GRID_TILE - 4)
             except DsxsdError as exc:
                 skipped.append(SkippedFile(image.filename, str(exc)))
                 continue
@@ -147,9 +172,8 @@ def draw(
                 used.add(name)
                 (folder / name).write_bytes(_png(picture))
                 written.append(str(Path(out) / name))
-            if grid is not None and len(tiles) < GRID_LIMIT:
-                picture.thumbnail((GRID_TILE, GRID_TILE))
-                tiles.append(picture)
+            if tile is not None:
+                tiles.append(tile)
     if grid is not None:
         write_bytes(grid, _png(contact_sheet(tiles, tile=GRID_TILE)), overwrite)
     return DrawReport(tuple(written), tuple(skipped), None if grid is None else str(grid))
@@ -159,6 +183,27 @@ __all__ = ["draw", "DrawReport", "render", "contact_sheet", "PALETTE"]
 
 
 _SAME, _DIFFERENT = (44, 160, 44), (214, 39, 40)
+
+
+def _shortened(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _caption(draw: ImageDraw.ImageDraw, band, text: str, font) -> None:
+    """``text`` centred in ``band`` in dark ink, shortened with "..." to fit its width."""
+    left, top, right, bottom = band
+    for candidate in (text, text.encode("ascii", "replace").decode()):
+        try:
+            shown = _shortened(draw, candidate, font, right - left - 4)
+            draw.text(((left + right) / 2, (top + bottom) / 2), shown, fill=(20, 20, 20),
+                      font=font, anchor="mm")
+            return
+        except (UnicodeError, ValueError, OSError):  # a font without the name's script
+            continue
 
 
 def draw_pairs(
@@ -172,7 +217,8 @@ def draw_pairs(
 ) -> tuple[int, int]:
     """A PNG sheet of up to ``count`` same-class pairs (left column, green frame) and
     ``count`` different-class pairs (right column, red frame), sampled with ``seed`` so the
-    same manifest and seed give the same sheet. Returns (same shown, different shown)."""
+    same manifest and seed give the same sheet; each image is captioned with its class.
+    Returns (same shown, different shown)."""
     from .manifests import read_pairs
 
     check_output(Path(out), overwrite)
@@ -183,16 +229,22 @@ def draw_pairs(
         rows = frame[frame["label"] == label]
         groups.append(rows.sample(n=min(count, len(rows)), random_state=seed))
     height = max(1, max(len(g) for g in groups))
-    sheet = Image.new("RGB", (2 * (2 * tile + 8), height * (tile + 8)), (255, 255, 255))
+    font = _font(_label_size(tile))
+    caption = _label_size(tile) + 6  # the band under each image that names its class
+    sheet = Image.new("RGB", (2 * (2 * tile + 8), height * (tile + caption + 8)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
     for column, (rows, colour) in enumerate(zip(groups, (_SAME, _DIFFERENT))):
         for n, row in enumerate(rows.itertuples(index=False)):
-            x, y = column * (2 * tile + 8), n * (tile + 8)
-            ImageDraw.Draw(sheet).rectangle((x, y, x + 2 * tile + 7, y + tile + 7), fill=colour)
-            for side, name in enumerate((row.left, row.right)):
+            x, y = column * (2 * tile + 8), n * (tile + caption + 8)
+            draw.rectangle((x, y, x + 2 * tile + 7, y + tile + caption + 7), fill=colour)
+            for side, (name, label) in enumerate(((row.left, row.left_class), (row.right, row.right_class))):
                 thumb = to_rgb(open_image(pairs.parent / name)).copy()
                 thumb.thumbnail((tile, tile))
-                sheet.paste(thumb, (x + 4 + side * tile + (tile - thumb.width) // 2,
-                                    y + 4 + (tile - thumb.height) // 2))
+                left = x + 4 + side * tile
+                sheet.paste(thumb, (left + (tile - thumb.width) // 2, y + 4 + (tile - thumb.height) // 2))
+                band = (left + 1, y + 4 + tile, left + tile - 2, y + 4 + tile + caption - 1)
+                draw.rectangle(band, fill=(255, 255, 255))
+                _caption(draw, band, str(label), font)
     write_bytes(out, _png(sheet), overwrite)
     return len(groups[0]), len(groups[1])
 

@@ -7,11 +7,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 import dsxsd
+import dsxsd.drawing
 from dsxsd.cli import main
 from dsxsd.drawing import PALETTE, render
 from dsxsd.model import BBox, ObjectAnnotation
 
 HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+CAPTION = 16  # the band under each image of a draw-pairs sheet of 128 px tiles
 
 
 @pytest.fixture
@@ -101,10 +103,64 @@ def test_draw_pairs_sheet(pairs):
     assert "1 same and 1 different pair(s)" in result.output
     with Image.open(pairs / "sheet.png") as sheet:
         sheet = sheet.convert("RGB")
-        assert sheet.size == (2 * (2 * 128 + 8), 128 + 8)
+        assert sheet.size == (2 * (2 * 128 + 8), 128 + 8 + CAPTION)
         assert sheet.getpixel((1, 1)) == (44, 160, 44)  # same-class frame
         assert sheet.getpixel((264 + 1, 1)) == (214, 39, 40)  # different-class frame
         assert sheet.getpixel((264 + 4 + 128 + 64, 64)) == (0, 0, 255)  # b1 on the right
+
+
+def caption(sheet: Image.Image, column: int, side: int, row: int = 0) -> bytes:
+    """The pixels of the caption band under one image of a draw-pairs sheet (tile 128)."""
+    left, top = column * (2 * 128 + 8) + 4 + side * 128, row * (128 + CAPTION + 8) + 4 + 128
+    return sheet.crop((left + 1, top, left + 127, top + CAPTION)).tobytes()
+
+
+def test_draw_pairs_captions_each_image_with_its_class(pairs):
+    assert dsxsd.drawing.draw_pairs(pairs / "pairs.csv", pairs / "sheet.png") == (1, 1)
+    with Image.open(pairs / "sheet.png") as sheet:
+        sheet = sheet.convert("RGB")
+        same_left, same_right = caption(sheet, 0, 0), caption(sheet, 0, 1)
+        different_left, different_right = caption(sheet, 1, 0), caption(sheet, 1, 1)
+        band = sheet.crop((5, 132, 131, 132 + CAPTION))
+    assert band.convert("L").getextrema()[0] < 100  # dark ink on the white band
+    assert same_left == same_right == different_left  # "a" under each
+    assert different_right != different_left  # "b"
+
+
+def ink_height(picture: Image.Image) -> int:
+    """Height of the white text inside the grey picture in ``picture`` (a grid cell, or a
+    rendered image): the label of its one object."""
+    grey = picture.convert("L")
+    inside = grey.crop(grey.point(lambda v: 255 if v < 255 else 0).getbbox())  # the picture
+    return height(inside.point(lambda v: 255 if v >= 250 else 0).getbbox())
+
+
+def height(box) -> int:
+    return box[3] - box[1]
+
+
+def grey_image_with_one_label(tmp_path, name: str, size: tuple[int, int]) -> str:
+    w, h = size
+    Image.new("RGB", size, (128, 128, 128)).save(tmp_path / name)
+    return f"{name},{w},{h},Hg,{w // 10},{h * 4 // 10},{w * 6 // 10},{h * 9 // 10}\n"
+
+
+def test_grid_labels_are_sized_for_the_cell_whatever_the_image_size(tmp_path):
+    rows = [grey_image_with_one_label(tmp_path, "big.png", (1600, 1200)),
+            grey_image_with_one_label(tmp_path, "small.png", (200, 150))]
+    (tmp_path / "ann.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
+    dsxsd.draw(tmp_path / "ann.csv", tmp_path, grid=tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as sheet:
+        big, small = (ink_height(sheet.crop((x, 0, x + 256, 256))) for x in (0, 256))
+    # Shrinking the 1600 px image's own 14 px label into the cell left it 2 px tall.
+    assert big >= 9 and abs(big - small) <= 1
+
+
+def test_labels_scale_with_the_cell_size():
+    image = Image.new("RGB", (1600, 1200), (128, 128, 128))
+    objects = [ObjectAnnotation("Hg", BBox(160, 480, 960, 1080))]
+    small, large = (ink_height(render(image, objects, {"Hg": 0}, fit=cell)) for cell in (128, 512))
+    assert large >= 2.5 * small
 
 
 def test_draw_pairs_missing_image_is_error(pairs):
