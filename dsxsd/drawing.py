@@ -55,13 +55,12 @@ def _font(size: int = LABEL_SIZE):
     return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
 
 
-def _text(draw: ImageDraw.ImageDraw, xy, text: str, fallback: str, font, colour,
-          ink=(255, 255, 255)) -> None:
+def _text(draw: ImageDraw.ImageDraw, xy, text: str, fallback: str, font, colour) -> None:
     for candidate in (text, fallback):
         try:
             left, top, right, bottom = draw.textbbox(xy, candidate, font=font)
             draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
-            draw.text(xy, candidate, fill=ink, font=font)
+            draw.text(xy, candidate, fill=(255, 255, 255), font=font)
             return
         except (UnicodeEncodeError, UnicodeError, ValueError, OSError):
             continue
