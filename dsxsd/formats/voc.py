@@ -52,10 +52,16 @@ from ..errors import (
     InvalidValueError,
     MissingFieldError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import (
+    UNSPECIFIED_POSE,
+    AnnotationSet,
+    BBox,
+    ImageAnnotation,
+    ObjectAnnotation,
+    SkippedFile,
+)
 from . import Format, OnError, _labelimg, _voc_pool, _xml, file_per_image
 
-UNSPECIFIED_POSE = "Unspecified"
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 _SIZES = ("width", "height", "depth")
 # A decimal number as VOC tools write it; Python's float() would also take "nan", "inf"
