@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from .errors import DsxsdError
-from .model import AnnotationSet
+from .model import BOX_OUT_OF_ORDER, AnnotationSet
 
 Severity = Literal["error", "warning"]
 
@@ -120,15 +120,12 @@ def validate(
             if known is not None and obj.label not in known:
                 problems.append(Problem(file, "error", "unknown-class",
                                         f"class {obj.label!r} is not in the class list", index))
-            if box.xmin > box.xmax or box.ymin > box.ymax:
+            fault = box.fault()
+            if fault is not None:
+                check = "box-order" if fault == BOX_OUT_OF_ORDER else "zero-area"
                 problems.append(Problem(
-                    file, "error", "box-order",
-                    f"corners out of order ({box.xmin}, {box.ymin}, {box.xmax}, {box.ymax})",
-                    index))
-            elif box.xmin == box.xmax or box.ymin == box.ymax:
-                problems.append(Problem(file, "error", "zero-area",
-                                        f"box has zero area ({box.xmin}, {box.ymin}, "
-                                        f"{box.xmax}, {box.ymax})", index))
+                    file, "error", check,
+                    f"{fault} ({box.xmin}, {box.ymin}, {box.xmax}, {box.ymax})", index))
             if width is not None and height is not None:
                 if (min(box.xmin, box.xmax) < -tolerance or min(box.ymin, box.ymax) < -tolerance
                         or max(box.xmin, box.xmax) > width + tolerance
