@@ -21,7 +21,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from .. import _io
 from ..errors import (
@@ -216,41 +216,17 @@ def read_csv(
     image is worse than a missing image) and listed in ``skipped`` with the row's line.
     """
     path = Path(path)
-    text = decode_text(path.read_bytes(), path)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise MalformedFileError(f"cannot parse CSV: {exc}", file=path, line=1) from None
-    if header is None or not any(cell.strip() for cell in header):
-        raise MalformedFileError(
-            f"no header row; expected {','.join(FULL_COLUMNS)}", file=path, line=1
-        )
-    index = _column_index(header, path)
+    width, index, rows = _open(path)
     positions = [index.get(name, -1) for name in FULL_COLUMNS]
-
     images: dict[str, _Image] = {}
     skipped: list[SkippedFile] = []
-    line = reader.line_num
-    while True:
-        start = line + 1
+    for start, row in rows:
         try:
-            row = next(reader, None)
-        except csv.Error as exc:
-            raise MalformedFileError(
-                f"cannot parse CSV: {exc}", file=path, line=reader.line_num
-            ) from None
-        line = reader.line_num
-        if row is None:
-            break
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank line
-        try:
-            _add_row(images, row, positions, len(header), path, start)
+            _add_row(images, row, positions, width, path, start)
         except DsxsdError as exc:
             if on_error == "raise":
                 raise
-            filename = row[index["filename"]] if index["filename"] < len(row) else ""
+            filename = _filename_of(row, index)
             if not filename.strip():
                 skipped.append(SkippedFile(str(path), exc.reason, start))
                 continue
@@ -270,6 +246,79 @@ def read_csv(
         )
     skipped.sort(key=lambda item: item.line or 0)
     return AnnotationSet(result, skipped=skipped)
+
+
+def salvage_csv(
+    path: str | os.PathLike[str],
+) -> tuple[list[tuple[ImageAnnotation, list[ObjectAnnotation | list[DsxsdError]]]], list[DsxsdError]]:
+    """The file read for ``validate``, which wants every bad row rather than the first of
+    each image: each image without its objects, with its object rows in order as the
+    object or as ``[error]``; and the errors of rows that name no image. A file that is
+    no CSV at all (no header, broken quoting) raises, as :func:`read_csv` does."""
+    path = Path(path)
+    width, index, rows = _open(path)
+    positions = [index.get(name, -1) for name in FULL_COLUMNS]
+    images: dict[str, _Image] = {}
+    outcomes: dict[str, list[ObjectAnnotation | list[DsxsdError]]] = {}
+    unplaced: list[DsxsdError] = []
+    for start, row in rows:
+        filename = _filename_of(row, index)
+        known = images.get(filename)
+        before = 0 if known is None else len(known.objects)
+        try:
+            _add_row(images, row, positions, width, path, start)
+        except DsxsdError as exc:
+            if not filename.strip():
+                unplaced.append(exc)
+                continue
+            images.setdefault(filename, _Image(filename, start))
+            outcomes.setdefault(filename, []).append([exc])
+            continue
+        outcomes.setdefault(filename, []).extend(images[filename].objects[before:])
+    salvaged = [
+        (ImageAnnotation(image.filename, image.width, image.height, image.depth), outcomes[name])
+        for name, image in images.items()
+    ]
+    return salvaged, unplaced
+
+
+def _open(path: Path) -> tuple[int, dict[str, int], Iterator[tuple[int, list[str]]]]:
+    """The header's width and column index, and the rows after it with the line each
+    starts on (blank lines left out). A broken header raises here, a broken row when
+    it is reached."""
+    text = decode_text(path.read_bytes(), path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise MalformedFileError(f"cannot parse CSV: {exc}", file=path, line=1) from None
+    if header is None or not any(cell.strip() for cell in header):
+        raise MalformedFileError(
+            f"no header row; expected {','.join(FULL_COLUMNS)}", file=path, line=1
+        )
+    return len(header), _column_index(header, path), _data_rows(reader, path)
+
+
+def _data_rows(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise MalformedFileError(
+                f"cannot parse CSV: {exc}", file=path, line=reader.line_num
+            ) from None
+        line = reader.line_num
+        if row is None:
+            return
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank line
+        yield start, row
+
+
+def _filename_of(row: list[str], index: dict[str, int]) -> str:
+    return row[index["filename"]] if index["filename"] < len(row) else ""
 
 
 def _column_index(header: list[str], path: Path) -> dict[str, int]:
@@ -411,5 +460,6 @@ FORMAT = Format(
 )
 
 __all__ = [
-    "FORMAT", "csv_text", "read_csv", "write_csv", "number_text", "parse_number", "lossy_for",
+    "FORMAT", "csv_text", "read_csv", "salvage_csv", "write_csv", "number_text", "parse_number",
+    "lossy_for",
 ]
