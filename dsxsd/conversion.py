@@ -72,7 +72,7 @@ def convert(
     source = get_format(source or guess_format(input)).name
     target = get_format(target or guess_format(output, for_writing=True)).name
     read_options, write_options = dict(read_options or {}), dict(write_options or {})
-    lossy = get_format(target).lossy
+    lossy = _lossy(target, write_options)
     done = None
     if source == "voc" and target == "csv":
         done = _voc_to_csv_in_pool(
@@ -82,14 +82,29 @@ def convert(
         annotations = read(input, source, on_error=on_error, workers=workers, **read_options)
         write(annotations, output, target, overwrite=overwrite, **write_options)
         done = _Converted(
-            len(annotations.images), annotations.num_objects, annotations.classes,
-            annotations.skipped, tuple(lost_fields(annotations, lossy)),
+            _images_written(annotations.images, lossy), annotations.num_objects,
+            annotations.classes, annotations.skipped, tuple(lost_fields(annotations, lossy)),
         )
     report = write_skip_report(output, done.skipped)
     return ConvertReport(
         source, target, str(input), str(output), done.images, done.objects, len(done.classes),
         tuple(done.skipped), None if report is None else str(report), done.lost,
     )
+
+
+def _lossy(target: str, write_options: Mapping[str, Any]) -> tuple[str, ...]:
+    """What ``target`` written with ``write_options`` cannot hold."""
+    if target == "csv":
+        from .formats import csv
+
+        return csv.lossy_for(write_options.get("columns", "full"))
+    return get_format(target).lossy
+
+
+def _images_written(images: Sequence[ImageAnnotation], lossy: Iterable[str]) -> int:
+    if "empty_images" in lossy:
+        return sum(1 for image in images if image.objects)
+    return len(images)
 
 
 class _Converted(NamedTuple):
@@ -103,20 +118,35 @@ class _Converted(NamedTuple):
 # --------------------------------------------------------------------- lost fields
 
 # What a format's ``lossy`` names, as a test of whether an annotation set uses it.
-_IMAGE_FIELDS = ("width", "height", "depth", "folder", "path")
+# ``folder`` and ``depth`` are not among them, and ``path`` only where it names another
+# file than ``filename``: see lost_fields.
+_IMAGE_FIELDS = ("width", "height")
 _OBJECT_FLAGS = ("difficult", "truncated")
 _OBJECT_OPTIONAL = ("occluded", "pose")
+_EMPTY_IMAGES = "images without objects"
 # The order a warning lists them in.
 _FIELD_ORDER = (
-    *_IMAGE_FIELDS, "image attributes", *(f"{name} flags" for name in _OBJECT_FLAGS),
-    *_OBJECT_OPTIONAL, "object attributes",
+    *_IMAGE_FIELDS, "path", "image attributes", *(f"{name} flags" for name in _OBJECT_FLAGS),
+    *_OBJECT_OPTIONAL, "object attributes", _EMPTY_IMAGES,
 )
 
 
 def lost_fields(annotations: AnnotationSet, lossy: Iterable[str]) -> list[str]:
     """The fields in ``lossy`` (a format's :attr:`~dsxsd.formats.Format.lossy`) that
-    ``annotations`` actually uses, so a warning lists only what is really lost, not
-    everything the target format lacks."""
+    ``annotations`` actually uses, so a warning lists only data that was there and is not
+    in the output, not everything the target format lacks, nor defaults (a ``difficult``
+    flag that is 0, a pose that is ``Unspecified``, which the model reads as ``None``).
+
+    Facts about the image file rather than about what was labelled in it are not named:
+    ``folder`` and ``path`` (where the labelling tool found the image, on the labeller's
+    machine) and ``depth`` (its channels, which the image itself says). LabelImg writes
+    all three into every file, a format without them locates the image by its
+    ``filename``, and the TF Object Detection API's CSV drops them the same way: a warning
+    on every LabelImg folder would teach users to ignore warnings. The exception is a
+    ``path`` whose file name differs from ``filename``: that path says which file the
+    annotation is for, and losing it is losing data.
+    ``"empty_images"`` (the basic CSV columns) names images without objects, which get
+    no row."""
     lossy = set(lossy)
     used = _fields_used(annotations.images, lossy)
     if "classes" in lossy:
@@ -138,6 +168,8 @@ def _fields_used(images: Sequence[ImageAnnotation], lossy: set[str]) -> list[str
     for name in _IMAGE_FIELDS:
         if lost("image", name) and any(getattr(i, name) is not None for i in images):
             used.append(name)
+    if lost("image", "path") and any(_names_another_file(i) for i in images):
+        used.append("path")
     if lost("image", "attributes") and any(i.attributes for i in images):
         used.append("image attributes")
     for name in _OBJECT_FLAGS:
@@ -148,7 +180,20 @@ def _fields_used(images: Sequence[ImageAnnotation], lossy: set[str]) -> list[str
             used.append(name)
     if lost("object", "attributes") and any(o.attributes for o in objects):
         used.append("object attributes")
+    if "empty_images" in lossy and any(not i.objects for i in images):
+        used.append(_EMPTY_IMAGES)
     return used
+
+
+def _names_another_file(image: ImageAnnotation) -> bool:
+    """Whether the image's ``path`` ends in another name than its ``filename``."""
+    if image.path is None:
+        return False
+
+    def name(text: str) -> str:
+        return text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+    return name(image.path) != name(image.filename)
 
 
 # ------------------------------------------------------------ VOC to CSV in a pool
@@ -239,7 +284,7 @@ def _csv_chunk(
                 parsed.append(voc._image_of(outcome))
         return _CsvChunk(
             csv.csv_text(parsed, full, header=False),
-            len(parsed),
+            _images_written(parsed, lossy),
             sum(len(image.objects) for image in parsed),
             classes_in_order(parsed),
             _fields_used(parsed, lossy),

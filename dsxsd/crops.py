@@ -20,7 +20,8 @@ noise. No file says which convention it follows, so none is guessed.)
 
 How a box becomes a crop, in this order:
 
-1. A box with ``xmax <= xmin`` or ``ymax <= ymin`` is skipped ("empty box").
+1. A box with ``xmax < xmin`` or ``ymax < ymin`` is skipped ("corners out of order"),
+   one with zero width or height too ("empty box"): the words ``validate`` uses.
 2. It is rounded outwards and clipped to the image; nothing left -> "outside image".
 3. The visible box narrower or shorter than ``min_size`` pixels -> "below min size".
 4. Padding is added on every side (a fraction of the visible box's width/height, rounded
@@ -64,14 +65,22 @@ from ._parallel import Failure as _Failure
 from ._parallel import process_pool, resolve_workers, worker_died
 from ._images import ImageFinder, for_output, open_image
 from .errors import DsxsdError
-from .model import AnnotationSet, BBox, ImageAnnotation, SkippedFile
+from .model import (
+    BOX_OUT_OF_ORDER,
+    EMPTY_BOX,
+    AnnotationSet,
+    BBox,
+    ImageAnnotation,
+    SkippedFile,
+    classes_by_count,
+)
 from .report import report_path, write_skip_report
 
 MANIFEST_NAME = "crops.csv"
 MANIFEST_COLUMNS = ("path", "class", "source", "object_index", "xmin", "ymin", "xmax", "ymax")
 
-# Reasons an object is not cut, as they appear in CropReport and the CLI summary.
-EMPTY_BOX = "empty box"
+# Reasons an object is not cut, as they appear in CropReport and the CLI summary
+# (BOX_OUT_OF_ORDER and EMPTY_BOX come from the model: BBox.fault).
 OUTSIDE_IMAGE = "outside image"
 BELOW_MIN_SIZE = "below min size"
 DIFFICULT = "difficult"
@@ -191,7 +200,7 @@ def crop_box(
     """
     pad = parse_pad(pad)
     if not (bbox.xmax > bbox.xmin and bbox.ymax > bbox.ymin):
-        return EMPTY_BOX
+        return bbox.fault()  # type: ignore[return-value]  # not None for such a box
     left = max(math.floor(bbox.xmin), 0)
     top = max(math.floor(bbox.ymin), 0)
     right = min(math.ceil(bbox.xmax), width)
@@ -317,8 +326,8 @@ class SkippedObject:
 class CropReport:
     """What a :func:`crop` run wrote and what it left out.
 
-    ``per_class`` counts crops written for every class (in the annotation set's class
-    order, zero included); ``folders`` maps each class to its folder under ``out``;
+    ``per_class`` counts crops written for every class (most crops first, ties by name,
+    zero included); ``folders`` maps each class to its folder under ``out``;
     ``skipped_objects`` lists objects not cut, ``skipped_files`` images (and annotation
     files) left out under ``on_error="skip"``, listed in ``report``; ``excluded`` counts
     objects of classes not asked for; ``warnings`` are notes such as image sizes that
@@ -702,13 +711,14 @@ def crop(
     report = write_skip_report(out, plan.skipped_files)
     if report is None:
         report_path(out).unlink(missing_ok=True)  # a report from an earlier run would mislead
-    per_class = Counter(row[1] for row in rows)
+    written = Counter(row[1] for row in rows)
+    per_class = {name: written.get(name, 0) for name in dataset.classes}
     return CropReport(
         out=out,
         manifest=out / MANIFEST_NAME,
         images=len(plan.tasks),
         crops=len(rows),
-        per_class={name: per_class.get(name, 0) for name in dataset.classes},
+        per_class={name: per_class[name] for name in classes_by_count(per_class)},
         folders=folders,
         skipped_objects=tuple(s for _, s in sorted(plan.skipped_objects, key=lambda p: (p[0], p[1].object_index))),
         skipped_files=tuple(plan.skipped_files),

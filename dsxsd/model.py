@@ -60,10 +60,31 @@ class BBox:
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.xmin, self.ymin, self.xmax, self.ymax)
 
+    def fault(self) -> str | None:
+        """What makes this box no box, in the words ``validate`` and ``crop`` both use:
+        :data:`BOX_OUT_OF_ORDER` (a maximum below its minimum, so the corners were
+        swapped), :data:`EMPTY_BOX` (zero width or height); ``None`` for a good box."""
+        if self.xmin > self.xmax or self.ymin > self.ymax:
+            return BOX_OUT_OF_ORDER
+        if self.xmin == self.xmax or self.ymin == self.ymax:
+            return EMPTY_BOX
+        return None
+
+
+# The faults of BBox.fault. One wording for one fault, whichever command finds it.
+BOX_OUT_OF_ORDER = "corners out of order"
+EMPTY_BOX = "empty box"
+
+
+# What VOC (and the pose column of CSV) writes for an object without a pose; read back
+# as ``pose=None``, so a pose is either a real one or ``None``, whichever format said it.
+UNSPECIFIED_POSE = "Unspecified"
+
 
 @dataclass(frozen=True)
 class ObjectAnnotation:
-    """One labelled object. ``label`` is stripped of surrounding white space."""
+    """One labelled object. ``label`` is stripped of surrounding white space; ``pose`` is
+    ``None`` where no pose was given (VOC's ``Unspecified``, see :data:`UNSPECIFIED_POSE`)."""
 
     label: str
     bbox: BBox
@@ -146,6 +167,13 @@ def classes_in_order(images: Iterable[ImageAnnotation]) -> tuple[str, ...]:
         for obj in image.objects:
             seen.setdefault(obj.label, None)
     return tuple(seen)
+
+
+def classes_by_count(counts: Mapping[str, int]) -> list[str]:
+    """The classes of ``counts`` (class -> number), most first, ties by name: the order
+    of every per-class table and summary, so the classes that matter lead and equal
+    counts do not move between runs."""
+    return sorted(counts, key=lambda name: (-counts[name], name))
 
 
 @dataclass(frozen=True)
@@ -231,4 +259,8 @@ __all__ = [
     "AnnotationSet",
     "SkippedFile",
     "classes_in_order",
+    "classes_by_count",
+    "BOX_OUT_OF_ORDER",
+    "EMPTY_BOX",
+    "UNSPECIFIED_POSE",
 ]

@@ -46,6 +46,7 @@ from .manifests import (
     scan_class_folders,
     strip_values,
 )
+from .model import classes_by_count
 
 SplitBy = Literal["item", "source", "class"]
 SPLIT_BY = ("item", "source", "class")
@@ -139,7 +140,7 @@ def make_pairs(
 
     Returns the rows in ``PAIRS_COLUMNS`` order (label as int64); ``frame.attrs["summary"]``
     holds a JSON-ready summary: pairs per split and label, classes per split, classes
-    skipped, and single-image classes.
+    skipped (most images first, ties by name), and single-image classes.
     """
     ratios = parse_split(split)
     _check_options(positives, negatives_per_positive, split_by, min_per_class, seed)
@@ -269,7 +270,8 @@ def _drop_small_classes(crops: pd.DataFrame, min_per_class: int) -> tuple[pd.Dat
     small = counts[counts < min_per_class]
     if small.empty:
         return crops, {}
-    skipped = {str(name): int(small[name]) for name in sorted(small.index)}
+    sizes = {str(name): int(count) for name, count in small.items()}
+    skipped = {name: sizes[name] for name in classes_by_count(sizes)}
     return crops.loc[~crops["class"].isin(small.index)], skipped
 
 

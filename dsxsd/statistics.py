@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .model import AnnotationSet
+from .model import AnnotationSet, classes_by_count
 
 QUANTILES: tuple[float, ...] = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
@@ -33,6 +33,7 @@ def dataset_stats(
 ) -> dict[str, Any]:
     """Counts and box-size quantiles of a dataset, as a JSON-ready dict.
 
+    ``classes`` lists the classes with objects, most objects first (ties by name).
     Box quantiles use boxes with positive width and height only (``validate`` reports the
     others); ``aspect`` is width / height. ``include_boxes`` adds the raw widths and
     heights under ``"boxes"`` (what :func:`plot_stats` draws).
@@ -58,8 +59,7 @@ def dataset_stats(
                 heights.append(h)
                 areas.append(w * h)
                 aspects.append(w / h)
-    order = [c for c in (dataset.classes or ()) if c in objects]
-    order += sorted(c for c in objects if c not in order)
+    order = classes_by_count(objects)
     stats = {
         "images": len(dataset.images),
         "objects": sum(objects.values()),

@@ -2,8 +2,11 @@
 
 Every check yields a :class:`Problem`; nothing here raises on bad data, because a labelling
 team wants the whole list at once, not the first error. Files that cannot be read at all
-(malformed XML, non-numeric coordinates, schema failures) are read with ``on_error="skip"``
-and reported as errors too. Image sizes are checked against the image header only (Pillow
+(malformed XML, schema failures) are read with ``on_error="skip"`` and reported as errors
+too. A VOC file or CSV rows that do not read whole are read again value by value
+(``salvage_file``, ``salvage_csv``): every value that does not read (a non-numeric
+coordinate, a bad flag) is reported with its object and line, and the objects that do
+read are checked like any other, so one bad value hides nothing else in its file. Image sizes are checked against the image header only (Pillow
 reads the header lazily), so validating a large dataset never decodes pixels.
 """
 
@@ -12,10 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import List, Literal, Sequence, Tuple, Union
 
 from .errors import DsxsdError
-from .model import AnnotationSet
+from .model import BOX_OUT_OF_ORDER, AnnotationSet, ImageAnnotation, ObjectAnnotation
 
 Severity = Literal["error", "warning"]
 
@@ -76,16 +79,12 @@ def validate(
     Warnings: duplicate boxes (same class and box twice in one image), unknown image size.
     """
     if isinstance(annotations, AnnotationSet):
-        dataset, source = annotations, "<annotations>"
+        source = "<annotations>"
+        problems: list[Problem] = []
+        entries = [(image, list(image.objects)) for image in annotations.images]
     else:
-        from .formats import read
-
-        dataset = read(annotations, format, on_error="skip")
         source = str(annotations)
-    problems = [
-        Problem(skip.file, "error", "unreadable", skip.reason, line=skip.line)
-        for skip in dataset.skipped
-    ]
+        problems, entries = _read(annotations, format)
     known = set(classes) if classes is not None else None
     finder = None
     if images is not None:
@@ -93,7 +92,7 @@ def validate(
 
         finder = ImageFinder(images)
     per_image = Path(source).is_dir()
-    for image in dataset.images:
+    for image, objects in entries:
         file = image.filename
         width, height = image.width, image.height
         if finder is not None:
@@ -115,20 +114,20 @@ def validate(
                             f"annotation says {width}x{height}, image is {real_w}x{real_h}"))
                     width, height = real_w, real_h
         seen: dict[tuple, int] = {}
-        for index, obj in enumerate(image.objects):
+        for index, obj in enumerate(objects):
+            if isinstance(obj, list):
+                problems.extend(_unreadable(error, index) for error in obj)
+                continue
             box = obj.bbox
             if known is not None and obj.label not in known:
                 problems.append(Problem(file, "error", "unknown-class",
                                         f"class {obj.label!r} is not in the class list", index))
-            if box.xmin > box.xmax or box.ymin > box.ymax:
+            fault = box.fault()
+            if fault is not None:
+                check = "box-order" if fault == BOX_OUT_OF_ORDER else "zero-area"
                 problems.append(Problem(
-                    file, "error", "box-order",
-                    f"corners out of order ({box.xmin}, {box.ymin}, {box.xmax}, {box.ymax})",
-                    index))
-            elif box.xmin == box.xmax or box.ymin == box.ymax:
-                problems.append(Problem(file, "error", "zero-area",
-                                        f"box has zero area ({box.xmin}, {box.ymin}, "
-                                        f"{box.xmax}, {box.ymax})", index))
+                    file, "error", check,
+                    f"{fault} ({box.xmin}, {box.ymin}, {box.xmax}, {box.ymax})", index))
             if width is not None and height is not None:
                 if (min(box.xmin, box.xmax) < -tolerance or min(box.ymin, box.ymax) < -tolerance
                         or max(box.xmin, box.xmax) > width + tolerance
@@ -143,10 +142,51 @@ def validate(
                                         f"same class and box as object {seen[key]}", index))
             else:
                 seen[key] = index
-        if (width is None or height is None) and image.objects:
+        if (width is None or height is None) and objects:
             problems.append(Problem(file, "warning", "no-size",
                                     "image size unknown: boxes not checked against it"))
     return problems
+
+
+# An image to check, and each of its objects in order: the object, or the errors it gave.
+_Entry = Tuple[ImageAnnotation, List[Union[ObjectAnnotation, List[DsxsdError]]]]
+
+
+def _read(
+    path: str | os.PathLike[str], format: str | None
+) -> tuple[list[Problem], list[_Entry]]:
+    """The images of ``path`` to check, and the problems of what could not be read.
+
+    VOC files and CSV files that do not read whole are read again by the format's
+    ``salvage`` reader, so that each bad value is reported, not the first of its file
+    (VOC) or image (CSV); a skipped item of any other format is one problem."""
+    from .formats import csv, get_format, guess_format, read, voc
+
+    name = get_format(format or guess_format(path)).name
+    dataset = read(path, name, on_error="skip")
+    entries: list[_Entry] = [(image, list(image.objects)) for image in dataset.images]
+    if not dataset.skipped:
+        return [], entries
+    if name == "csv":
+        salvaged, unplaced = csv.salvage_csv(path)
+        return [_unreadable(error) for error in unplaced], list(salvaged)
+    problems = []
+    for skip in dataset.skipped:
+        if name == "voc":
+            try:
+                entries.append(voc.salvage_file(skip.file))
+                continue
+            except DsxsdError:
+                pass  # the file as a whole is bad: the reason it was skipped says why
+        problems.append(Problem(skip.file, "error", "unreadable", skip.reason, line=skip.line))
+    return problems, entries
+
+
+def _unreadable(error: DsxsdError, index: int | None = None) -> Problem:
+    reason = error.reason
+    if index is not None:  # the Problem names the object; its message need not again
+        reason = reason.removeprefix(f"object {index}: ")
+    return Problem(error.file or "", "error", "unreadable", reason, index, error.line)
 
 
 __all__ = ["Problem", "validate", "read_class_list"]

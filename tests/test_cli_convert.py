@@ -264,10 +264,7 @@ def test_skip_converts_the_good_files_and_reports_the_bad(tmp_path):
     result = invoke("convert", "voc2csv", folder, out, "--on-error", "skip")
     assert result.exit_code == 0, result.output
     report = tmp_path / "labels.csv.skipped.csv"
-    assert result.stderr == (
-        "warning: csv cannot hold path; these are not in the output\n"
-        f"skipped 1 files; reasons in {report}\n"
-    )
+    assert result.stderr == f"skipped 1 files; reasons in {report}\n"
     assert [i.filename for i in dsxsd.read(out)] == ["a.jpg", "b.png", "c.jpg"]
     with open(report, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
@@ -309,7 +306,7 @@ def test_json_summary(tmp_path):
         "classes": 3,
         "skipped": 0,
         "report": None,
-        "lost": ["path"],
+        "lost": [],
     }
     assert result.stderr == ""
 
@@ -322,8 +319,8 @@ def test_columns_basic(tmp_path):
     lines = out.read_text("utf-8").splitlines()
     assert lines[0] == "filename,width,height,class,xmin,ymin,xmax,ymax"
     assert lines[1] == "a.jpg,640,480,dog,10,20,110,220"
-    assert lines[3] == "b.png,32,32,,,,,"
-    assert lines[4] == 'c.jpg,100,100,"a&b <c>, ""x""",0,0,100,100'
+    assert lines[3] == 'c.jpg,100,100,"a&b <c>, ""x""",0,0,100,100'  # b.png: no objects, no row
+    assert len(lines) == 4
     full = tmp_path / "full.csv"
     assert invoke("convert", "json2csv", src, full).exit_code == 0
     assert full.read_text("utf-8").splitlines()[0].endswith(",depth,difficult,truncated,pose")
@@ -357,12 +354,13 @@ def test_a_warning_lists_what_the_target_cannot_hold(tmp_path):
     dsxsd.write(DATASET, src, "json")
     result = invoke("convert", "json2coco", src, tmp_path / "out.json")
     assert result.exit_code == 0, result.output
-    # DATASET uses depth, path and a difficult flag; it has no folder, pose or attributes.
+    # DATASET uses a difficult flag; it has no pose or attributes. Its depth and path
+    # (which ends in the filename) describe the image file, and are not named.
     assert result.stderr == (
-        "warning: coco cannot hold depth, path, difficult flags; these are not in the output\n"
+        "warning: coco cannot hold difficult flags; these are not in the output\n"
     )
     result = invoke("convert", "json2csv", src, tmp_path / "out.csv")
-    assert result.stderr == "warning: csv cannot hold path; these are not in the output\n"
+    assert result.stderr == ""
 
 
 def test_the_warning_names_classes_a_target_without_a_class_list_loses(tmp_path):
@@ -372,3 +370,107 @@ def test_the_warning_names_classes_a_target_without_a_class_list_loses(tmp_path)
     assert result.exit_code == 0, result.output
     assert "classes without objects (ant, zebra)" in result.stderr
     assert "classes" not in invoke("convert", "json2coco", src, tmp_path / "out.json").stderr
+
+
+# ------------------------------------------------------------------ LabelImg to CSV
+
+LABELIMG = """<annotation>
+\t<folder>images</folder>
+\t<filename>{stem}.jpg</filename>
+\t<path>/home/ann/images/{stem}.jpg</path>
+\t<source>
+\t\t<database>Unknown</database>
+\t</source>
+\t<size>
+\t\t<width>640</width>
+\t\t<height>480</height>
+\t\t<depth>3</depth>
+\t</size>
+\t<segmented>0</segmented>
+{objects}</annotation>
+"""
+LABELIMG_OBJECT = """\t<object>
+\t\t<name>{name}</name>
+\t\t<pose>Unspecified</pose>
+\t\t<truncated>0</truncated>
+\t\t<difficult>{difficult}</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>10</xmin>
+\t\t\t<ymin>20</ymin>
+\t\t\t<xmax>30</xmax>
+\t\t\t<ymax>40</ymax>
+\t\t</bndbox>
+\t</object>
+"""
+
+
+def labelimg_folder(folder: Path, images: dict[str, list[tuple[str, int]]]) -> Path:
+    """A folder as LabelImg saves it: folder, path, depth and pose Unspecified in every
+    file; ``images`` maps a stem to its objects as (class, difficult)."""
+    folder.mkdir()
+    for stem, objects in images.items():
+        body = "".join(LABELIMG_OBJECT.format(name=n, difficult=d) for n, d in objects)
+        (folder / f"{stem}.xml").write_text(LABELIMG.format(stem=stem, objects=body), "utf-8")
+    return folder
+
+
+def test_a_plain_labelimg_folder_converts_to_csv_without_a_warning(tmp_path):
+    folder = labelimg_folder(tmp_path / "Annotations", {"a": [("dog", 0)], "b": [("cat", 0)]})
+    for columns in ("full", "basic"):
+        out = tmp_path / f"{columns}.csv"
+        result = invoke("convert", "voc2csv", folder, out, "--columns", columns)
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+        assert "2 images, 2 objects" in result.stdout
+
+
+def test_basic_columns_warn_about_the_flags_and_empty_images_they_drop(tmp_path):
+    folder = labelimg_folder(tmp_path / "Annotations", {"a": [("dog", 1)], "b": [("cat", 0)], "c": []})
+    out = tmp_path / "labels.csv"
+    result = invoke("convert", "voc2csv", folder, out, "--columns", "basic")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: csv cannot hold difficult flags, images without objects; "
+        "these are not in the output\n"
+    )
+    # The basic columns are xml_to_csv.py's output: no row for c.jpg, and the summary
+    # counts what was written.
+    assert out.read_text("utf-8").splitlines() == [
+        "filename,width,height,class,xmin,ymin,xmax,ymax",
+        "a.jpg,640,480,dog,10,20,30,40",
+        "b.jpg,640,480,cat,10,20,30,40",
+    ]
+    assert "2 images, 2 objects" in result.stdout
+    # The full columns hold both: nothing to warn about, and c.jpg keeps its row.
+    result = invoke("convert", "voc2csv", folder, tmp_path / "full.csv")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert (tmp_path / "full.csv").read_text("utf-8").splitlines()[-1] == "c.jpg,640,480,,,,,,3,,,"
+
+
+def test_a_path_naming_another_file_is_warned_about(tmp_path):
+    src = tmp_path / "in.json"
+    dsxsd.write(AnnotationSet([ImageAnnotation("a.jpg", 10, 10, path="/data/b.jpg")]), src)
+    result = invoke("convert", "json2csv", src, tmp_path / "out.csv")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "warning: csv cannot hold path; these are not in the output\n"
+
+
+def test_full_columns_carry_the_pose_unspecified_from_either_voc_reader(tmp_path):
+    folder = labelimg_folder(tmp_path / "Annotations", {"a": [("dog", 0)]})
+    # A comment keeps b.xml off the LabelImg fast path: lxml reads it.
+    text = LABELIMG.format(stem="b", objects=LABELIMG_OBJECT.format(name="cat", difficult=0))
+    (folder / "b.xml").write_text(text.replace("<segmented>", "<!-- x --><segmented>"), "utf-8")
+    from dsxsd.formats import _labelimg
+
+    assert _labelimg.read((folder / "a.xml").read_bytes()) is not None
+    assert _labelimg.read((folder / "b.xml").read_bytes()) is None
+    out = tmp_path / "labels.csv"
+    assert invoke("convert", "voc2csv", folder, out).exit_code == 0
+    assert out.read_text("utf-8").splitlines()[1:] == [
+        "a.jpg,640,480,dog,10,20,30,40,3,0,0,Unspecified",
+        "b.jpg,640,480,cat,10,20,30,40,3,0,0,Unspecified",
+    ]
+    # And back: VOC -> CSV -> VOC keeps the pose as it was written.
+    back = tmp_path / "back"
+    assert invoke("convert", "csv2voc", out, back).exit_code == 0
+    assert b"<pose>Unspecified</pose>" in (back / "a.xml").read_bytes()

@@ -27,6 +27,7 @@ from dsxsd import (
 from dsxsd.cli import main
 from dsxsd.crops import (
     BELOW_MIN_SIZE,
+    BOX_OUT_OF_ORDER,
     EMPTY_BOX,
     OUTSIDE_IMAGE,
     CropOptionError,
@@ -212,7 +213,8 @@ def test_crop_box_rounding_padding_square_and_clipping(box, size, options, expec
 @pytest.mark.parametrize(
     "box, options, reason",
     [
-        ((20, 10, 10, 30), {}, EMPTY_BOX),  # inverted
+        ((20, 10, 10, 30), {}, BOX_OUT_OF_ORDER),  # corners swapped
+        ((10, 30, 20, 10), {}, BOX_OUT_OF_ORDER),
         ((10, 10, 10, 30), {"pad": "8px"}, EMPTY_BOX),  # zero width: padding makes no object
         ((150, 10, 160, 30), {}, OUTSIDE_IMAGE),
         ((-20, -20, 0, 0), {"pad": 0.5}, OUTSIDE_IMAGE),
@@ -266,6 +268,42 @@ def test_empty_and_tiny_boxes_are_reported_and_never_written(scene, tmp_path):
     assert report.skipped_by_reason() == {EMPTY_BOX: 1, OUTSIDE_IMAGE: 1, BELOW_MIN_SIZE: 1}
     assert [row["path"] for row in manifest(tmp_path / "out")] == ["cat/a_3.jpg"]
     assert all(p.stat().st_size > 0 for p in (tmp_path / "out").rglob("*.jpg"))
+
+
+def test_swapped_corners_are_reported_as_validate_reports_them_not_as_an_empty_box(scene, tmp_path):
+    _, images, _ = scene
+    annotations = dataset(
+        ImageAnnotation("a.png", 64, 48, 3, [obj("cat", (30, 5, 10, 20)), obj("cat", (5, 5, 5, 9))]),
+    )
+    report = crop(annotations, images=images, out=tmp_path / "out")
+    assert report.skipped_by_reason() == {"corners out of order": 1, "empty box": 1}
+    problems = dsxsd.validate(annotations)
+    assert [(p.check, p.message.split(" (")[0]) for p in problems] == [
+        ("box-order", "corners out of order"), ("zero-area", "empty box")
+    ]
+    dsxsd.write(annotations, tmp_path / "labels.json")
+    result = CliRunner().invoke(
+        main, ["crop", str(tmp_path / "labels.json"), "--images", str(images), "--out", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped objects: 1 corners out of order, 1 empty box" in result.output
+
+
+def test_class_tables_list_the_most_crops_first_then_by_name(scene, tmp_path):
+    _, images, _ = scene
+    box = (0, 0, 8, 8)
+    annotations = dataset(
+        ImageAnnotation("a.png", objects=[obj("zebra", box), obj("ant", box), obj("cat", box),
+                                          obj("cat", box), obj("cat", box), obj("bee", (9, 9, 1, 1))]),
+    )
+    report = crop(annotations, images=images, out=tmp_path / "out")
+    assert list(report.per_class.items()) == [("cat", 3), ("ant", 1), ("zebra", 1), ("bee", 0)]
+    assert [c["class"] for c in report.to_dict()["classes"]] == ["cat", "ant", "zebra", "bee"]
+    dsxsd.write(annotations, tmp_path / "labels.json")
+    result = run("crop", tmp_path / "labels.json", "--images", images, "--out", tmp_path / "cli")
+    assert [line.split()[0] for line in result.output.splitlines()[2:7]] == [
+        "cat", "ant", "zebra", "bee", "total"
+    ]
 
 
 def test_padding_and_square_pixels_at_the_image_border(scene, tmp_path):

@@ -58,20 +58,33 @@ def test_full_layout_bytes(tmp_path, example):
     assert out.read_bytes().decode("utf-8") == (
         HEADER_FULL
         + "z.jpg,640,480,dog,10,20,110,220,3,1,0,Left\n"
-        + "z.jpg,640,480,cat,1.5,2.25,30,40.125,3,0,1,\n"
+        + "z.jpg,640,480,cat,1.5,2.25,30,40.125,3,0,1,Unspecified\n"
         + "empty.png,100,50,,,,,,,,,\n"
-        + "a.jpg,,,dog,0,0,5,5,,0,0,\n"
+        + "a.jpg,,,dog,0,0,5,5,,0,0,Unspecified\n"
     )
 
 
-def test_basic_layout_is_the_first_eight_columns(tmp_path, example):
+def test_pose_column_says_unspecified_as_voc_does_and_reads_back_as_none(tmp_path):
+    out = write(tmp_path, HEADER_FULL + "a.jpg,10,10,dog,1,2,3,4,3,0,0,Unspecified\n"
+                + "a.jpg,10,10,cat,1,2,3,4,3,0,0,\n" + "a.jpg,10,10,cow,1,2,3,4,3,0,0,Left\n")
+    back = read_csv(out)
+    assert [o.pose for o in back.images[0].objects] == [None, None, "Left"]
+    write_csv(back, tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_text("utf-8").splitlines()[1:] == [
+        "a.jpg,10,10,dog,1,2,3,4,3,0,0,Unspecified",
+        "a.jpg,10,10,cat,1,2,3,4,3,0,0,Unspecified",
+        "a.jpg,10,10,cow,1,2,3,4,3,0,0,Left",
+    ]
+
+
+def test_basic_layout_is_the_first_eight_columns_and_no_row_for_an_empty_image(tmp_path, example):
     out = tmp_path / "labels.csv"
     dsxsd.write(example, out, "csv", columns="basic")
+    # empty.png has no objects: xml_to_csv.py writes no row for it, and nor does basic.
     assert out.read_text("utf-8") == (
         HEADER_BASIC
         + "z.jpg,640,480,dog,10,20,110,220\n"
         + "z.jpg,640,480,cat,1.5,2.25,30,40.125\n"
-        + "empty.png,100,50,,,,,\n"
         + "a.jpg,,,dog,0,0,5,5\n"
     )
 
@@ -101,7 +114,7 @@ def test_basic_file_reads_with_defaults(tmp_path, example):
         ("dog", False, False, None),
         ("cat", False, False, None),
     ]
-    assert back.images[1].objects == ()
+    assert [image.filename for image in back] == ["z.jpg", "a.jpg"]
 
 
 @pytest.mark.parametrize(
@@ -201,6 +214,7 @@ def test_voc_to_basic_csv_reproduces_xml_to_csv_row_for_row(tmp_path):
         ),
         "b.jpg": (300, 200, [('say "hi"', (5, 6, 7, 8)), ("a&amp;b &lt;c&gt;", (9, 9, 10, 10))]),
         "ünï.jpg": (64, 48, [("猫", (0, 0, 64, 48))]),
+        "nothing.jpg": (64, 48, []),  # the script writes no row for it
     }
     for filename, (width, height, objects) in files.items():
         body = "".join(LABELIMG_OBJECT.format(name=n, box=b) for n, b in objects)
@@ -394,12 +408,12 @@ def _reference_csv(annotations: AnnotationSet, full: bool) -> str:
     writer.writerow(FULL_COLUMNS if full else BASIC_COLUMNS)
     for image in annotations.images:
         size = ["" if v is None else str(v) for v in (image.width, image.height, image.depth)]
-        if not image.objects:
-            writer.writerow([image.filename, *size[:2], "", "", "", "", ""] + ([size[2], "", "", ""] if full else []))
+        if not image.objects and full:
+            writer.writerow([image.filename, *size[:2], "", "", "", "", "", size[2], "", "", ""])
         for obj in image.objects:
             row = [image.filename, *size[:2], obj.label, *map(number_text, obj.bbox.as_tuple())]
             if full:
-                row += [size[2], str(int(obj.difficult)), str(int(obj.truncated)), obj.pose or ""]
+                row += [size[2], str(int(obj.difficult)), str(int(obj.truncated)), obj.pose or "Unspecified"]
             writer.writerow(row)
     return buffer.getvalue()
 

@@ -301,6 +301,12 @@ def test_min_per_class_skips_and_reports_small_classes():
         make_pairs(crops, min_per_class=11)
 
 
+def test_skipped_classes_are_listed_most_images_first_then_by_name():
+    crops = crops_frame({"big": 10, "a": 1, "zz": 3, "mid": 3, "b": 1})
+    summary = make_pairs(crops, min_per_class=5, split="1,0,0").attrs["summary"]
+    assert list(summary["skipped_classes"].items()) == [("mid", 3), ("zz", 3), ("a", 1), ("b", 1)]
+
+
 def test_negatives_are_capped_by_what_exists():
     # Two classes of two images: 2 positives, 4 different-class pairs at most.
     pairs = make_pairs(crops_frame({"a": 2, "b": 2}), split="1,0,0", negatives_per_positive=5)

@@ -88,3 +88,19 @@ def test_cli_plot_without_matplotlib_says_what_to_install(annotations, tmp_path,
 def test_help():
     result = CliRunner().invoke(main, ["stats", "--help"])
     assert result.exit_code == 0 and "--plot" in result.output
+
+
+def test_classes_are_listed_most_objects_first_then_by_name(tmp_path):
+    # First appearance: zebra, ant, cat, bee; by count then name: cat, ant, bee, zebra.
+    path = tmp_path / "ann.csv"
+    path.write_text(
+        HEADER + "a.jpg,9,9,zebra,1,1,3,5\na.jpg,9,9,ant,1,1,3,5\na.jpg,9,9,cat,1,1,3,5\n"
+        + "b.jpg,9,9,cat,1,1,3,5\nb.jpg,9,9,bee,1,1,3,5\nc.jpg,9,9,cat,1,1,3,5\n"
+    )
+    assert list(dsxsd.dataset_stats(path)["classes"]) == ["cat", "ant", "bee", "zebra"]
+    result = CliRunner().invoke(main, ["stats", str(path)])
+    lines = result.output.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("class "))) + 2
+    assert [line.split()[0] for line in lines[start:start + 4]] == ["cat", "ant", "bee", "zebra"]
+    result = CliRunner().invoke(main, ["stats", str(path), "--json"])
+    assert list(json.loads(result.output)["classes"]) == ["cat", "ant", "bee", "zebra"]

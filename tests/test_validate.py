@@ -93,6 +93,71 @@ def test_malformed_voc_file_is_reported_and_others_checked(tmp_path):
     assert any(p.check == "unreadable" and p.file.endswith("bad.xml") for p in problems)
 
 
+def voc_object(name, xmin, ymin, xmax, ymax, extra=""):
+    return (f"<object><name>{name}</name>{extra}<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>\n")
+
+
+def test_every_problem_of_every_object_of_a_voc_file_is_reported(tmp_path):
+    folder = tmp_path / "voc"
+    folder.mkdir()
+    (folder / "a.xml").write_text(
+        "<annotation>\n<filename>a.jpg</filename>\n"
+        "<size><width>100</width><height>80</height><depth>3</depth></size>\n"
+        + voc_object("cat", 50, 10, 20, 40)  # line 4: inverted
+        + voc_object("cat", 10, 10, 150, 40)  # line 5: outside the 100x80 image
+        + voc_object("cat", "abc", 10, 20, 40)  # line 6: not a number
+        + voc_object("dog", "x", 10, 20, "y", "<difficult>maybe</difficult>")  # line 7: three
+        + "</annotation>\n",
+        encoding="utf-8",
+    )
+    problems = dsxsd.validate(folder)
+    found = [(p.file, p.line, p.object_index, p.check) for p in problems]
+    xml = str(folder / "a.xml")
+    assert sorted(found, key=str) == sorted([
+        ("a.jpg", None, 0, "box-order"),
+        ("a.jpg", None, 1, "outside-image"),
+        (xml, 6, 2, "unreadable"),
+        (xml, 7, 3, "unreadable"),
+        (xml, 7, 3, "unreadable"),
+        (xml, 7, 3, "unreadable"),
+    ], key=str)
+    messages = [p.message for p in problems if p.check == "unreadable"]
+    assert messages == [
+        "<bndbox><xmin> is 'abc', not a number",
+        "<bndbox><xmin> is 'x', not a number",
+        "<bndbox><ymax> is 'y', not a number",
+        "<difficult> is 'maybe', not 0 or 1",
+    ]
+    result = CliRunner().invoke(main, ["validate", str(folder)])
+    assert result.exit_code == 1
+    assert f"{xml}:6 object 2: error: <bndbox><xmin> is 'abc', not a number [unreadable]" in result.output
+    assert "a.jpg object 0: error: corners out of order" in result.output
+    assert "a.jpg object 1: error: box (10.0, 10.0, 150.0, 40.0) is outside" in result.output
+    assert "6 error(s), 0 warning(s)" in result.output
+
+
+def test_every_bad_row_of_a_csv_file_is_reported_and_good_rows_checked(tmp_path):
+    (tmp_path / "ann.csv").write_text(
+        HEADER
+        + "a.jpg,100,80,cat,50,10,20,40\n"  # line 2, object 0: inverted
+        + "a.jpg,100,80,cat,x,10,20,40\n"  # line 3, object 1: not a number
+        + "a.jpg,100,80,cat,10,10,150,40\n"  # line 4, object 2: outside
+        + "a.jpg,100,80,cat,1,2,3,y\n"  # line 5, object 3: not a number
+        + ",100,80,cat,1,2,3,4\n",  # line 6: no image
+        encoding="utf-8",
+    )
+    problems = dsxsd.validate(tmp_path / "ann.csv")
+    csv_file = str(tmp_path / "ann.csv")
+    assert [(p.file, p.line, p.object_index, p.check) for p in problems] == [
+        (csv_file, 6, None, "unreadable"),
+        ("a.jpg", None, 0, "box-order"),
+        (csv_file, 3, 1, "unreadable"),
+        ("a.jpg", None, 2, "outside-image"),
+        (csv_file, 5, 3, "unreadable"),
+    ]
+
+
 def test_class_list_is_stripped(dataset):
     assert read_class_list(dataset / "classes.txt") == ["cat", "dog"]
 

@@ -123,16 +123,19 @@ def test_labelimg_folder_matches_xml_to_csv_row_for_row(tmp_path):
     assert '"IMG 0001, copy.jpg",1024,768,"say ""hi""",100,200,300,400' in lines
 
 
-def test_image_without_objects_is_the_one_extra_row(tmp_path):
-    # xml_to_csv.py drops an image without objects; dsxsd keeps it as one row with an
-    # empty class and box, in its sorted place, and every other row is the classic one.
+def test_image_without_objects_has_no_basic_row_and_one_full_row(tmp_path):
+    # xml_to_csv.py drops an image without objects, and so do the basic columns (they
+    # are its output); the full columns keep it as one row with an empty class and box,
+    # in its sorted place.
     folder = make_labelimg_folder(tmp_path)
-    expected = classic_csv(folder, tmp_path / "classic.csv").splitlines()
-    dsxsd.write(dsxsd.read(folder), tmp_path / "dsxsd.csv", "csv", columns="basic")
-    ours = (tmp_path / "dsxsd.csv").read_text(encoding="utf-8").splitlines()
+    expected = classic_csv(folder, tmp_path / "classic.csv")
+    dsxsd.write(dsxsd.read(folder), tmp_path / "basic.csv", "csv", columns="basic")
+    assert (tmp_path / "basic.csv").read_text(encoding="utf-8") == expected
+    dsxsd.write(dsxsd.read(folder), tmp_path / "full.csv", "csv")
+    full = (tmp_path / "full.csv").read_text(encoding="utf-8").splitlines()
     # Sorted by XML file name: "IMG 0001, copy.xml" (two rows) < "empty.xml" < "raccoon-1.xml".
-    assert expected[2].startswith('"IMG 0001, copy.jpg"') and expected[3].startswith("raccoon-1")
-    assert ours == expected[:3] + ["empty.jpg,320,240,,,,,"] + expected[3:]
+    assert full[2].startswith('"IMG 0001, copy.jpg"') and full[4].startswith("raccoon-1")
+    assert full[3] == "empty.jpg,320,240,,,,,,3,,,"
 
 
 def test_cli_voc2csv_basic_matches_xml_to_csv(tmp_path):
@@ -148,4 +151,4 @@ def test_cli_voc2csv_basic_matches_xml_to_csv(tmp_path):
     )
     assert result.exit_code == 0, result.output
     ours = out.read_text(encoding="utf-8").splitlines()
-    assert [line for line in ours if line != "empty.jpg,320,240,,,,,"] == expected
+    assert ours == expected

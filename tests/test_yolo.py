@@ -108,7 +108,7 @@ def test_voc2yolo_writes_the_golden_label_files(tmp_path):
         assert (out / path.name).read_bytes() == path.read_bytes(), path.name
     # what YOLO cannot hold is named, not silently dropped
     assert result.stderr == (
-        "warning: yolo cannot hold depth, folder, difficult flags, truncated flags, pose; "
+        "warning: yolo cannot hold difficult flags, truncated flags, pose; "
         "these are not in the output\n"
     )
 
@@ -429,9 +429,9 @@ def test_yolo2csv_with_images_from_another_folder(tmp_path):
         "warning: csv cannot hold classes without objects (car); these are not in the output\n"
     )
     assert out.read_text().splitlines()[1:] == [
-        "street_001.jpg,64,48,person,8,6,24,30,3,0,0,",
-        "street_001.jpg,64,48,stop sign,0,0,64,48,3,0,0,",
-        "street_001.jpg,64,48,traffic light,6.4,4.8,12.8,9.6,3,0,0,",
+        "street_001.jpg,64,48,person,8,6,24,30,3,0,0,Unspecified",
+        "street_001.jpg,64,48,stop sign,0,0,64,48,3,0,0,Unspecified",
+        "street_001.jpg,64,48,traffic light,6.4,4.8,12.8,9.6,3,0,0,Unspecified",
         "street_002.png,40,30,,,,,,1,,,",
     ]
 

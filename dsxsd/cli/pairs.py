@@ -150,7 +150,7 @@ def _print_notes(summary: dict) -> None:
     if skipped:
         click.echo(
             f"skipped {len(skipped)} class{'es' if len(skipped) > 1 else ''} with fewer than "
-            f"{summary['options']['min_per_class']} images: {_names(sorted(skipped))}",
+            f"{summary['options']['min_per_class']} images: {_names(list(skipped))}",
             err=True,
         )
     for name, s in summary["splits"].items():

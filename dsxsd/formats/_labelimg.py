@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from ..model import UNSPECIFIED_POSE
 from . import _xml
 
 _S = r"[ \t\r\n]*"  # XML white space only: str's \s would also take Unicode spaces
@@ -64,7 +65,6 @@ _HEAD = re.compile(
 )
 _END = re.compile("</annotation>" + _S)
 
-UNSPECIFIED_POSE = "Unspecified"
 # LabelImg files are a few kilobytes; larger ones go to the full reader.
 MAX_BYTES = 1 << 20
 

@@ -4,8 +4,10 @@ The header starts ``filename,width,height,class,xmin,ymin,xmax,ymax``, the colum
 the number style) that the classic ``xml_to_csv.py`` script writes with pandas, so that
 ``generate_tfrecord.py`` and every tutorial built on it read our files unchanged. The full
 layout adds ``depth,difficult,truncated,pose`` after them; ``columns="basic"`` writes only
-the first eight. An image without objects is one row with an empty class and box, so it
-survives the round trip (``xml_to_csv.py`` drops such images).
+the first eight and nothing else: like ``xml_to_csv.py``, it writes no row for an image
+without objects. The full layout writes such an image as one row with an empty class
+and box, so it survives the round trip. The ``pose`` column holds VOC's pose as VOC
+writes it: ``Unspecified`` for an object without one, which reads back as no pose.
 
 The standard library's :mod:`csv` module is used on both sides: it quotes exactly as
 pandas does (pandas writes through it), it keeps every value as the text it was, and it
@@ -19,7 +21,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from .. import _io
 from ..errors import (
@@ -28,7 +30,14 @@ from ..errors import (
     MalformedFileError,
     MissingFieldError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import (
+    UNSPECIFIED_POSE,
+    AnnotationSet,
+    BBox,
+    ImageAnnotation,
+    ObjectAnnotation,
+    SkippedFile,
+)
 from . import Format, OnError
 
 BASIC_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
@@ -37,6 +46,10 @@ REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 BOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
 
 Columns = Literal["full", "basic"]
+
+# What the basic columns leave out on top of what the format never holds (see
+# lossy_for): the full columns' fields, and images without objects, which get no row.
+_BASIC_LOSSY = ("depth", "difficult", "truncated", "pose", "empty_images")
 
 # A plain decimal number, as people and pandas write them. float() alone would also take
 # "nan", "inf" and "1_000", which are not coordinates anyone meant to write.
@@ -84,7 +97,8 @@ def write_csv(
     overwrite: bool = False,
     columns: Columns = "full",
 ) -> None:
-    """Write one row per object (one row with an empty class per empty image)."""
+    """Write one row per object; with the full columns, one row with an empty class for
+    each image without objects (the basic columns write none, as ``xml_to_csv.py``)."""
     if columns not in ("full", "basic"):
         raise ValueError(f"columns must be 'full' or 'basic', got {columns!r}")
     _io.write_text(path, csv_text(annotations.images, columns == "full"), overwrite=overwrite)
@@ -146,13 +160,14 @@ def _rows(images: Iterable[ImageAnnotation], full: bool) -> Iterator[str | list[
         depth = _size_text(image.depth)
         plain_head = ",".join(head) if plain(image.filename) else None
         if not image.objects:
-            row = head + [""] * 5 + ([depth, "", "", ""] if full else [])
-            yield row if plain_head is None else ",".join(row) + "\n"
+            if full:
+                row = head + [""] * 5 + [depth, "", "", ""]
+                yield row if plain_head is None else ",".join(row) + "\n"
             continue
         for obj in image.objects:
             box = obj.bbox
             label = obj.label
-            pose = "" if obj.pose is None else obj.pose
+            pose = UNSPECIFIED_POSE if obj.pose is None else obj.pose
             if plain_head is not None and plain(label) and plain(pose):
                 if full:
                     yield (
@@ -201,41 +216,17 @@ def read_csv(
     image is worse than a missing image) and listed in ``skipped`` with the row's line.
     """
     path = Path(path)
-    text = decode_text(path.read_bytes(), path)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise MalformedFileError(f"cannot parse CSV: {exc}", file=path, line=1) from None
-    if header is None or not any(cell.strip() for cell in header):
-        raise MalformedFileError(
-            f"no header row; expected {','.join(FULL_COLUMNS)}", file=path, line=1
-        )
-    index = _column_index(header, path)
+    width, index, rows = _open(path)
     positions = [index.get(name, -1) for name in FULL_COLUMNS]
-
     images: dict[str, _Image] = {}
     skipped: list[SkippedFile] = []
-    line = reader.line_num
-    while True:
-        start = line + 1
+    for start, row in rows:
         try:
-            row = next(reader, None)
-        except csv.Error as exc:
-            raise MalformedFileError(
-                f"cannot parse CSV: {exc}", file=path, line=reader.line_num
-            ) from None
-        line = reader.line_num
-        if row is None:
-            break
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank line
-        try:
-            _add_row(images, row, positions, len(header), path, start)
+            _add_row(images, row, positions, width, path, start)
         except DsxsdError as exc:
             if on_error == "raise":
                 raise
-            filename = row[index["filename"]] if index["filename"] < len(row) else ""
+            filename = _filename_of(row, index)
             if not filename.strip():
                 skipped.append(SkippedFile(str(path), exc.reason, start))
                 continue
@@ -255,6 +246,79 @@ def read_csv(
         )
     skipped.sort(key=lambda item: item.line or 0)
     return AnnotationSet(result, skipped=skipped)
+
+
+def salvage_csv(
+    path: str | os.PathLike[str],
+) -> tuple[list[tuple[ImageAnnotation, list[ObjectAnnotation | list[DsxsdError]]]], list[DsxsdError]]:
+    """The file read for ``validate``, which wants every bad row rather than the first of
+    each image: each image without its objects, with its object rows in order as the
+    object or as ``[error]``; and the errors of rows that name no image. A file that is
+    no CSV at all (no header, broken quoting) raises, as :func:`read_csv` does."""
+    path = Path(path)
+    width, index, rows = _open(path)
+    positions = [index.get(name, -1) for name in FULL_COLUMNS]
+    images: dict[str, _Image] = {}
+    outcomes: dict[str, list[ObjectAnnotation | list[DsxsdError]]] = {}
+    unplaced: list[DsxsdError] = []
+    for start, row in rows:
+        filename = _filename_of(row, index)
+        known = images.get(filename)
+        before = 0 if known is None else len(known.objects)
+        try:
+            _add_row(images, row, positions, width, path, start)
+        except DsxsdError as exc:
+            if not filename.strip():
+                unplaced.append(exc)
+                continue
+            images.setdefault(filename, _Image(filename, start))
+            outcomes.setdefault(filename, []).append([exc])
+            continue
+        outcomes.setdefault(filename, []).extend(images[filename].objects[before:])
+    salvaged = [
+        (ImageAnnotation(image.filename, image.width, image.height, image.depth), outcomes[name])
+        for name, image in images.items()
+    ]
+    return salvaged, unplaced
+
+
+def _open(path: Path) -> tuple[int, dict[str, int], Iterator[tuple[int, list[str]]]]:
+    """The header's width and column index, and the rows after it with the line each
+    starts on (blank lines left out). A broken header raises here, a broken row when
+    it is reached."""
+    text = decode_text(path.read_bytes(), path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise MalformedFileError(f"cannot parse CSV: {exc}", file=path, line=1) from None
+    if header is None or not any(cell.strip() for cell in header):
+        raise MalformedFileError(
+            f"no header row; expected {','.join(FULL_COLUMNS)}", file=path, line=1
+        )
+    return len(header), _column_index(header, path), _data_rows(reader, path)
+
+
+def _data_rows(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise MalformedFileError(
+                f"cannot parse CSV: {exc}", file=path, line=reader.line_num
+            ) from None
+        line = reader.line_num
+        if row is None:
+            return
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank line
+        yield start, row
+
+
+def _filename_of(row: list[str], index: dict[str, int]) -> str:
+    return row[index["filename"]] if index["filename"] < len(row) else ""
 
 
 def _column_index(header: list[str], path: Path) -> dict[str, int]:
@@ -323,7 +387,10 @@ def _add_row(
             raise InvalidValueError(f"{name} is {exc}", file=path, line=line, field=name) from None
     flags = [_flag(cells[9], "difficult", path, line), _flag(cells[10], "truncated", path, line)]
     try:
-        obj = ObjectAnnotation(label, BBox(*numbers), *flags, pose=cells[11] or None)
+        pose = cells[11]
+        obj = ObjectAnnotation(
+            label, BBox(*numbers), *flags, pose=None if pose in ("", UNSPECIFIED_POSE) else pose
+        )
     except ValueError as exc:
         raise InvalidValueError(str(exc), file=path, line=line) from None
     image.objects.append(obj)
@@ -376,6 +443,12 @@ def _sniff(path: Path) -> bool:
     return "filename" in first and "xmin" in first
 
 
+def lossy_for(columns: Columns) -> tuple[str, ...]:
+    """What a file written with ``columns`` cannot hold (:attr:`Format.lossy` of the full
+    columns, which is ``FORMAT.lossy``), for the warning ``convert`` gives."""
+    return FORMAT.lossy + (_BASIC_LOSSY if columns == "basic" else ())
+
+
 FORMAT = Format(
     name="csv",
     summary="one CSV row per object (TF Object Detection API columns first)",
@@ -386,4 +459,7 @@ FORMAT = Format(
     lossy=("folder", "path", "occluded", "attributes", "classes"),
 )
 
-__all__ = ["FORMAT", "csv_text", "read_csv", "write_csv", "number_text", "parse_number"]
+__all__ = [
+    "FORMAT", "csv_text", "read_csv", "salvage_csv", "write_csv", "number_text", "parse_number",
+    "lossy_for",
+]

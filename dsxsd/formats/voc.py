@@ -52,10 +52,16 @@ from ..errors import (
     InvalidValueError,
     MissingFieldError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import (
+    UNSPECIFIED_POSE,
+    AnnotationSet,
+    BBox,
+    ImageAnnotation,
+    ObjectAnnotation,
+    SkippedFile,
+)
 from . import Format, OnError, _labelimg, _voc_pool, _xml, file_per_image
 
-UNSPECIFIED_POSE = "Unspecified"
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 _SIZES = ("width", "height", "depth")
 # A decimal number as VOC tools write it; Python's float() would also take "nan", "inf"
@@ -271,14 +277,41 @@ def read_file(file: Path, *, images: Path | None = None) -> ImageAnnotation:
 
 def _read_image(file: Path, images: Path | None) -> ImageAnnotation:
     """Parse and check one file."""
+    return _image_from_root(_root_of(file), file, images)
+
+
+def _root_of(file: Path) -> etree._Element:
     try:
         data = _read_bytes(file)
     except OSError as exc:
         raise DsxsdError(f"cannot read: {exc.strerror or exc}", file=file) from None
-    return _image_from_root(_xml.parse(data, file), file, images)
+    return _xml.parse(data, file)
+
+
+def salvage_file(
+    file: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None
+) -> tuple[ImageAnnotation, list[ObjectAnnotation | list[DsxsdError]]]:
+    """One file read for ``validate``, which wants every bad value in it rather than the
+    first: the image without its objects, and each ``<object>`` in file order as the
+    object, or as the list of every error in it. A fault of the file as a whole (not
+    XML, not VOC, no file name, a bad size) is raised, as :func:`read_file` raises it."""
+    file = Path(file)
+    root = _root_of(file)
+    head, elements = _image_head(root, file, None if images is None else Path(images))
+    image = _image(head, (), file, root)
+    return image, [_salvage_object(element, index, file) for index, element in enumerate(elements)]
 
 
 def _image_from_root(root: etree._Element, file: Path, images: Path | None) -> ImageAnnotation:
+    head, elements = _image_head(root, file, images)
+    objects = tuple(_read_object(element, index, file) for index, element in enumerate(elements))
+    return _image(head, objects, file, root)
+
+
+def _image_head(
+    root: etree._Element, file: Path, images: Path | None
+) -> tuple[dict[str, Any], list[etree._Element]]:
+    """The image's fields but its objects, checked, and its ``<object>`` elements."""
     if root.tag != "annotation":
         tag = etree.QName(root).localname
         raise InvalidAnnotationError(
@@ -311,19 +344,18 @@ def _image_from_root(root: etree._Element, file: Path, images: Path | None) -> I
             width = header[0] if width is None else width
             height = header[1] if height is None else height
             depth = header[2] if depth is None else depth
-    objects = tuple(
-        _read_object(element, index, file) for index, element in enumerate(object_elements)
-    )
+    head = {
+        "filename": filename, "width": width, "height": height, "depth": depth,
+        "folder": _text_of(first.get("folder")), "path": path_text,
+    }
+    return head, object_elements
+
+
+def _image(
+    head: dict[str, Any], objects: tuple[ObjectAnnotation, ...], file: Path, root: etree._Element
+) -> ImageAnnotation:
     try:
-        return ImageAnnotation(
-            filename=filename,
-            width=width,
-            height=height,
-            depth=depth,
-            objects=objects,
-            folder=_text_of(first.get("folder")),
-            path=path_text,
-        )
+        return ImageAnnotation(objects=objects, **head)
     except ValueError as exc:
         raise InvalidValueError(str(exc), file=file, line=root.sourceline) from None
 
@@ -457,16 +489,10 @@ def _read_object(element: etree._Element, index: int, file: Path) -> ObjectAnnot
         children.setdefault(child.tag, child)
     label = _text_of(children.get("name"))
     if label is None:
-        raise MissingFieldError(
-            f"object {index}: <name> is missing or empty",
-            file=file, line=element.sourceline, field="name",
-        )
+        raise _no_name(element, index, file)
     bndbox = children.get("bndbox")
     if bndbox is None:
-        raise MissingFieldError(
-            f"object {index}: <bndbox> is missing",
-            file=file, line=element.sourceline, field="bndbox",
-        )
+        raise _no_bndbox(element, index, file)
     corners: dict[Any, etree._Element] = {}
     for child in bndbox[:]:
         corners.setdefault(child.tag, child)
@@ -495,6 +521,51 @@ def _read_object(element: etree._Element, index: int, file: Path) -> ObjectAnnot
         raise InvalidValueError(
             f"object {index}: {exc}", file=file, line=element.sourceline
         ) from None
+
+
+def _no_name(element: etree._Element, index: int, file: Path) -> DsxsdError:
+    return MissingFieldError(
+        f"object {index}: <name> is missing or empty",
+        file=file, line=element.sourceline, field="name",
+    )
+
+
+def _no_bndbox(element: etree._Element, index: int, file: Path) -> DsxsdError:
+    return MissingFieldError(
+        f"object {index}: <bndbox> is missing", file=file, line=element.sourceline, field="bndbox"
+    )
+
+
+def _salvage_object(
+    element: etree._Element, index: int, file: Path
+) -> ObjectAnnotation | list[DsxsdError]:
+    """The object, or every error in it (:func:`_read_object` stops at the first): each
+    value is checked on its own, by the same functions."""
+    try:
+        return _read_object(element, index, file)
+    except DsxsdError as exc:
+        first = exc
+    errors: list[DsxsdError] = []
+
+    def check(read: Any, *args: Any) -> None:
+        try:
+            read(*args)
+        except DsxsdError as exc:
+            errors.append(exc)
+
+    children = _children(element)
+    if _text_of(children.get("name")) is None:
+        errors.append(_no_name(element, index, file))
+    bndbox = children.get("bndbox")
+    if bndbox is None:
+        errors.append(_no_bndbox(element, index, file))
+    else:
+        corners = _children(bndbox)
+        for name in _COORDINATES:
+            check(_coordinate, corners.get(name), bndbox, name, index, file)
+    for name in ("difficult", "truncated", "occluded"):
+        check(_flag, children.get(name), name, index, file)
+    return errors or [first]  # the first may be none of these: a value the model refused
 
 
 def _coordinate(
@@ -684,4 +755,6 @@ FORMAT = Format(
     lossy=("attributes", "classes", "image_order"),
 )
 
-__all__ = ["FORMAT", "read_voc", "write_voc", "read_file", "to_bytes", "format_number"]
+__all__ = [
+    "FORMAT", "read_voc", "write_voc", "read_file", "salvage_file", "to_bytes", "format_number",
+]
