@@ -131,12 +131,13 @@ def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), parent)
+        ancestors = (parent, *parent.parents)
+        blocker = next((p for p in ancestors if p.exists() and not p.is_dir()), parent)
         raise OutputWriteError(
             f"cannot create files in {parent}: {blocker} is a file, not a folder", file=path
         ) from None
     except OSError as exc:
-        raise OutputWriteError(f"cannot create files in {parent}: {_why(exc)}", file=path) from None
+        raise OutputWriteError(f"cannot create files in {parent}: {_why(exc)}", file=path) from exc
     _remove_abandoned(path)
     prefix = f".{path.name}.{os.getpid()}."
     try:
@@ -145,8 +146,8 @@ def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
             fd = os.open(tmp, os.O_RDONLY) if fcntl is not None else None
         else:
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise OutputWriteError(f"cannot create files in {parent}: {_why(exc)}", file=path) from None
+    except OSError as exc:  # the cause is kept: an enclosing temporary folder names it again
+        raise OutputWriteError(f"cannot create files in {parent}: {_why(exc)}", file=path) from exc
     if fcntl is None:
         if fd is not None:
             os.close(fd)  # Windows renames no file that is open
@@ -184,11 +185,13 @@ def _named_errors(path: Path, tmp: Path) -> Iterator[None]:
         raise
 
 
-def _inside(name: object, tmp: Path) -> bool:
+def _inside(name: object, place: Path) -> bool:
+    """Whether the path ``name`` (an error's file name, maybe ``None``) is ``place`` or
+    under it."""
     if not isinstance(name, (str, os.PathLike)):
         return False
-    name, tmp_name = os.path.abspath(name), os.path.abspath(tmp)
-    return name == tmp_name or name.startswith(tmp_name + os.sep)
+    name, place_name = os.path.abspath(name), os.path.abspath(place)
+    return name == place_name or name.startswith(place_name + os.sep)
 
 
 def _why(exc: OSError) -> str:

@@ -1,10 +1,23 @@
-"""Atomic, no-clobber writes."""
+"""Atomic, no-clobber writes; outputs that cannot be written; what killed runs leave."""
 
+import builtins
+import errno
+import io
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
+from PIL import Image
 
-from dsxsd import OutputExistsError
+import dsxsd
+from dsxsd import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, OutputExistsError, OutputWriteError
+from dsxsd.cli import main
 from dsxsd._io import atomic_directory, atomic_path, write_text
 from dsxsd.report import report_path, write_skip_report
 from dsxsd.model import SkippedFile
@@ -82,23 +95,6 @@ def test_outputs_get_the_umask_mode_not_the_private_temporary_one(tmp_path):
 
 
 # --------------------------------------------------------------------------- outputs that cannot be written
-
-import builtins
-import errno
-import io
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import numpy as np
-from click.testing import CliRunner
-from PIL import Image
-
-import dsxsd
-from dsxsd import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, OutputWriteError
-from dsxsd.cli import main
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 
