@@ -19,6 +19,7 @@ from .errors import (
     MissingFieldError,
     MissingImageError,
     OutputExistsError,
+    OutputWriteError,
     UnknownFormatError,
     WorkerProcessError,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "MissingImageError",
     "ObjectAnnotation",
     "OutputExistsError",
+    "OutputWriteError",
     "Problem",
     "SkippedFile",
     "UnknownFormatError",

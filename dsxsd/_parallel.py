@@ -11,6 +11,13 @@ child, and macOS frameworks are not fork-safe: there the workers start by
 forkserver: the workers import what they need side by side, which on a first pool is
 quicker than the server importing it alone before forking them.
 
+Workers end when the process that started them ends, also when it is killed (``kill
+-9``, an out-of-memory killer, a job scheduler): otherwise they wait for work forever,
+and with them the forkserver and the resource tracker, which run until their last
+client ends. Each worker watches a pipe whose writing end only the starting process
+holds; the kernel closes it when that process dies, however it dies. (``prctl``'s
+parent-death signal would not do: a forkserver worker's parent is the server.)
+
 Errors cross the process boundary as :class:`Failure` values, because a
 :class:`~dsxsd.errors.DsxsdError` (keyword-only arguments) does not survive pickling.
 """
@@ -20,10 +27,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from .errors import DsxsdError, WorkerProcessError
+
 
 def available_cores() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one, which
@@ -47,9 +57,49 @@ def resolve_workers(workers: int | None) -> int:
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes, started as the module docs say."""
+    """A pool of ``workers`` processes, started as the module docs say, that end when
+    this process ends."""
     context = multiprocessing.get_context(start_method())
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_end_with, initargs=(_lifeline(),)
+    )
+
+
+# (reading end, writing end) of this process's lifeline; see the module docs.
+_LIFELINE: tuple[Connection, Connection] | None = None
+
+
+def _lifeline() -> Connection:
+    global _LIFELINE
+    if _LIFELINE is None:
+        _LIFELINE = multiprocessing.Pipe(duplex=False)
+    return _LIFELINE[0]
+
+
+def _forget_lifeline() -> None:
+    """In a forked child: let go of the parent's writing end, which would otherwise keep
+    the parent's workers alive as long as this child; a pool here gets its own."""
+    global _LIFELINE
+    if _LIFELINE is not None:
+        _LIFELINE[1].close()
+        _LIFELINE = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_lifeline)
+
+
+def _end_with(lifeline: Connection) -> None:
+    """Worker initializer: exit when the lifeline's writing end closes."""
+    threading.Thread(target=_exit_at_end_of, args=(lifeline,), daemon=True).start()
+
+
+def _exit_at_end_of(lifeline: Connection) -> None:
+    try:
+        lifeline.recv_bytes()  # nothing is ever sent: this returns only at the end
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
 
 
 def start_method() -> str:

@@ -81,6 +81,12 @@ class OutputExistsError(DsxsdError):
     exit_code = 2
 
 
+class OutputWriteError(DsxsdError):
+    """An output cannot be written: the disk is full, the folder is read-only or not
+    writable, a file stands where a folder is needed. Names the output as it was given,
+    never the temporary file it was being written to."""
+
+
 class MissingImageError(DsxsdError):
     """An image an annotation or manifest names cannot be found."""
 
@@ -118,6 +124,7 @@ __all__ = [
     "HostileInputError",
     "UnknownFormatError",
     "OutputExistsError",
+    "OutputWriteError",
     "MissingImageError",
     "ImageDecodeError",
     "ManifestError",

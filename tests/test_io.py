@@ -1,10 +1,23 @@
-"""Atomic, no-clobber writes."""
+"""Atomic, no-clobber writes; outputs that cannot be written; what killed runs leave."""
 
+import builtins
+import errno
+import io
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
+from PIL import Image
 
-from dsxsd import OutputExistsError
+import dsxsd
+from dsxsd import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, OutputExistsError, OutputWriteError
+from dsxsd.cli import main
 from dsxsd._io import atomic_directory, atomic_path, write_text
 from dsxsd.report import report_path, write_skip_report
 from dsxsd.model import SkippedFile
@@ -79,3 +92,197 @@ def test_outputs_get_the_umask_mode_not_the_private_temporary_one(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+# --------------------------------------------------------------------------- outputs that cannot be written
+
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def _scene(root: Path) -> tuple[Path, Path, Path]:
+    """labels.json, its images folder, and a crops manifest made from them."""
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    entries = []
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{index}.png")
+        objects = [ObjectAnnotation("ab"[k % 2], BBox(k, k, 20 + k, 24 + k)) for k in range(4)]
+        entries.append(ImageAnnotation(f"{index}.png", 40, 40, 3, objects))
+    dsxsd.write(AnnotationSet(entries), root / "labels.json")
+    dsxsd.crop(root / "labels.json", images=images, out=root / "crops")
+    return root / "labels.json", images, root / "crops" / "crops.csv"
+
+
+def _commands(labels: Path, images: Path, manifest: Path, out: Path) -> dict[str, list[str]]:
+    """Each command that writes a big output, writing to ``out`` (plus a suffix)."""
+    return {
+        "convert": ["convert", "json2csv", str(labels), f"{out}.csv"],
+        "crop": ["crop", str(labels), "--images", str(images), "--out", str(out)],
+        "make-pairs": ["make-pairs", str(manifest), f"{out}.csv"],
+    }
+
+
+def _output_of(args: list[str]) -> str:
+    return args[args.index("--out") + 1] if "--out" in args else args[-1]
+
+
+def _cli(args: list[str]):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", ["convert", "crop", "make-pairs"])
+def test_an_output_in_a_folder_that_takes_no_files_names_the_output(tmp_path, command):
+    """/proc takes no new files (ENOENT, even for root). The message names the output as
+    typed and why, not the temporary file beside it."""
+    args = _commands(*_scene(tmp_path), Path("/proc/p"))[command]
+    result = _cli(args)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {_output_of(args)}: cannot create files in /proc: No such file or directory\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["convert", "crop", "make-pairs"])
+def test_an_output_under_a_file_names_the_output_and_the_file(tmp_path, command):
+    labels, images, manifest = _scene(tmp_path)
+    (tmp_path / "notes").write_text("a file, not a folder\n")
+    before = sorted(os.listdir(tmp_path))
+    args = _commands(labels, images, manifest, tmp_path / "notes" / "sub" / "out")[command]
+    result = _cli(args)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {_output_of(args)}: cannot create files in {tmp_path / 'notes' / 'sub'}: "
+        f"{tmp_path / 'notes'} is a file, not a folder\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+class _NoSpace:
+    """A file opened for writing on a full disk: every write fails with ENOSPC."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, NO_SPACE)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+def _fill_disk(monkeypatch, raw_writes: bool = True) -> None:
+    """From here on the disk is full: files opened for writing (and, with
+    ``raw_writes``, ``os.write`` to any file) fail with ENOSPC."""
+    real_open, real_write = io.open, os.write
+
+    def open_on_full_disk(file, mode="r", *args, **kwargs):
+        opened = real_open(file, mode, *args, **kwargs)
+        return _NoSpace(opened) if set(mode) & set("wax+") else opened
+
+    def write_on_full_disk(fd, data):
+        if fd > 2:
+            raise OSError(errno.ENOSPC, NO_SPACE)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(io, "open", open_on_full_disk)
+    monkeypatch.setattr(builtins, "open", open_on_full_disk)
+    if raw_writes:
+        monkeypatch.setattr(os, "write", write_on_full_disk)
+
+
+@pytest.mark.parametrize(
+    "command, raw_writes",
+    [("convert", True), ("crop", True), ("crop", False), ("make-pairs", True)],
+    ids=["convert", "crop", "crop-manifest", "make-pairs"],
+)
+def test_a_full_disk_names_the_output_and_leaves_nothing_behind(tmp_path, monkeypatch, command, raw_writes):
+    """``crop-manifest``: the crops fit, the manifest inside the temporary folder does not."""
+    labels, images, manifest = _scene(tmp_path)
+    out = tmp_path / "out"
+    before = sorted(os.listdir(tmp_path))
+    args = _commands(labels, images, manifest, out)[command]
+    _fill_disk(monkeypatch, raw_writes)
+    result = _cli(args)
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert result.output == f"error: {_output_of(args)}: cannot write: {NO_SPACE}\n"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_the_api_raises_output_write_error(tmp_path, monkeypatch):
+    labels, _, _ = _scene(tmp_path)
+    _fill_disk(monkeypatch)
+    with pytest.raises(OutputWriteError) as caught:
+        dsxsd.convert(labels, tmp_path / "out.csv")
+    monkeypatch.undo()
+    assert caught.value.file == str(tmp_path / "out.csv") and caught.value.exit_code == 1
+    assert sorted(os.listdir(tmp_path)) == ["crops", "images", "labels.json"]
+
+
+# A dsxsd process whose writes never end, as if the disk stalled: killed while it writes,
+# it leaves its temporary output behind.
+STALLED_WRITES = """
+import builtins, io, sys, time
+from dsxsd.cli import main
+
+real_open = io.open
+
+class Stalled:
+    def __init__(self, file): self.file = file
+    def write(self, data): time.sleep(600)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.file.close()
+    def __getattr__(self, name): return getattr(self.file, name)
+
+def stalling_open(file, mode="r", *args, **kwargs):
+    opened = real_open(file, mode, *args, **kwargs)
+    return Stalled(opened) if set(mode) & set("wax+") else opened
+
+io.open = builtins.open = stalling_open
+main(sys.argv[1:], prog_name="dsxsd")
+"""
+
+
+@pytest.mark.parametrize("command", ["convert", "make-pairs"])
+def test_the_next_run_removes_what_a_killed_run_was_writing(tmp_path, command):
+    labels, images, manifest = _scene(tmp_path)
+    out = tmp_path / "out"
+    args = _commands(labels, images, manifest, out)[command]
+    killed = subprocess.Popen([sys.executable, "-c", STALLED_WRITES, *args])
+    try:
+        deadline = time.monotonic() + 120
+        while not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]:
+            assert killed.poll() is None and time.monotonic() < deadline, "no temporary appeared"
+            time.sleep(0.05)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".out.csv.")], "the kill left nothing"
+
+    result = _cli(args)
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path)) == ["crops", "images", "labels.json", "out.csv"]
+
+
+def test_a_temporary_of_a_live_process_is_left_alone(tmp_path):
+    labels, _, _ = _scene(tmp_path)
+    live = subprocess.Popen([sys.executable, "-c", STALLED_WRITES, "convert", "json2csv", str(labels),
+                             str(tmp_path / "out.csv")])
+    try:
+        deadline = time.monotonic() + 120
+        while not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]:
+            assert live.poll() is None and time.monotonic() < deadline, "no temporary appeared"
+            time.sleep(0.05)
+        temporary = next(n for n in os.listdir(tmp_path) if n.endswith(".tmp"))
+        dsxsd.convert(labels, tmp_path / "out.csv")
+        assert temporary in os.listdir(tmp_path)
+    finally:
+        live.send_signal(signal.SIGKILL)
+        live.wait()

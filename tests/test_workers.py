@@ -13,8 +13,10 @@ import inspect
 import multiprocessing
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -285,7 +287,9 @@ def test_threads_are_counted_as_the_os_sees_them():
 
 
 FRESH_PROCESS_READ = """
+import signal
 import sys
+import time
 import dsxsd
 from dsxsd import _parallel
 from dsxsd.formats import _voc_pool
@@ -645,3 +649,88 @@ def test_plain_files_are_parsed_in_groups(tmp_path, monkeypatch):
 
     monkeypatch.setattr(voc, "_read_image", alone)
     assert dsxsd.read(folder, "voc", workers=1) == expected
+
+
+# --------------------------------------------------------------------------- worker lifetime
+
+# ``dsxsd crop`` with its workers started the way argv[1] names.
+CROP_WITH = """
+import signal
+import sys
+import time
+from dsxsd import _parallel
+from dsxsd.cli import main
+
+method = sys.argv.pop(1)
+_parallel.start_method = lambda: method
+main(sys.argv[1:], prog_name="dsxsd")
+"""
+
+
+def _long_crop_scene(root: Path) -> tuple[Path, Path]:
+    """Enough images for the pool and enough work that a run lasts seconds: noisy
+    photos (slow to encode) with many objects, cut to PNG."""
+    images = root / "images"
+    images.mkdir()
+    noise = Image.frombytes("RGB", (320, 240), random.Random(3).randbytes(320 * 240 * 3))
+    noise.save(images / "0.jpg", quality=95)
+    data = (images / "0.jpg").read_bytes()
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+    for index in range(crops_module.PARALLEL_MIN_IMAGES + 8):
+        (images / f"{index}.jpg").write_bytes(data)
+        rows += [f"{index}.jpg,320,240,{'ab'[k % 2]},{k},{k},{200 + k},{160 + k}" for k in range(12)]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n", "utf-8")
+    return root / "labels.csv", images
+
+
+def _live_processes_of_session(session: int) -> list[str]:
+    """The processes of ``session`` that have not ended (zombies, ended but not yet
+    reaped, do not count), as their command lines."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue  # ended while looked at
+        state, _ppid, _group, sid = stat.rsplit(")", 1)[1].split()[:4]
+        if int(sid) == session and state != "Z":
+            found.append(command.decode(errors="replace")[:120])
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_killed_crop_takes_its_workers_with_it_and_the_next_run_cleans_up(tmp_path, method):
+    """``kill -9`` of the ``dsxsd crop`` process alone, as an out-of-memory killer or a
+    job scheduler sends it: its workers, the forkserver and the resource tracker end
+    too, and the next run into the same --out removes the half-written temporary folder."""
+    labels, images = _long_crop_scene(tmp_path)
+    out = tmp_path / "crops"
+    args = ["crop", str(labels), "--images", str(images), "--out", str(out), "--workers", "2", "--ext", "png"]
+    crop = subprocess.Popen([sys.executable, "-c", CROP_WITH, method, *args], start_new_session=True,
+                            stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".crops.*.tmp/*/*.png")):  # workers are cutting
+            assert crop.poll() is None, "crop ended before it could be killed"
+            assert time.monotonic() < deadline, "no crop was written"
+            time.sleep(0.02)
+    finally:
+        crop.send_signal(signal.SIGKILL)
+        crop.wait()
+    assert list(tmp_path.glob(".crops.*.tmp")), "the kill left nothing to clean up"
+
+    deadline = time.monotonic() + 60
+    while _live_processes_of_session(crop.pid):
+        assert time.monotonic() < deadline, _live_processes_of_session(crop.pid)
+        time.sleep(0.1)
+
+    few = tmp_path / "few.csv"
+    few.write_text("".join(labels.read_text().splitlines(keepends=True)[:3]), "utf-8")
+    again = CliRunner().invoke(main, ["crop", str(few), "--images", str(images), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "2 crops from 1 images" in again.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
