@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
-from .errors import DsxsdError
+from .errors import DsxsdError, require_path
 from .model import AnnotationSet
 
 Severity = Literal["error", "warning"]
@@ -46,7 +46,7 @@ class Problem:
 def read_class_list(path: str | os.PathLike[str]) -> list[str]:
     """Class names, one a line, surrounding white space stripped, blank lines ignored."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = require_path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DsxsdError(f"class list is not UTF-8 ({exc.reason})", file=path) from None
     return [line.strip() for line in text.splitlines() if line.strip()]
@@ -91,7 +91,7 @@ def validate(
     if images is not None:
         from ._images import ImageFinder
 
-        finder = ImageFinder(images)
+        finder = ImageFinder(require_path(images))
     per_image = Path(source).is_dir()
     for image in dataset.images:
         file = image.filename
