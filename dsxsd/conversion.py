@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
+from .errors import require_path
 from .formats import OnError, get_format, guess_format, read, write
 from .model import AnnotationSet, ImageAnnotation, SkippedFile, classes_in_order
 from .report import write_skip_report
@@ -69,6 +70,8 @@ def convert(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if source is None:
+        require_path(input)  # before guessing from it: a typo is not an unknown format
     source = get_format(source or guess_format(input)).name
     target = get_format(target or guess_format(output, for_writing=True)).name
     read_options, write_options = dict(read_options or {}), dict(write_options or {})

@@ -64,7 +64,7 @@ from . import _io
 from ._parallel import Failure as _Failure
 from ._parallel import process_pool, resolve_workers, worker_died
 from ._images import ImageFinder, for_output, open_image
-from .errors import DsxsdError
+from .errors import DsxsdError, require_path
 from .model import (
     BOX_OUT_OF_ORDER,
     EMPTY_BOX,
@@ -683,10 +683,10 @@ def crop(
     min_size = _whole("min_size", min_size, 0)
     quality = _whole("quality", quality, 1, 100)
     workers = resolve_workers(None if workers is None else _whole("workers", workers, 0))
-    out, images = Path(out), Path(images)
+    out, images = Path(out), require_path(images)
     if not images.is_dir():
-        raise CropOptionError(f"images folder {images} does not exist or is not a folder")
-    source = None if isinstance(annotations, AnnotationSet) else Path(annotations)
+        raise CropOptionError(f"images folder {images} is not a folder")
+    source = None if isinstance(annotations, AnnotationSet) else require_path(annotations)
     _check_paths(out, images, source)
     _io.check_output(out, overwrite)  # fail before the long work, not after it
 
@@ -706,6 +706,10 @@ def crop(
         rows, warnings = _execute(
             plan, dataset, replace(settings, out=str(tmp)), workers, on_error, progress
         )
+        if not rows and plan.skipped_files:
+            # Images not found is the usual cause; annotations that all failed to read
+            # the other.
+            raise _nothing_cut(out, images if dataset.images else source, plan.skipped_files)
         _write_manifest(tmp / MANIFEST_NAME, rows)
 
     report = write_skip_report(out, plan.skipped_files)
@@ -725,6 +729,15 @@ def crop(
         excluded=plan.excluded,
         report=report,
         warnings=tuple(warnings),
+    )
+
+
+def _nothing_cut(out: Path, where: Path | None, skipped: Sequence[SkippedFile]) -> DsxsdError:
+    """The error of a ``skip`` run that cut nothing because files were left out: an empty
+    crops.csv would pass for a result. The skip report is still written: it says why."""
+    report = write_skip_report(out, skipped)
+    return DsxsdError(
+        f"no crops written: {len(skipped)} files skipped, reasons in {report}", file=where
     )
 
 

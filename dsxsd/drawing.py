@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ._images import ImageFinder, open_image, to_rgb
 from ._io import atomic_directory, check_output, write_bytes
-from .errors import DsxsdError
+from .errors import DsxsdError, require_path
 from .model import AnnotationSet, SkippedFile, classes_in_order
 
 # Tableau 10: distinct, readable on photos, colour-blind friendlier than pure RGB.
@@ -112,6 +112,16 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _nothing_drawn(annotations, images, skipped: list[SkippedFile]) -> DsxsdError:
+    if not skipped:
+        where = None if isinstance(annotations, AnnotationSet) else annotations
+        return DsxsdError("no images to draw: the annotations list none", file=where)
+    return DsxsdError(
+        f"none of the {len(skipped)} images could be drawn (first: {skipped[0].reason})",
+        file=images,
+    )
+
+
 def draw(
     annotations: str | os.PathLike[str] | AnnotationSet,
     images: str | os.PathLike[str],
@@ -125,7 +135,8 @@ def draw(
     """Draw boxes on the first ``limit`` images (all by default) into ``out/<stem>.png``
     and/or a contact sheet of the first ``GRID_LIMIT`` of them at ``grid``. Missing or
     undecodable images are skipped and
-    listed in the report, so one bad file does not hide the rest."""
+    listed in the report, so one bad file does not hide the rest; when no image can be
+    drawn, a :class:`DsxsdError` naming ``images`` is raised and nothing is written."""
     if out is None and grid is None:
         raise DsxsdError("nothing to write: give an output folder or a grid file")
     if out is not None:
@@ -140,7 +151,7 @@ def draw(
         dataset, source = read(annotations, format), str(annotations)
     classes = dataset.classes or classes_in_order(dataset.images)
     class_index = {name: i for i, name in enumerate(classes)}
-    finder = ImageFinder(images)
+    finder = ImageFinder(require_path(images))
     per_image = source is not None and Path(source).is_dir()
     chosen = dataset.images[:limit] if limit is not None else dataset.images
     skipped: list[SkippedFile] = []
@@ -173,6 +184,9 @@ def draw(
                 written.append(str(Path(out) / name))
             if tile is not None:
                 tiles.append(tile)
+        if len(skipped) == len(chosen):
+            # Raised inside the stack, so that no empty folder or blank grid is left.
+            raise _nothing_drawn(annotations, images, skipped)
     if grid is not None:
         write_bytes(grid, _png(contact_sheet(tiles, tile=GRID_TILE)), overwrite)
     return DrawReport(tuple(written), tuple(skipped), None if grid is None else str(grid))

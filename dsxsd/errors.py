@@ -3,12 +3,14 @@
 Every error dsxsd raises for bad data is a :class:`DsxsdError`. Each one knows the file it
 is about and, where it applies, the line, row or object, and its message names them, so a
 user reading one line on a terminal knows where to look. The CLI turns these into one line
-on stderr and exit code 1; anything else reaching the user is a bug.
+on stderr and the error's ``exit_code``: 1 for data, 2 for usage; anything else reaching
+the user is a bug.
 """
 
 from __future__ import annotations
 
 from os import PathLike
+from pathlib import Path
 from typing import Union
 
 PathLikeStr = Union[str, "PathLike[str]"]
@@ -87,6 +89,24 @@ class OutputWriteError(DsxsdError):
     never the temporary file it was being written to."""
 
 
+class MissingPathError(DsxsdError):
+    """A path the caller gave (an input file or folder on the command line, or an argument
+    of an API function) does not exist: a usage error. A file named inside the data that
+    is missing, such as an image a manifest lists, is a data error instead
+    (:class:`MissingImageError`)."""
+
+    exit_code = 2
+
+
+def require_path(path: PathLikeStr) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, or :class:`MissingPathError` when nothing is
+    there. The one check of every input path the user names, for the API and the CLI."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingPathError("no such file or folder", file=path)
+    return path
+
+
 class MissingImageError(DsxsdError):
     """An image an annotation or manifest names cannot be found."""
 
@@ -125,6 +145,8 @@ __all__ = [
     "UnknownFormatError",
     "OutputExistsError",
     "OutputWriteError",
+    "MissingPathError",
+    "require_path",
     "MissingImageError",
     "ImageDecodeError",
     "ManifestError",

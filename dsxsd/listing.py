@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DsxsdError
+from .errors import DsxsdError, require_path
 
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"
@@ -30,7 +30,7 @@ def list_images(
     Paths are relative to ``root`` unless ``absolute``. Extensions match case-insensitively
     (cameras write ``.JPG``), with or without their leading dot.
     """
-    root = Path(root)
+    root = require_path(root)
     if not root.is_dir():
         raise DsxsdError("not a folder", file=root)
     wanted = _normalise(extensions)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ManifestError, MissingImageError
+from .errors import ManifestError, MissingImageError, require_path
 
 CROPS_COLUMNS = ("path", "class", "source", "object_index", "xmin", "ymin", "xmax", "ymax")
 PAIRS_COLUMNS = ("left", "right", "label", "left_class", "right_class", "split")
@@ -45,7 +45,7 @@ def read_csv_manifest(path: str | os.PathLike[str], required: tuple[str, ...]) -
     value), header names are stripped of surrounding white space, and wholly blank rows are
     dropped. The index holds each row's spreadsheet row number, so later checks can name it.
     """
-    path = Path(path)
+    path = require_path(path)
     try:
         frame = pd.read_csv(
             path,
@@ -55,8 +55,6 @@ def read_csv_manifest(path: str | os.PathLike[str], required: tuple[str, ...]) -
             skip_blank_lines=False,  # keeps the row count in step with the file
             encoding="utf-8-sig",  # a byte-order mark from a spreadsheet is not a column name
         )
-    except FileNotFoundError:
-        raise ManifestError("no such file", file=path) from None
     except IsADirectoryError:
         raise ManifestError("is a folder, not a CSV manifest", file=path) from None
     except UnicodeDecodeError as exc:
@@ -147,7 +145,7 @@ def scan_class_folders(root: str | os.PathLike[str]) -> pd.DataFrame:
     the order the file system lists them in. Hidden entries, files directly in ``root`` and
     files whose extension is not an image extension are ignored.
     """
-    root = Path(root)
+    root = require_path(root)
     if not root.is_dir():
         raise ManifestError("not a folder of class folders", file=root)
     paths: list[str] = []

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Literal, Sequence, Tuple, Union
 
-from .errors import DsxsdError
+from .errors import DsxsdError, require_path
 from .model import BOX_OUT_OF_ORDER, AnnotationSet, ImageAnnotation, ObjectAnnotation
 
 Severity = Literal["error", "warning"]
@@ -49,7 +49,7 @@ class Problem:
 def read_class_list(path: str | os.PathLike[str]) -> list[str]:
     """Class names, one a line, surrounding white space stripped, blank lines ignored."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = require_path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DsxsdError(f"class list is not UTF-8 ({exc.reason})", file=path) from None
     return [line.strip() for line in text.splitlines() if line.strip()]
@@ -90,7 +90,7 @@ def validate(
     if images is not None:
         from ._images import ImageFinder
 
-        finder = ImageFinder(images)
+        finder = ImageFinder(require_path(images))
     per_image = Path(source).is_dir()
     for image, objects in entries:
         file = image.filename
@@ -162,7 +162,7 @@ def _read(
     (VOC) or image (CSV); a skipped item of any other format is one problem."""
     from .formats import csv, get_format, guess_format, read, voc
 
-    name = get_format(format or guess_format(path)).name
+    name = get_format(format or guess_format(require_path(path))).name
     dataset = read(path, name, on_error="skip")
     entries: list[_Entry] = [(image, list(image.objects)) for image in dataset.images]
     if not dataset.skipped:

@@ -201,12 +201,6 @@ def test_a_malformed_input_is_one_error_line_and_exit_1(tmp_path, source):
     assert not out.exists()
 
 
-def test_a_missing_input_is_exit_1_without_traceback(tmp_path):
-    result = invoke("convert", "csv2json", tmp_path / "nope.csv", tmp_path / "out.json")
-    assert result.exit_code == 1
-    one_error_line(result, "nope.csv")
-
-
 # ------------------------------------------------------------------ overwrite
 
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import dsxsd
 from dsxsd._schemas import load_schema
 from dsxsd.cli import main
-from dsxsd.errors import ManifestError, MissingImageError, OutputExistsError
+from dsxsd.errors import ManifestError, MissingImageError, MissingPathError, OutputExistsError
 from dsxsd.manifests import CROPS_COLUMNS, PAIRS_COLUMNS, MissingManifestFileError
 from dsxsd.pairs import PairsOptionError, make_pairs, parse_split, read_pairs, split_crops
 
@@ -609,8 +609,9 @@ def test_repeated_path_in_a_table_is_refused():
 
 
 def test_missing_input_is_a_clear_error(tmp_path):
-    with pytest.raises(ManifestError, match="no such file"):
+    with pytest.raises(MissingPathError, match="no such file or folder") as info:
         make_pairs(tmp_path / "nope.csv")
+    assert info.value.exit_code == 2
 
 
 # ------------------------------------------------------------------------------ read_pairs
@@ -801,7 +802,7 @@ def test_cli_data_error_exit_1_names_file_and_row(tmp_path):
 def test_cli_missing_input_is_a_usage_error(tmp_path):
     result = run_cli("make-pairs", str(tmp_path / "nope.csv"), str(tmp_path / "p.csv"))
     assert result.exit_code == 2
-    assert "does not exist" in result.output
+    assert "no such file or folder" in result.output
 
 
 def test_public_api_is_exported():

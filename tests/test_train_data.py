@@ -15,7 +15,7 @@ pytestmark = pytest.mark.tf
 
 tf = pytest.importorskip("tensorflow")
 
-from dsxsd.errors import HostileInputError, ImageDecodeError, ManifestError, MissingImageError  # noqa: E402
+from dsxsd.errors import HostileInputError, ImageDecodeError, ManifestError, MissingImageError, MissingPathError  # noqa: E402
 from dsxsd.train import data, load_images, make_dataset  # noqa: E402
 from train_support import draw_shape, make_shapes_manifest, write_pairs  # noqa: E402
 
@@ -239,7 +239,7 @@ def test_load_images_names_the_bad_file(tmp_path):
 
 
 def test_bad_manifests_are_refused(tmp_path):
-    with pytest.raises(ManifestError, match="not found"):
+    with pytest.raises(MissingPathError, match="no such file or folder"):
         make_dataset(tmp_path / "absent.csv", "train")
     manifest = make_shapes_manifest(tmp_path, per_class=6, positives=1)
     with pytest.raises(ManifestError, match="no pairs in split 'holdout'"):

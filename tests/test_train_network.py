@@ -14,7 +14,7 @@ pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from dsxsd.errors import ModelFileError  # noqa: E402
+from dsxsd.errors import MissingPathError, ModelFileError  # noqa: E402
 from dsxsd.train import build_model, load_model, split_model  # noqa: E402
 from dsxsd.train.network import HEAD_UNITS  # noqa: E402
 
@@ -125,7 +125,7 @@ def test_backbone_weights_for_another_width_or_not_vgg_are_refused(tmp_path):
     garbage.write_bytes(b"not hdf5")
     with pytest.raises(ModelFileError, match="not an HDF5"):
         build_model(image_size=32, backbone_weights=garbage)
-    with pytest.raises(ModelFileError, match="not found"):
+    with pytest.raises(MissingPathError, match="no such file or folder"):
         build_model(image_size=32, backbone_weights=tmp_path / "absent.h5")
 
 
@@ -187,7 +187,7 @@ def test_saved_model_loads_with_plain_keras_after_importing_dsxsd_train(tmp_path
 
 
 def test_load_model_refuses_missing_broken_and_foreign_files(tmp_path):
-    with pytest.raises(ModelFileError, match="model file not found"):
+    with pytest.raises(MissingPathError, match="no such file or folder"):
         load_model(tmp_path / "absent.keras")
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"PK\x03\x04 not really a zip")

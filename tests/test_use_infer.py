@@ -116,7 +116,9 @@ def test_predict_pairs_of_one_split(workspace, tmp_path):
     ],
 )
 def test_predict_usage_errors(workspace, args, message):
-    result = invoke("predict", workspace.model_path, *args)
+    # Paths that exist, so that the usage error is the one the test is about.
+    real = {"a.jpg": workspace.images[0], "b.jpg": workspace.images[1], "p.csv": workspace.pairs}
+    result = invoke("predict", workspace.model_path, *(real.get(a, a) for a in args))
     assert result.exit_code == 2
     assert message in result.output
 
@@ -221,12 +223,27 @@ def test_search_with_another_model_is_refused(workspace, index, tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-def test_missing_image_names_the_file(workspace, tmp_path):
+def test_missing_image_on_the_command_line_is_a_usage_error(workspace, tmp_path):
     missing = tmp_path / "nowhere.jpg"
     result = invoke("predict", workspace.model_path, workspace.images[0], missing)
+    assert result.exit_code == 2
+    assert result.output == f"error: {missing}: no such file or folder\n"
+
+
+def test_an_index_whose_model_is_gone_is_a_data_error(workspace, tmp_path):
+    import shutil
+
+    model = tmp_path / "copy.keras"
+    shutil.copy(workspace.model_path, model)
+    index = tmp_path / "index.npz"
+    assert invoke("embed", model, workspace.crops, "--out", index).exit_code == 0
+    model.unlink()
+    result = invoke("search", index, workspace.images[0])
+    # The model is named inside the index, not on the command line: exit 1, not 2.
     assert result.exit_code == 1
-    assert str(missing) in result.output and result.output.startswith("error:")
-    assert len(result.output.strip().splitlines()) == 1
+    assert result.output == (
+        f"error: {index}: the model the index was made with is missing: {model.resolve()}\n"
+    )
 
 
 def test_undecodable_image_names_the_file(workspace, tmp_path):
@@ -253,7 +270,7 @@ def test_a_file_that_is_not_a_model(workspace, tmp_path):
     result = invoke("predict", fake, workspace.images[0], workspace.images[1])
     assert result.exit_code == 1 and str(fake) in result.output
     result = invoke("predict", tmp_path / "absent.keras", workspace.images[0], workspace.images[1])
-    assert result.exit_code == 1 and "absent.keras" in result.output
+    assert result.exit_code == 2 and "absent.keras: no such file or folder" in result.output
 
 
 def test_a_keras_model_that_is_not_a_dsxsd_model(workspace, tmp_path):
@@ -271,7 +288,7 @@ def test_a_file_that_is_not_an_index(workspace, tmp_path):
     result = invoke("search", fake, workspace.images[0])
     assert result.exit_code == 1 and str(fake) in result.output and "not a dsxsd index" in result.output
     result = invoke("search", tmp_path / "absent.npz", workspace.images[0])
-    assert result.exit_code == 1 and "absent.npz" in result.output
+    assert result.exit_code == 2 and "absent.npz: no such file or folder" in result.output
 
 
 @pytest.mark.parametrize("command", ["embed", "predict", "evaluate"])

@@ -5,9 +5,28 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import click
+
+from ..errors import require_path
+
+
+class _InputPath(click.Path):
+    """A path the command reads. A missing one fails as the API fails for it
+    (:func:`dsxsd.errors.require_path`: exit 2, ``error: <path>: no such file or folder``),
+    before any slow import or work, rather than in click's own words."""
+
+    def convert(self, value, param, ctx):
+        require_path(value)
+        return super().convert(value, param, ctx)
+
+
+def input_path(*, file_okay: bool = True, dir_okay: bool = True) -> click.Path:
+    """The type of every input path argument and option (a ``pathlib.Path``)."""
+    return _InputPath(file_okay=file_okay, dir_okay=dir_okay, path_type=Path)
+
 
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace the output if it already exists."
@@ -20,6 +39,30 @@ on_error_option = click.option(
     help="raise: stop at the first bad file and write nothing. skip: go on, and write "
     "what was skipped and why into a report beside the output.",
 )
+
+
+class _FormatOption(click.Option):
+    """Lists the readable formats in help from the registry, when help is shown: reading
+    the registry at import would slow every command's start."""
+
+    def get_help_record(self, ctx: click.Context):
+        from ..formats import format_names
+
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        names = ", ".join(format_names(readable=True))
+        return record[0], f"{record[1]} One of: {names}."
+
+
+def format_option(dest: str = "fmt"):
+    """``--format`` of a command that reads annotations."""
+    return click.option(
+        "--format", dest, cls=_FormatOption, metavar="FORMAT", default=None,
+        help="Annotation format (default: guessed from the path).",
+    )
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary instead."
 )
@@ -58,6 +101,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 __all__ = [
+    "format_option",
+    "input_path",
     "overwrite_option",
     "on_error_option",
     "json_option",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import json_option, on_error_option, overwrite_option, print_json
+from ._common import input_path, json_option, on_error_option, overwrite_option, print_json
 
 
 def _pairs_help() -> str:
@@ -71,7 +71,7 @@ def _parse(args: tuple[str, ...], source: str | None, target: str | None):
 )
 @click.option(
     "--images",
-    type=click.Path(file_okay=False, exists=True),
+    type=input_path(file_okay=False),
     help="voc input: where to read image sizes from (headers only) when <size> is "
     "missing (default: beside the XML files). yolo input: the images whose headers give "
     "the sizes (default: the 'images' twin of a 'labels' folder, then the label folder). "

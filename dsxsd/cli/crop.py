@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from ._common import (
+    format_option,
+    input_path,
     json_option,
     on_error_option,
     overwrite_option,
@@ -55,11 +57,11 @@ class _Progress:
         self._done = done
 
 
-@click.command("crop")
-@click.argument("annotations", type=click.Path(exists=True, path_type=Path))
+@click.command("crop", short_help="Cut every annotated object into per-class folders, with crops.csv.")
+@click.argument("annotations", type=input_path())
 @click.option(
     "--images", required=True, metavar="DIR",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=input_path(file_okay=False),
     help="Folder the images are in (looked up by filename, then by stem with any usual "
     "extension; never outside this folder).",
 )
@@ -68,7 +70,7 @@ class _Progress:
     type=click.Path(file_okay=True, path_type=Path),
     help="Output folder: <class folder>/<image stem>_<object index>.<ext> and crops.csv.",
 )
-@click.option("--format", "format_", metavar="FORMAT", help="Annotation format (guessed from the path when not given).")
+@format_option("format_")
 @click.option(
     "--pad", type=_PadType(), default="0", show_default=True,
     help="Context added on every side: a fraction of the box (0.1 or 10%) or pixels (8px).",

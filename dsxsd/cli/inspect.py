@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from ._common import json_option, overwrite_option, print_json, print_table
+from ._common import format_option, input_path, json_option, overwrite_option, print_json, print_table
 
 
-@click.command("validate")
-@click.argument("annotations", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", default=None, help="Input format (guessed from the path).")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.command("validate", short_help="Check annotations for bad boxes, sizes, classes and files.")
+@click.argument("annotations", type=input_path())
+@format_option()
+@click.option("--images", type=input_path(file_okay=False),
               help="Images folder: check that each image exists and its size matches.")
-@click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), help="classes.txt, one name a line: other classes are errors.")
+@click.option("--classes", "classes_file", type=input_path(dir_okay=False), help="classes.txt, one name a line: other classes are errors.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Pixels a box may reach past the image edge.")
 @json_option
@@ -26,6 +26,10 @@ def validate_command(annotations, fmt, images, classes_file, tolerance, as_json)
 
     Prints one line per problem and a summary; exits 1 when any error is found (warnings
     alone exit 0).
+
+    \b
+    dsxsd validate Annotations/ --images JPEGImages/ --classes classes.txt
+    dsxsd validate labels.csv --tolerance 1 --json > problems.json
     """
     from ..validation import read_class_list, validate
 
@@ -48,31 +52,46 @@ def validate_command(annotations, fmt, images, classes_file, tolerance, as_json)
         raise SystemExit(1)
 
 
-@click.command("ls")
-@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.command("ls", short_help="List image files under a folder, sorted, one per line.")
+@click.argument("root", type=input_path(file_okay=False))
 @click.option("--ext", default=None,
               help="Comma-separated extensions to list, e.g. .jpg,.png (default: images).")
 @click.option("--absolute", is_flag=True, help="Print absolute paths instead of relative.")
-def ls_command(root, ext, absolute):
-    """List image files under ROOT recursively, sorted, one per line (relative to ROOT)."""
+@json_option
+def ls_command(root, ext, absolute, as_json):
+    """List image files under ROOT recursively, sorted, one per line (relative to ROOT).
+
+    \b
+    dsxsd ls JPEGImages/ > files.txt
+    dsxsd ls photos/ --ext .jpg,.png --absolute
+    """
     from ..listing import DEFAULT_EXTENSIONS, list_images
 
     extensions = [e for e in ext.split(",") if e.strip()] if ext else DEFAULT_EXTENSIONS
     if not extensions:
         raise click.BadParameter("name at least one extension", param_hint="--ext")
-    for line in list_images(root, extensions=extensions, absolute=absolute):
+    files = list_images(root, extensions=extensions, absolute=absolute)
+    if as_json:
+        print_json({"root": str(root), "files": len(files), "paths": files})
+        return
+    for line in files:
         click.echo(line)
 
 
-@click.command("stats")
-@click.argument("annotations", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", default=None, help="Input format (guessed from the path).")
+@click.command("stats", short_help="Count images, objects and classes; box size quantiles.")
+@click.argument("annotations", type=input_path())
+@format_option()
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw class counts and box-size histograms into this PNG.")
 @overwrite_option
 @json_option
 def stats_command(annotations, fmt, plot, overwrite, as_json):
-    """Count images, objects and classes in ANNOTATIONS; box size and aspect quantiles."""
+    """Count images, objects and classes in ANNOTATIONS; box size and aspect quantiles.
+
+    \b
+    dsxsd stats labels.csv
+    dsxsd stats Annotations/ --plot stats.png --json
+    """
     from ..statistics import dataset_stats, plot_stats
 
     stats = dataset_stats(annotations, format=fmt, include_boxes=plot is not None)
@@ -96,21 +115,29 @@ def stats_command(annotations, fmt, plot, overwrite, as_json):
         click.echo(f"plot: {plot}")
 
 
-@click.command("draw")
-@click.argument("annotations", type=click.Path(exists=True, path_type=Path))
+@click.command("draw", short_help="Draw each image's boxes and class names into PNG previews.")
+@click.argument("annotations", type=input_path())
 @click.option("--images", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder holding the annotated images.")
+              type=input_path(file_okay=False), help="Folder holding the annotated images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for one PNG preview per image.")
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path),
               help="Contact sheet PNG of the first --limit images.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Draw only the first N images (default: all; 16 with only --grid).")
-@click.option("--format", "fmt", default=None, help="Input format (guessed from the path).")
+@format_option()
 @overwrite_option
-def draw_command(annotations, images, out, grid, limit, fmt, overwrite):
-    """Draw each image's boxes and class names (one colour per class) into previews."""
+@json_option
+def draw_command(annotations, images, out, grid, limit, fmt, overwrite, as_json):
+    """Draw each image's boxes and class names (one colour per class) into previews.
+
+    Images that cannot be found or read are skipped and named on stderr; exits 1 when
+    none can be drawn.
+
+    \b
+    dsxsd draw labels.csv --images JPEGImages/ --out previews/
+    dsxsd draw Annotations/ --images JPEGImages/ --grid sheet.png --limit 16
+    """
     from ..drawing import draw
 
     if out is None and grid is None:
@@ -119,6 +146,12 @@ def draw_command(annotations, images, out, grid, limit, fmt, overwrite):
         limit = 16
     report = draw(annotations, images, out, format=fmt, grid=grid, limit=limit,
                   overwrite=overwrite)
+    if as_json:
+        print_json({
+            "out": None if out is None else str(out), "previews": len(report.written),
+            "grid": report.grid, "skipped": [asdict(s) for s in report.skipped],
+        })
+        return
     for skip in report.skipped:
         click.echo(f"skipped {skip.file}: {skip.reason}", err=True)
     if out is not None:
@@ -127,20 +160,29 @@ def draw_command(annotations, images, out, grid, limit, fmt, overwrite):
         click.echo(f"grid: {grid}")
 
 
-@click.command("draw-pairs")
-@click.argument("pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.command("draw-pairs", short_help="Show sample same- and different-class pairs in one PNG.")
+@click.argument("pairs", type=input_path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Sheet PNG to write.")
 @click.option("--count", type=click.IntRange(min=1), default=8, show_default=True,
               help="Pairs of each kind to show.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @overwrite_option
-def draw_pairs_command(pairs, out, count, seed, overwrite):
+@json_option
+def draw_pairs_command(pairs, out, count, seed, overwrite, as_json):
     """Show sample same-class (label 1, green, left) and different-class (label 0, red,
-    right) pairs of a make-pairs manifest side by side in one PNG."""
+    right) pairs of a make-pairs manifest side by side in one PNG.
+
+    \b
+    dsxsd draw-pairs pairs.csv --out pairs.png
+    dsxsd draw-pairs pairs.csv --out pairs.png --count 4 --seed 1
+    """
     from ..drawing import draw_pairs
 
     same, different = draw_pairs(pairs, out, count=count, seed=seed, overwrite=overwrite)
+    if as_json:
+        print_json({"out": str(out), "same": same, "different": different})
+        return
     click.echo(f"{same} same and {different} different pair(s) in {out}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import json_option, overwrite_option, print_json, print_table
+from ._common import input_path, json_option, overwrite_option, print_json, print_table
 
 # Mirrors dsxsd.pairs.SPLIT_BY without importing numpy/pandas when the CLI starts.
 _SPLIT_BY = ("item", "source", "class")
@@ -28,8 +28,8 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-@click.command("make-pairs")
-@click.argument("source", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.command("make-pairs", short_help="Make same- and different-class image pairs for training.")
+@click.argument("source", metavar="INPUT", type=input_path())
 @click.argument("output", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--positives",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import json_option, overwrite_option, print_json
+from ._common import input_path, json_option, overwrite_option, print_json
 
 INSTALL_HINT = 'pip install "dsxsd[train]"'
 # What the train extra brings (h5py comes with Keras).
@@ -41,14 +41,14 @@ def _cache(value: str) -> str:
     return value if value in ("memory", "none") else click.format_filename(value)
 
 
-@click.command("train")
-@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.command("train", short_help="Train the Siamese network on a pairs manifest into a run folder.")
+@click.argument("manifest", type=input_path(dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The run folder to write (or resume).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs to train in all (raise it to continue a finished run).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size (split across replicas).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 1e-4 adam, 1e-2 sgd].")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True, help="sgd uses momentum 0.9.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, shuffling and augmentation.")
 @click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="N", help="Stop after N epochs without a lower validation loss.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None, help="Batches per epoch (the training pairs repeat) [default: all pairs once].")
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Scales every conv width; 0.125 makes a CPU-sized model.")
@@ -56,7 +56,7 @@ def _cache(value: str) -> str:
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch", show_default=True, help="letterbox keeps the aspect ratio and pads.")
 @click.option("--augment", is_flag=True, help="Random flips, brightness and contrast on training images.")
 @click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
-@click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False), default=None, help="A local Keras VGG16 no-top weights file (never downloaded); switches to VGG16's preprocessing.")
+@click.option("--backbone-weights", type=input_path(dir_okay=False), default=None, help="A local Keras VGG16 no-top weights file (never downloaded); switches to VGG16's preprocessing.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]), default="auto", show_default=True, help="auto: mixed_float16 on a GPU, float32 on a CPU.")
 @overwrite_option

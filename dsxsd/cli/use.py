@@ -1,8 +1,9 @@
 """Commands that use a trained model: ``evaluate``, ``predict``, ``embed``, ``search``,
 and ``demo``, which runs the whole pipeline on generated data.
 
-Paths to data are checked by the API, not by click, so that a missing image or manifest
-is a data error (exit 1) naming the file, like every other bad input.
+A path given on the command line that does not exist (a model, a manifest, an image to
+score) is a usage error, exit 2, found by click before TensorFlow is imported; an image
+named inside a manifest that is missing is a data error, exit 1, found by the API.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import click
 
-from ._common import json_option, overwrite_option, print_json, print_table, progress
+from ._common import input_path, json_option, overwrite_option, print_json, print_table, progress
 
-_PATH = click.Path(path_type=Path)
+_PATH = click.Path(path_type=Path)  # an output
+_INPUT = input_path()
 
 
 def _need_tensorflow() -> None:
@@ -45,9 +47,9 @@ def _f(value: float) -> str:
 # --------------------------------------------------------------------------- evaluate
 
 
-@click.command("evaluate")
-@click.argument("run", type=_PATH)
-@click.argument("source", type=_PATH)
+@click.command("evaluate", short_help="Measure a model on held-out pairs or by N-way one-shot trials.")
+@click.argument("run", type=_INPUT)
+@click.argument("source", type=_INPUT)
 @click.option("--split", default="test", show_default=True, help="The split of a pairs manifest to evaluate.")
 @click.option(
     "--n-way",
@@ -62,7 +64,7 @@ def _f(value: float) -> str:
     help="Folder for metrics.json and the plots [default: beside the model, where dsxsd "
     "predict looks for the calibrated threshold].",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images embedded at once.")
 @click.option("--no-plots", is_flag=True, help="Skip roc.png and scores.png.")
 @overwrite_option
 @json_option
@@ -145,10 +147,10 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
 # --------------------------------------------------------------------------- predict
 
 
-@click.command("predict")
-@click.argument("model", type=_PATH)
-@click.argument("images", nargs=-1, type=_PATH)
-@click.option("--pairs", type=_PATH, help="Score every pair of this pairs manifest (with --out).")
+@click.command("predict", short_help="Score two images as same or different, or a whole pairs manifest.")
+@click.argument("model", type=_INPUT)
+@click.argument("images", nargs=-1, type=_INPUT)
+@click.option("--pairs", type=_INPUT, help="Score every pair of this pairs manifest (with --out).")
 @click.option("--out", type=_PATH, help="CSV to write the --pairs scores to.")
 @click.option("--split", help="With --pairs: score only this split.")
 @click.option(
@@ -156,7 +158,7 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
     type=click.FloatRange(0, 1),
     help="Decision threshold [default: the run's calibrated one from metrics.json, else 0.5].",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images embedded at once.")
 @overwrite_option
 @json_option
 def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, as_json) -> None:
@@ -213,12 +215,12 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
 # --------------------------------------------------------------------------- embed / search
 
 
-@click.command("embed")
-@click.argument("model", type=_PATH)
-@click.argument("source", type=_PATH)
+@click.command("embed", short_help="Store the features of every image of SOURCE in a search index.")
+@click.argument("model", type=_INPUT)
+@click.argument("source", type=_INPUT)
 @click.option("--out", type=_PATH, required=True, help="The index file to write (.npz).")
 @click.option("--split", help="With a pairs manifest as SOURCE: embed only this split's images.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images embedded at once.")
 @overwrite_option
 @json_option
 def embed(model, source, out, split, batch_size, overwrite, as_json) -> None:
@@ -257,11 +259,11 @@ def embed(model, source, out, split, batch_size, overwrite, as_json) -> None:
     )
 
 
-@click.command("search")
-@click.argument("index", type=_PATH)
-@click.argument("query", type=_PATH)
+@click.command("search", short_help="The K images of an index most similar to a query image.")
+@click.argument("index", type=_INPUT)
+@click.argument("query", type=_INPUT)
 @click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="How many hits.")
-@click.option("--model", type=_PATH, help="Score with this model [default: the one that made the index].")
+@click.option("--model", type=_INPUT, help="Score with this model [default: the one that made the index].")
 @json_option
 def search(index, query, k, model, as_json) -> None:
     """The K images of INDEX most similar to QUERY, best first: path, class, score.
@@ -288,12 +290,12 @@ def search(index, query, k, model, as_json) -> None:
 # --------------------------------------------------------------------------- demo
 
 
-@click.command("demo")
+@click.command("demo", short_help="Run the whole pipeline on generated shapes in a few minutes.")
 @click.option(
     "--out", type=_PATH, default=Path("dsxsd-demo"), show_default=True,
     help="Folder for everything the demo makes.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated data and of training.")
 @click.option("--quick", is_flag=True, hidden=True, help="Tiny sizes, for tests.")
 @overwrite_option
 @json_option
@@ -303,6 +305,10 @@ def demo(out, seed, quick, overwrite, as_json) -> None:
     Draws coloured shapes and labels them as LabelImg would (Pascal VOC), then converts,
     crops, makes pairs, trains a small model, evaluates it, predicts a same and a
     different pair and searches the crops, printing where everything is.
+
+    \b
+    dsxsd demo
+    dsxsd demo --out /tmp/demo --seed 1 --overwrite
     """
     _need_tensorflow()
     from ..demo import QUICK, DemoSettings, run_demo

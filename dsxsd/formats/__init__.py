@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional
 
-from ..errors import InvalidAnnotationError, UnknownFormatError
+from ..errors import InvalidAnnotationError, UnknownFormatError, require_path
 from ..model import AnnotationSet, ImageAnnotation
 
 OnError = Literal["raise", "skip"]
@@ -129,7 +129,7 @@ def read(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    path = Path(path)
+    path = require_path(path)  # before guessing: a typo is not an unknown format
     fmt = get_format(format or guess_format(path))
     if fmt.reader is None:
         raise UnknownFormatError(f"format {fmt.name!r} cannot be read")

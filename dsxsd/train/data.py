@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ..errors import HostileInputError, ImageDecodeError, ManifestError, MissingImageError
+from ..errors import (
+    HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
+)
 from ..pairs import read_pairs
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -164,9 +166,9 @@ def read_manifest(manifest: str | os.PathLike[str]):
     """The pairs manifest, validated by :func:`dsxsd.read_pairs`, as a DataFrame with
     ``left``/``right`` made absolute (they are relative to the manifest's folder) and
     ``row`` added: the row as a spreadsheet shows it (header = row 1), for messages."""
-    manifest = Path(manifest)
+    manifest = require_path(manifest)
     if not manifest.is_file():
-        raise ManifestError("pairs manifest not found", file=manifest)
+        raise ManifestError("not a pairs manifest file", file=manifest)
     table = read_pairs(manifest).reset_index(drop=True).copy()
     root = manifest.resolve().parent
     for side in ("left", "right"):

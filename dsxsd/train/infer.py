@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import _io
-from ..errors import DsxsdError, ManifestError, ModelFileError
+from ..errors import DsxsdError, ManifestError, ModelFileError, require_path
 
 Progress = Callable[[int], None]
 INDEX_FORMAT = "dsxsd.index"
@@ -109,9 +109,9 @@ def load_scorer(path: str | os.PathLike[str]) -> Scorer:
     """
     from .network import load_model, split_model
 
-    path = Path(path)
+    path = require_path(path)
     model_path = path / "model.keras" if path.is_dir() else path
-    model = load_model(model_path)
+    model = load_model(path)
     tower, head = split_model(model)
     run_dir = model_path.parent
     return Scorer(
@@ -272,6 +272,7 @@ def predict(
 ) -> Prediction:
     """Score one pair of images: the probability that they show the same class, and the
     verdict at ``threshold`` (else the run's calibrated one, else 0.5)."""
+    require_path(left), require_path(right)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     features = scorer.embed([left, right])
     score = float(scorer.score(features[:1], features[1:])[0])
@@ -408,9 +409,9 @@ def load_index(path: str | os.PathLike[str]) -> Index:
     """Read an index written by :func:`embed`; anything else is a clear error."""
     import zipfile
 
-    path = Path(path)
+    path = require_path(path)
     if not path.is_file():
-        raise DsxsdError("index file not found", file=path)
+        raise DsxsdError("not an index file", file=path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["format"]) != INDEX_FORMAT:
@@ -463,12 +464,18 @@ def search(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    require_path(query)
     index = index if isinstance(index, Index) else load_index(index)
+    where = index.file or "index"
+    if model is None and not index.model.exists():
+        # Named inside the index, not by the caller: a data error, not a usage one.
+        raise ModelFileError(
+            f"the model the index was made with is missing: {index.model}", file=where
+        )
     if isinstance(model, Scorer):
         scorer = model
     else:
         scorer = load_scorer(model if model is not None else index.model)
-    where = index.file or "index"
     if scorer.feature_dim != index.features.shape[1]:
         raise ModelFileError(
             f"the model makes {scorer.feature_dim}-long features, the index holds "

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, require_path
 
 # Keras' VGG16 block layout: (number of convolutions, filters at width 1.0).
 VGG16_BLOCKS: tuple[tuple[int, int], ...] = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -141,9 +141,9 @@ def load_backbone_weights(tower: keras.Model, path: str | os.PathLike[str]) -> N
     """
     import h5py  # a Keras dependency
 
-    path = Path(path)
+    path = require_path(path)
     if not path.is_file():
-        raise ModelFileError("backbone weights file not found", file=path)
+        raise ModelFileError("backbone weights: not a file", file=path)
     try:
         with h5py.File(path, "r") as f:
             found = _read_vgg_weights(f)
@@ -229,7 +229,7 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     A missing file, a file Keras cannot read, or a Keras model that is not a dsxsd Siamese
     model raise :class:`~dsxsd.errors.ModelFileError` with one clear line.
     """
-    path = Path(path)
+    path = require_path(path)
     if path.is_dir():
         path = path / "model.keras"  # a run folder
     if not path.is_file():
