@@ -46,7 +46,6 @@ RGBA I;16``), so PNG crops hold exactly the source's values. See :mod:`dsxsd._im
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import io
 import math
@@ -64,7 +63,7 @@ from . import _io
 from ._parallel import Failure as _Failure
 from ._parallel import process_pool, resolve_workers, worker_died
 from ._images import ImageFinder, for_output, open_image
-from .errors import DsxsdError, require_path
+from .errors import DsxsdError, InvalidValueError, require_path
 from .model import (
     BOX_OUT_OF_ORDER,
     EMPTY_BOX,
@@ -692,6 +691,7 @@ def crop(
 
     dataset, files = _load(annotations, format, on_error, workers)
     wanted = _validate_classes(classes, dataset.classes)
+    _refuse_nul_classes(dataset.classes if wanted is None else wanted, source)
     folders = class_folders(dataset.classes)
     plan = _plan(
         dataset, ImageFinder(images), files=files, folders=folders,
@@ -824,12 +824,32 @@ def _size_warnings(task: _Task, size: tuple[int, int] | None) -> list[str]:
     return notes
 
 
+def _refuse_nul_classes(classes: Iterable[str], source: Path | None) -> None:
+    # The manifest could not carry it: pandas before 3.1 (the newest for Python 3.10 is
+    # 2.3) cuts a CSV cell at a NUL, which would merge the class into another, and the csv
+    # module of 3.10 refuses the line.
+    for name in classes:
+        if "\x00" in name:
+            raise InvalidValueError(
+                f"class {name!r} contains a NUL character, which crops.csv cannot hold "
+                "(CSV readers cut or refuse it); rename the class",
+                file=source,
+            )
+
+
 def _write_manifest(path: Path, rows: list[tuple[Any, ...]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    writer.writerows(rows)
-    _io.write_text(path, buffer.getvalue())
+    # Quoted by hand as csv.writer of Python 3.13 quotes (QUOTE_MINIMAL, and "\r" too, as
+    # pairs.csv is): before 3.13 csv.writer leaves a "\r" unquoted when lines end in "\n",
+    # and readers end the row there. A class name may hold one.
+    def cell(value: Any) -> str:
+        text = str(value)
+        if "," in text or '"' in text or "\n" in text or "\r" in text:
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    lines = [",".join(MANIFEST_COLUMNS)]
+    lines.extend(",".join(map(cell, row)) for row in rows)
+    _io.write_text(path, "\n".join(lines) + "\n")
 
 
 __all__ = [

@@ -91,7 +91,7 @@ def plot_stats(stats: dict[str, Any], output: str | os.PathLike[str], *,
         from .errors import MissingDependencyError
 
         raise MissingDependencyError(
-            'plotting needs matplotlib: pip install "dsxsd[train]"', file=output
+            'plotting needs matplotlib: pip install "dsxsd[plot]"', file=output
         ) from None
     import io
 

@@ -39,7 +39,7 @@ from dsxsd.crops import (
     parse_pad,
     safe_name,
 )
-from dsxsd.errors import ImageDecodeError
+from dsxsd.errors import ImageDecodeError, InvalidValueError
 
 HEADER = "path,class,source,object_index,xmin,ymin,xmax,ymax"
 
@@ -467,6 +467,9 @@ def test_exif_transpose_cuts_boxes_drawn_on_the_upright_photo(tmp_path):
 HOSTILE_CLASSES = ["tv/monitor", "tv_monitor", "../../x", "..", "CON", "a\x00b", "a_b", "Cat", "cat",
                    "crops.csv", "two  words", "/abs", "C:\\win", ".hidden", "trailing.", "x" * 300,
                    "\u202eevil", "né", "ne\u0301"]
+# What crop takes of them (a NUL is refused: test_a_class_name_with_a_nul_is_refused) and
+# names CSV must quote: before Python 3.13 csv.writer left "\r" unquoted.
+CROPPED_CLASSES = [c for c in HOSTILE_CLASSES if "\x00" not in c] + ["a,b", 'say "hi"', "two\nlines", "cr\rhere"]
 
 
 def test_class_folders_are_safe_distinct_and_stable():
@@ -500,14 +503,14 @@ def test_safe_name(name, safe):
 def test_hostile_class_names_stay_inside_the_output_and_map_back(tmp_path):
     images = tmp_path / "images"
     save(images / "a.png", noise(20, 20))
-    classes = HOSTILE_CLASSES
+    classes = CROPPED_CLASSES
     annotations = dataset(ImageAnnotation("a.png", objects=[obj(c, (1, 1, 9, 9)) for c in classes]))
     out = tmp_path / "area" / "out"
     report = crop(annotations, images=images, out=out, ext="png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["area", "images"]
     assert sorted(p.name for p in (tmp_path / "area").iterdir()) == ["out"]
     rows = manifest(out)
-    assert [row["class"] for row in rows] == classes  # NUL and RTL marks survive the CSV
+    assert [row["class"] for row in rows] == classes  # RTL marks and line ends survive the CSV
     for row in rows:
         folder, name = row["path"].split("/")
         assert folder == report.folders[row["class"]]
@@ -523,14 +526,38 @@ def test_the_manifest_keeps_the_crops_schema_and_reads_back_with_hostile_classes
 
     images = tmp_path / "images"
     save(images / "a.png", noise(20, 20))
-    annotations = dataset(ImageAnnotation("a.png", objects=[obj(c, (1, 1, 9, 9)) for c in HOSTILE_CLASSES]))
+    annotations = dataset(ImageAnnotation("a.png", objects=[obj(c, (1, 1, 9, 9)) for c in CROPPED_CLASSES]))
     crop(annotations, images=images, out=tmp_path / "out")
     validator = jsonschema.Draft202012Validator(load_schema("crops"))
     for row in manifest(tmp_path / "out"):
         typed = {**row, **{k: int(row[k]) for k in ("object_index", "xmin", "ymin", "xmax", "ymax")}}
         validator.validate(typed)
     frame = read_crops(tmp_path / "out" / "crops.csv", need_source=True)
-    assert frame["class"].tolist() == HOSTILE_CLASSES
+    assert frame["class"].tolist() == CROPPED_CLASSES
+
+
+def test_a_class_name_with_a_nul_is_refused(tmp_path):
+    # pandas before 3.1 (all Python 3.10 has) cuts a CSV cell at a NUL: "a\x00b" would
+    # come back as the class "a".
+    images = tmp_path / "images"
+    save(images / "a.png", noise(20, 20))
+    annotations = dataset(ImageAnnotation("a.png", objects=[obj("a", (1, 1, 9, 9)), obj("a\x00b", (2, 2, 9, 9))]))
+    with pytest.raises(InvalidValueError) as caught:
+        crop(annotations, images=images, out=tmp_path / "out")
+    assert caught.value.reason.startswith("class 'a\\x00b' contains a NUL character")
+    assert not (tmp_path / "out").exists()
+    crop(annotations, images=images, out=tmp_path / "out", classes=["a"])  # left out: fine
+    assert [row["class"] for row in manifest(tmp_path / "out")] == ["a"]
+
+    dsxsd.write(annotations, tmp_path / "labels.json")
+    result = CliRunner().invoke(main, ["crop", str(tmp_path / "labels.json"), "--images", str(images),
+                                       "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {tmp_path / 'labels.json'}: class 'a\\x00b' contains a NUL character, which "
+        "crops.csv cannot hold (CSV readers cut or refuse it); rename the class\n"
+    )
+    assert not (tmp_path / "cli").exists()
 
 
 def test_images_with_the_same_stem_never_overwrite_each_other(tmp_path):
