@@ -7,6 +7,8 @@ never a traceback. Commands live in one module each and are collected here.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .. import __version__
@@ -33,11 +35,18 @@ class DsxsdGroup(click.Group):
 
 @click.group(cls=DsxsdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dsxsd")
-def main() -> None:
+@click.option(
+    "--verbose", is_flag=True,
+    help="Show TensorFlow's own log lines, which are hidden otherwise (as DSXSD_DEBUG=1 does).",
+)
+def main(verbose: bool) -> None:
     """From object annotations to a trained image-similarity (Siamese) model.
 
     The pipeline: convert -> crop -> make-pairs -> train -> evaluate / predict / embed.
     """
+    if verbose:
+        # Read by dsxsd.train when it imports TensorFlow, which happens after this.
+        os.environ["DSXSD_DEBUG"] = "1"
 
 
 for module in (convert, crop, inspect, pairs, train, use):
