@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import dsxsd
 from dsxsd.cli import main
 from use_support import CLASSES, IMAGE_SIZE, PER_CLASS, fresh_run, workspace  # noqa: F401
 
@@ -109,14 +110,15 @@ def test_predict_pairs_of_one_split(workspace, tmp_path):
     "args, message",
     [
         ((), "give two images"),
-        (("a.jpg",), "give two images"),
-        (("a.jpg", "b.jpg", "--pairs", "p.csv", "--out", "o.csv"), "not both"),
-        (("--pairs", "p.csv"), "--pairs needs --out"),
-        (("a.jpg", "b.jpg", "--out", "o.csv"), "--out and --split go with --pairs"),
+        (("A",), "give two images"),
+        (("A", "B", "--pairs", "P", "--out", "o.csv"), "not both"),
+        (("--pairs", "P"), "--pairs needs --out"),
+        (("A", "B", "--out", "o.csv"), "--out and --split go with --pairs"),
     ],
 )
 def test_predict_usage_errors(workspace, args, message):
-    result = invoke("predict", workspace.model_path, *args)
+    existing = {"A": workspace.images[0], "B": workspace.images[1], "P": workspace.pairs}
+    result = invoke("predict", workspace.model_path, *(existing.get(a, a) for a in args))
     assert result.exit_code == 2
     assert message in result.output
 
@@ -222,11 +224,33 @@ def test_search_with_another_model_is_refused(workspace, index, tmp_path):
 
 
 def test_missing_image_names_the_file(workspace, tmp_path):
+    # A path given on the command line that does not exist is a usage error.
     missing = tmp_path / "nowhere.jpg"
     result = invoke("predict", workspace.model_path, workspace.images[0], missing)
-    assert result.exit_code == 1
-    assert str(missing) in result.output and result.output.startswith("error:")
-    assert len(result.output.strip().splitlines()) == 1
+    assert result.exit_code == 2
+    assert str(missing) in result.output and "does not exist" in result.output
+    # Through the API, which has no command line, it is a missing image (a data error).
+    from dsxsd.train.infer import predict
+
+    with pytest.raises(dsxsd.MissingImageError, match="nowhere.jpg"):
+        predict(workspace.model_path, workspace.images[0], missing)
+
+
+def test_the_api_reads_its_inputs_before_loading_a_model(tmp_path):
+    # A bad manifest or output is reported even though the model (absent here) would fail
+    # too: it is checked first, before the seconds a model takes to load.
+    from dsxsd.train.infer import embed, predict_pairs
+
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("image,label\na.jpg,1\n")
+    absent = tmp_path / "absent.keras"
+    with pytest.raises(dsxsd.ManifestError, match="wrong.csv"):
+        embed(absent, wrong, tmp_path / "index.npz")
+    with pytest.raises(dsxsd.ManifestError, match="wrong.csv"):
+        predict_pairs(absent, wrong, tmp_path / "scores.csv")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(NotADirectoryError, match="a-file is not a folder"):
+        predict_pairs(absent, wrong, tmp_path / "a-file" / "scores.csv")
 
 
 def test_undecodable_image_names_the_file(workspace, tmp_path):
@@ -253,7 +277,7 @@ def test_a_file_that_is_not_a_model(workspace, tmp_path):
     result = invoke("predict", fake, workspace.images[0], workspace.images[1])
     assert result.exit_code == 1 and str(fake) in result.output
     result = invoke("predict", tmp_path / "absent.keras", workspace.images[0], workspace.images[1])
-    assert result.exit_code == 1 and "absent.keras" in result.output
+    assert result.exit_code == 2 and "absent.keras" in result.output
 
 
 def test_a_keras_model_that_is_not_a_dsxsd_model(workspace, tmp_path):
@@ -271,7 +295,7 @@ def test_a_file_that_is_not_an_index(workspace, tmp_path):
     result = invoke("search", fake, workspace.images[0])
     assert result.exit_code == 1 and str(fake) in result.output and "not a dsxsd index" in result.output
     result = invoke("search", tmp_path / "absent.npz", workspace.images[0])
-    assert result.exit_code == 1 and "absent.npz" in result.output
+    assert result.exit_code == 2 and "absent.npz" in result.output
 
 
 @pytest.mark.parametrize("command", ["embed", "predict", "evaluate"])
