@@ -16,12 +16,16 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
-from . import _io, metrics
+from . import _io
 from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and pandas are imported where used: the CLI imports this module, and
+# ``dsxsd --help`` should not wait for them.
 
 INDEX_FORMAT = "dsxsd.index"
 INDEX_VERSION = 1
@@ -151,6 +155,8 @@ def load_index(path: str | os.PathLike[str]) -> Index:
     error."""
     import zipfile
 
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise DsxsdError("index file not found", file=path)
@@ -237,6 +243,8 @@ def check_model(path: str | os.PathLike[str]) -> Path:
 
 def check_one_shot(images: ImageList, n_way: int, seed: int | None) -> None:
     """Refuse N-way trials the images cannot make (fewer than N classes...)."""
+    from . import metrics
+
     try:
         metrics.one_shot_trials(images.classes, n_way, 1, seed)
     except ValueError as exc:
