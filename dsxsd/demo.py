@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -251,7 +252,7 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _shown(path: Path) -> str:
+def _shown(path: str | os.PathLike[str]) -> str:
     try:
         relative = os.path.relpath(path)
     except ValueError:
@@ -274,9 +275,6 @@ def run_demo(
     steps before it in place, which is what one wants to look at).
     """
     import dsxsd
-    from .train import fit
-    from .train.evaluate import evaluate, evaluate_n_way
-    from .train.infer import embed, load_scorer, predict, read_pairs_frame, search
 
     say = echo or (lambda line: None)
     out = Path(out)
@@ -332,10 +330,16 @@ def run_demo(
     done("pairs")
 
     step(5, f"training a small Siamese network ({_plural(s.epochs, 'epoch')}, {s.image_size}px, width {s.width})")
+    # TensorFlow takes seconds to import: only now, so that steps 1-4 show at once.
+    from .train import fit
+    from .train.evaluate import evaluate, evaluate_n_way
+    from .train.infer import embed, load_scorer, predict, read_pairs_frame, search
+
     run = out / "run"
     summary = fit(
         pairs, run, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-        width=s.width, image_size=s.image_size, augment=s.augment, verbose=2 if echo else 0,
+        width=s.width, image_size=s.image_size, augment=s.augment, verbose=0,
+        callbacks=[_epoch_lines(s.epochs, say)] if echo else [],
     )
     result.files.update(model=run / "model.keras", curves=run / "curves.png", history=run / "history.csv")
     result.training = {
@@ -403,6 +407,25 @@ def run_demo(
     return result
 
 
+def _epoch_lines(epochs: int, say: Callable[[str], None]) -> Any:
+    """A Keras callback saying one line per finished epoch: training takes minutes, and
+    the lines are the same on a terminal and in a log (a progress bar would fill a log
+    with carriage returns)."""
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = logs or {}
+            measured = [f"{name} {logs[name]:.3f}" for name in ("loss", "val_accuracy") if name in logs]
+            seconds = time.monotonic() - self.started
+            say(f"      epoch {epoch + 1}/{epochs}: {', '.join(measured)} ({seconds:.0f} s)")
+
+    return EpochLines()
+
+
 def _print_summary(r: DemoResult, say: Callable[[str], None]) -> None:
     t = r.training
     say("")
@@ -423,8 +446,12 @@ def _print_summary(r: DemoResult, say: Callable[[str], None]) -> None:
     for name, path in r.files.items():
         say(f"  {name.ljust(width)}  {_shown(path)}")
     say("")
-    say("next: dsxsd predict " + _shown(r.files["model"]) + " A.jpg B.jpg")
-    say("      dsxsd search " + _shown(r.files["index"]) + " QUERY.jpg -k 5")
+    # Files the demo made, so that the commands run as printed: the same-class test pair
+    # it predicted and the image it searched with.
+    same = r.predictions[0]
+    shell = [shlex.quote(_shown(p)) for p in (r.files["model"], same["left"], same["right"], r.files["index"], r.search["query"])]
+    say(f"next: dsxsd predict {shell[0]} {shell[1]} {shell[2]}")
+    say(f"      dsxsd search {shell[3]} {shell[4]} -k 5")
 
 
 __all__ = ["QUICK", "SHAPES", "DemoResult", "DemoSettings", "draw_image", "generate_shapes", "run_demo"]

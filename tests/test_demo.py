@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -148,9 +149,47 @@ def test_quick_demo_makes_every_file_it_claims_and_prints_what_it_measured(tmp_p
     assert len(hits) == 3 and [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert "top 3 classes " + ", ".join(h["class"] for h in hits) in output
 
+    # Training said how it went, epoch by epoch.
+    assert re.search(r"^      epoch 1/1: loss \d\.\d{3}, val_accuracy \d\.\d{3} \(\d+ s\)$", output, re.M)
+
+    # The commands suggested last run as printed: they name files the demo made, the
+    # predict one two crops of one class.
+    predict_line, search_line = output.rstrip().splitlines()[-2:]
+    tokens = predict_line.split()
+    assert tokens[:3] == ["next:", "dsxsd", "predict"] and len(tokens) == 6
+    model, left, right = tokens[3:]
+    assert model == listed["model"] and Path(left).is_file() and Path(right).is_file()
+    assert Path(left).parent == Path(right).parent and Path(left).parent.parent == out.relative_to(tmp_path) / "crops"
+    index, query = search_line.split()[2:4]
+    assert search_line.split()[:2] == ["dsxsd", "search"] and index == listed["index"]
+    assert Path(query).is_file()
+
     # A second run does not clobber the first without --overwrite.
     again = CliRunner().invoke(main, ["demo", "--quick"])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_the_steps_before_training_show_before_tensorflow_loads(tmp_path):
+    # TensorFlow takes seconds to import: the first four steps must not wait for it.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from dsxsd.demo import QUICK, run_demo
+
+        def echo(line):
+            print(line, flush=True)
+            if line.startswith("[5/8]"):
+                print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+                raise SystemExit(0)
+
+        run_demo({str(tmp_path / "demo")!r}, QUICK, echo=echo)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line[:5] for line in lines[:5]] == ["[1/8]", "[2/8]", "[3/8]", "[4/8]", "[5/8]"]
+    assert lines[5] == "[]"
 
 
 # --------------------------------------------------------------------------- examples

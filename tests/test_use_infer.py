@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import dsxsd
 from dsxsd.cli import main
 from use_support import CLASSES, IMAGE_SIZE, PER_CLASS, fresh_run, workspace  # noqa: F401
 
@@ -109,16 +110,15 @@ def test_predict_pairs_of_one_split(workspace, tmp_path):
     "args, message",
     [
         ((), "give two images"),
-        (("a.jpg",), "give two images"),
-        (("a.jpg", "b.jpg", "--pairs", "p.csv", "--out", "o.csv"), "not both"),
-        (("--pairs", "p.csv"), "--pairs needs --out"),
-        (("a.jpg", "b.jpg", "--out", "o.csv"), "--out and --split go with --pairs"),
+        (("A",), "give two images"),
+        (("A", "B", "--pairs", "P", "--out", "o.csv"), "not both"),
+        (("--pairs", "P"), "--pairs needs --out"),
+        (("A", "B", "--out", "o.csv"), "--out and --split go with --pairs"),
     ],
 )
 def test_predict_usage_errors(workspace, args, message):
-    # Paths that exist, so that the usage error is the one the test is about.
-    real = {"a.jpg": workspace.images[0], "b.jpg": workspace.images[1], "p.csv": workspace.pairs}
-    result = invoke("predict", workspace.model_path, *(real.get(a, a) for a in args))
+    existing = {"A": workspace.images[0], "B": workspace.images[1], "P": workspace.pairs}
+    result = invoke("predict", workspace.model_path, *(existing.get(a, a) for a in args))
     assert result.exit_code == 2
     assert message in result.output
 
@@ -244,6 +244,23 @@ def test_an_index_whose_model_is_gone_is_a_data_error(workspace, tmp_path):
     assert result.output == (
         f"error: {index}: the model the index was made with is missing: {model.resolve()}\n"
     )
+
+
+def test_the_api_reads_its_inputs_before_loading_a_model(tmp_path):
+    # A bad manifest or output is reported even though the model (absent here) would fail
+    # too: it is checked first, before the seconds a model takes to load.
+    from dsxsd.train.infer import embed, predict_pairs
+
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("image,label\na.jpg,1\n")
+    absent = tmp_path / "absent.keras"
+    with pytest.raises(dsxsd.ManifestError, match="wrong.csv"):
+        embed(absent, wrong, tmp_path / "index.npz")
+    with pytest.raises(dsxsd.ManifestError, match="wrong.csv"):
+        predict_pairs(absent, wrong, tmp_path / "scores.csv")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(dsxsd.OutputWriteError, match="a-file is a file, not a folder"):
+        predict_pairs(absent, wrong, tmp_path / "a-file" / "scores.csv")
 
 
 def test_undecodable_image_names_the_file(workspace, tmp_path):

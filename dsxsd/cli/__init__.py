@@ -91,12 +91,19 @@ class DsxsdGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="dsxsd")
+@click.option(
+    "--verbose", is_flag=True,
+    help="Show TensorFlow's own log lines, which are hidden otherwise (as DSXSD_DEBUG=1 does).",
+)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, verbose: bool) -> None:
     """From object annotations to a trained image-similarity (Siamese) model.
 
     The pipeline: convert -> crop -> make-pairs -> train -> evaluate / predict / embed.
     """
+    if verbose:
+        # Read by dsxsd.train when it imports TensorFlow, which happens after this.
+        os.environ["DSXSD_DEBUG"] = "1"
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())  # `dsxsd` alone: the help, as a first look, not an error
 

@@ -68,6 +68,19 @@ json_option = click.option(
 )
 
 
+def need_tensorflow() -> None:
+    """Fail with the install line when the train extra is missing, without importing it
+    (that takes seconds; the command's own checks come first)."""
+    import importlib.util
+
+    from ..errors import MissingDependencyError
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        raise MissingDependencyError(
+            'this command needs TensorFlow, which is not installed: pip install "dsxsd[train]"'
+        )
+
+
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
@@ -106,6 +119,7 @@ __all__ = [
     "overwrite_option",
     "on_error_option",
     "json_option",
+    "need_tensorflow",
     "progress",
     "print_json",
     "print_table",

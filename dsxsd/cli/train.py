@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import input_path, json_option, overwrite_option, print_json
+from .. import _preflight
+from ._common import input_path, json_option, need_tensorflow, overwrite_option, print_json
 
 INSTALL_HINT = 'pip install "dsxsd[train]"'
 # What the train extra brings (h5py comes with Keras).
@@ -18,12 +19,9 @@ TRAIN_EXTRA_MODULES = frozenset({"tensorflow", "keras", "h5py", "matplotlib"})
 def import_train():
     """``dsxsd.train``, or a MissingDependencyError (exit 2) naming the install line."""
     import importlib
-    import os
 
     from ..errors import MissingDependencyError
 
-    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise on a terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         train_package = importlib.import_module("dsxsd.train")
         train_package.require_tensorflow()  # the network alone imports without it
@@ -76,6 +74,8 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     dsxsd train pairs.csv --out run/
     dsxsd train pairs.csv --out smoke/ --width 0.125 --image-size 32 --epochs 2
     """
+    need_tensorflow()
+    _preflight.check_train(manifest, out)  # before the seconds TensorFlow takes to import
     train_package = import_train()
     summary = train_package.fit(
         manifest,

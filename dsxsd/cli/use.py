@@ -4,6 +4,9 @@ and ``demo``, which runs the whole pipeline on generated data.
 A path given on the command line that does not exist (a model, a manifest, an image to
 score) is a usage error, exit 2, found by click before TensorFlow is imported; an image
 named inside a manifest that is missing is a data error, exit 1, found by the API.
+Importing dsxsd.train (TensorFlow) takes seconds, so each command first makes the
+checks that need no TensorFlow (dsxsd._preflight: manifests, splits, N against the classes,
+outputs) and imports it only once they pass.
 """
 
 from __future__ import annotations
@@ -13,22 +16,15 @@ from pathlib import Path
 
 import click
 
-from ._common import input_path, json_option, overwrite_option, print_json, print_table, progress
+from .. import _preflight
+from ._common import (
+    input_path, json_option, need_tensorflow, overwrite_option, print_json, print_table, progress,
+)
 
 _PATH = click.Path(path_type=Path)  # an output
 _INPUT = input_path()
-
-
-def _need_tensorflow() -> None:
-    """Fail with the install line when the train extra is missing."""
-    import importlib.util
-
-    from ..errors import MissingDependencyError
-
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
-        raise MissingDependencyError(
-            'this command needs TensorFlow, which is not installed: pip install "dsxsd[train]"'
-        )
+_OUT_FILE = click.Path(dir_okay=False, path_type=Path)
+_OUT_FOLDER = click.Path(file_okay=False, path_type=Path)
 
 
 def _shown(path: str | os.PathLike[str]) -> str:
@@ -60,7 +56,7 @@ def _f(value: float) -> str:
 @click.option("--trials", type=click.IntRange(min=1), default=400, show_default=True, help="N-way trials.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the N-way draws.")
 @click.option(
-    "--out", type=_PATH,
+    "--out", type=_OUT_FOLDER,
     help="Folder for metrics.json and the plots [default: beside the model, where dsxsd "
     "predict looks for the calibrated threshold].",
 )
@@ -82,14 +78,14 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
     dsxsd evaluate run/ pairs.csv --split test
     dsxsd evaluate run/ crops/crops.csv --n-way 20 --trials 400
     """
-    _need_tensorflow()
+    need_tensorflow()
+    count = _preflight.check_evaluate(run, source, split, n_way, seed, out)
     from ..train.evaluate import evaluate as evaluate_pairs
     from ..train.evaluate import evaluate_n_way
-    from ..train.infer import count_pair_images, load_scorer, read_image_list
+    from ..train.infer import load_scorer
 
     scorer = load_scorer(run)
     if n_way is not None:
-        count = len(read_image_list(source, split).paths)
         with progress(count, "embedding") as advance:
             result = evaluate_n_way(
                 scorer, source, n_way, trials, seed=seed, split=split, out=out,
@@ -113,7 +109,7 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
         click.echo(f"wrote {_shown(result.metrics_file)}")
         return
 
-    with progress(count_pair_images(source, (split, "val")), "embedding") as advance:
+    with progress(count, "embedding") as advance:
         result = evaluate_pairs(
             scorer, source, split, out=out, batch_size=batch_size, plots=not no_plots,
             overwrite=overwrite, progress=advance,
@@ -151,7 +147,7 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
 @click.argument("model", type=_INPUT)
 @click.argument("images", nargs=-1, type=_INPUT)
 @click.option("--pairs", type=_INPUT, help="Score every pair of this pairs manifest (with --out).")
-@click.option("--out", type=_PATH, help="CSV to write the --pairs scores to.")
+@click.option("--out", type=_OUT_FILE, help="CSV to write the --pairs scores to.")
 @click.option("--split", help="With --pairs: score only this split.")
 @click.option(
     "--threshold",
@@ -181,7 +177,11 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
         raise click.UsageError("give two images to compare (or --pairs MANIFEST --out FILE)")
     elif out is not None or split is not None:
         raise click.UsageError("--out and --split go with --pairs")
-    _need_tensorflow()
+    need_tensorflow()
+    if pairs is None:
+        _preflight.check_model(model)
+    else:
+        count = _preflight.check_predict_pairs(model, pairs, out, split, overwrite)
     from ..train import infer
 
     scorer = infer.load_scorer(model)
@@ -196,8 +196,7 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
             f"{result.threshold_source})"
         )
         return
-    splits = None if split is None else [split]
-    with progress(infer.count_pair_images(pairs, splits), "embedding") as advance:
+    with progress(count, "embedding") as advance:
         summary = infer.predict_pairs(
             scorer, pairs, out, split=split, threshold=threshold, batch_size=batch_size,
             overwrite=overwrite, progress=advance,
@@ -218,7 +217,7 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
 @click.command("embed", short_help="Store the features of every image of SOURCE in a search index.")
 @click.argument("model", type=_INPUT)
 @click.argument("source", type=_INPUT)
-@click.option("--out", type=_PATH, required=True, help="The index file to write (.npz).")
+@click.option("--out", type=_OUT_FILE, required=True, help="The index file to write (.npz).")
 @click.option("--split", help="With a pairs manifest as SOURCE: embed only this split's images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images embedded at once.")
 @overwrite_option
@@ -233,11 +232,11 @@ def embed(model, source, out, split, batch_size, overwrite, as_json) -> None:
     \b
     dsxsd embed run/model.keras crops/crops.csv --out index.npz
     """
-    _need_tensorflow()
+    need_tensorflow()
+    count = _preflight.check_embed(model, source, out, split, overwrite)
     from ..train import infer
 
     scorer = infer.load_scorer(model)
-    count = len(infer.read_image_list(source, split).paths)
     with progress(count, "embedding") as advance:
         index = infer.embed(
             scorer, source, out, split=split, batch_size=batch_size, overwrite=overwrite,
@@ -274,10 +273,11 @@ def search(index, query, k, model, as_json) -> None:
     \b
     dsxsd search index.npz query.jpg -k 5
     """
-    _need_tensorflow()
+    need_tensorflow()
+    loaded = _preflight.check_search(index, model)
     from ..train import infer
 
-    hits = infer.search(index, query, k=k, model=model)
+    hits = infer.search(loaded, query, k=k, model=model)
     if as_json:
         print_json([hit.as_dict() for hit in hits])
         return
@@ -310,7 +310,7 @@ def demo(out, seed, quick, overwrite, as_json) -> None:
     dsxsd demo
     dsxsd demo --out /tmp/demo --seed 1 --overwrite
     """
-    _need_tensorflow()
+    need_tensorflow()
     from ..demo import QUICK, DemoSettings, run_demo
 
     settings = QUICK if quick else DemoSettings()

@@ -9,6 +9,10 @@ model's scores, not a cosine-similarity stand-in.
 
 Images go through :func:`dsxsd.train.load_images` with the run's resize mode, the code
 path training used, so any size or mode of image is scored as training saw it.
+
+What needs no TensorFlow (reading image lists, pairs manifests and indexes, checking
+outputs) is in :mod:`dsxsd._preflight`, re-exported here; each function here reads and
+checks its inputs before it loads a model.
 """
 
 from __future__ import annotations
@@ -22,11 +26,22 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import _io
-from ..errors import DsxsdError, ManifestError, ModelFileError, require_path
+from .._preflight import (  # read here too, and re-exported: they need no TensorFlow
+    INDEX_FORMAT,
+    INDEX_VERSION,
+    ImageList,
+    Index,
+    check_index_file,
+    check_index_model,
+    check_output_file,
+    count_pair_images,
+    load_index,
+    read_image_list,
+    read_pairs_frame,
+)
+from ..errors import DsxsdError, ModelFileError, require_path
 
 Progress = Callable[[int], None]
-INDEX_FORMAT = "dsxsd.index"
-INDEX_VERSION = 1
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -150,94 +165,6 @@ def read_threshold(run_dir: str | os.PathLike[str]) -> float | None:
     return float(value)
 
 
-# --------------------------------------------------------------------------- image lists
-
-
-@dataclass(frozen=True)
-class ImageList:
-    """Images with their classes, from a crops manifest, a class-folder tree or the
-    images of one split of a pairs manifest. ``paths`` are as found (absolute when the
-    source's folder was given absolute)."""
-
-    paths: tuple[Path, ...]
-    classes: tuple[str, ...]
-    source: Path
-    kind: str  # "crops", "tree" or "pairs"
-
-
-def read_image_list(source: str | os.PathLike[str], split: str | None = None) -> ImageList:
-    """The images ``source`` names and their classes.
-
-    ``source`` is a crops manifest (``path,class,...``, paths relative to its folder), a
-    folder of per-class subfolders (``root/<class>/*.jpg``, the Omniglot layout), or a
-    pairs manifest, of which the distinct images of ``split`` are taken (all splits when
-    ``split`` is ``None``). Read with :mod:`dsxsd.manifests`, the reader make-pairs uses.
-    """
-    from ..manifests import read_crops, read_csv_manifest, scan_class_folders
-
-    source = Path(source)
-    if source.is_dir():
-        frame = scan_class_folders(source)
-        return ImageList(
-            tuple(source / p for p in frame["path"]), tuple(frame["class"]), source, "tree"
-        )
-    columns = set(read_csv_manifest(source, ()).columns)
-    if {"left", "right", "label"} <= columns:
-        return _pair_images(source, split)
-    if not {"path", "class"} <= columns:
-        raise ManifestError(
-            "neither a crops manifest (columns path,class,...) nor a pairs manifest "
-            f"(left,right,label,...); found columns {', '.join(sorted(columns)) or 'none'}",
-            file=source,
-        )
-    frame = read_crops(source)
-    if frame.empty:
-        raise ManifestError("the crops manifest lists no images", file=source)
-    return ImageList(
-        tuple(source.parent / p for p in frame["path"]), tuple(frame["class"]), source, "crops"
-    )
-
-
-def _pair_images(manifest: Path, split: str | None) -> ImageList:
-    frame = read_pairs_frame(manifest, split)
-    seen: dict[str, str] = {}
-    for side in ("left", "right"):
-        for path, name in zip(frame[side], frame[f"{side}_class"]):
-            seen.setdefault(path, name)
-    return ImageList(tuple(Path(p) for p in seen), tuple(seen.values()), manifest, "pairs")
-
-
-def read_pairs_frame(manifest: str | os.PathLike[str], split: str | None = None):
-    """The pairs manifest as a frame with ``left``/``right`` resolved against its folder,
-    ``label`` as int, filtered to ``split`` when given (an error if no pair is in it)."""
-    from .data import read_manifest
-
-    manifest = Path(manifest)
-    frame = read_manifest(manifest).drop(columns=["row"])
-    for side in ("left", "right"):
-        if f"{side}_class" not in frame.columns:
-            frame[f"{side}_class"] = ""
-    frame["label"] = frame["label"].astype(int)
-    if split is not None:
-        splits = sorted(set(frame["split"])) if "split" in frame.columns else []
-        if split not in splits:
-            raise ManifestError(
-                f"no pairs in split {split!r} (splits present: {', '.join(splits) or 'none'})",
-                file=manifest,
-            )
-        frame = frame[frame["split"] == split].reset_index(drop=True)
-    return frame
-
-
-def count_pair_images(manifest: str | os.PathLike[str], splits: Sequence[str] | None = None) -> int:
-    """How many distinct images the pairs of ``splits`` (all when ``None``) name: the
-    length of a progress bar over their embedding."""
-    frame = read_pairs_frame(manifest)
-    if splits is not None:
-        frame = frame[frame["split"].isin(list(splits))]
-    return len(set(frame["left"]) | set(frame["right"]))
-
-
 # --------------------------------------------------------------------------- predict
 
 
@@ -307,10 +234,9 @@ def predict_pairs(
     ``out``'s folder (the dsxsd manifest convention), then ``score`` and ``predicted``
     (1 = same at the threshold). Each distinct image is embedded once.
     """
-    out = Path(out)
-    _io.check_output(out, overwrite)
+    out = check_output_file(out, overwrite)
+    frame = read_pairs_frame(pairs, split)  # a bad manifest fails before a model loads
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
-    frame = read_pairs_frame(pairs, split)
     scores, images = score_pairs(scorer, frame["left"], frame["right"], batch_size, progress)
     value, source = _threshold(scorer, threshold)
     frame["score"] = scores
@@ -345,22 +271,6 @@ def _relative(path: str | os.PathLike[str], folder: Path) -> str:
 # --------------------------------------------------------------------------- embed and search
 
 
-@dataclass(frozen=True)
-class Index:
-    """An embedding index: a feature vector per image, its path and class.
-
-    ``paths`` are absolute once loaded (stored relative to the index's folder, so a folder
-    moved as a whole keeps working); ``model`` is the model that made it, likewise.
-    """
-
-    features: np.ndarray  # [N, D] float32
-    paths: tuple[str, ...]
-    classes: tuple[str, ...]
-    model: Path
-    image_size: int
-    file: Path | None = None
-
-
 def embed(
     model: str | os.PathLike[str] | Scorer,
     source: str | os.PathLike[str],
@@ -374,13 +284,9 @@ def embed(
     """Embed every image of ``source`` (crops manifest, class-folder tree or pairs
     manifest) and store the index in ``out`` (``.npz``, strings as unicode arrays so it
     loads with ``allow_pickle=False``)."""
-    out = Path(out)
-    if out.suffix != ".npz":
-        # np.savez appends .npz to other names; say so rather than write elsewhere.
-        raise DsxsdError("the index file name must end in .npz", file=out)
-    _io.check_output(out, overwrite)
+    out = check_index_file(out, overwrite)
+    images = read_image_list(source, split)  # a bad source fails before a model loads
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
-    images = read_image_list(source, split)
     features = scorer.embed(images.paths, batch_size, progress)
     folder = out.parent
     with _io.atomic_path(out, overwrite) as tmp:
@@ -402,40 +308,6 @@ def embed(
         scorer.path.resolve(),
         scorer.image_size,
         out,
-    )
-
-
-def load_index(path: str | os.PathLike[str]) -> Index:
-    """Read an index written by :func:`embed`; anything else is a clear error."""
-    import zipfile
-
-    path = require_path(path)
-    if not path.is_file():
-        raise DsxsdError("not an index file", file=path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["format"]) != INDEX_FORMAT:
-                raise KeyError("format")
-            version = int(data["version"])
-            features = np.asarray(data["features"], dtype=np.float32)
-            paths = tuple(str(p) for p in data["paths"])
-            classes = tuple(str(c) for c in data["classes"])
-            model = str(data["model"])
-            image_size = int(data["image_size"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        raise DsxsdError("not a dsxsd index (.npz written by 'dsxsd embed')", file=path) from None
-    if version > INDEX_VERSION:
-        raise DsxsdError(f"index version {version} is newer than this dsxsd reads", file=path)
-    if features.ndim != 2 or not (len(paths) == len(classes) == len(features)):
-        raise DsxsdError("index arrays disagree in length", file=path)
-    folder = path.parent
-    return Index(
-        features,
-        tuple(str((folder / p).resolve()) for p in paths),
-        classes,
-        (folder / model).resolve(),
-        image_size,
-        path,
     )
 
 
@@ -466,12 +338,8 @@ def search(
         raise ValueError(f"k must be >= 1, got {k}")
     require_path(query)
     index = index if isinstance(index, Index) else load_index(index)
-    where = index.file or "index"
-    if model is None and not index.model.exists():
-        # Named inside the index, not by the caller: a data error, not a usage one.
-        raise ModelFileError(
-            f"the model the index was made with is missing: {index.model}", file=where
-        )
+    if model is None:
+        check_index_model(index)
     if isinstance(model, Scorer):
         scorer = model
     else:
@@ -484,7 +352,7 @@ def search(
             file=scorer.path,
         )
     if len(index.features) == 0:
-        raise DsxsdError("the index is empty", file=where)
+        raise DsxsdError("the index is empty", file=index.file or "index")
     query_features = scorer.embed([query])[0]
     scores = scorer.score(query_features, index.features)
     order = np.argsort(-scores, kind="stable")[:k]

@@ -1,0 +1,343 @@
+"""What the model commands read and check before TensorFlow is imported.
+
+Importing :mod:`dsxsd.train` imports TensorFlow: seconds before anything else happens. An
+argument that cannot work (an N-way test on fewer classes than N, a manifest of the wrong
+shape, a split it lacks, an output that exists or cannot be written) should fail at once,
+not after that wait. So the readers of what train, evaluate, predict, embed and search
+consume live here, needing only numpy and pandas, with the checks built on them: the
+commands run the ``check_*`` functions before they import :mod:`dsxsd.train`, and
+:mod:`dsxsd.train.infer` reads its inputs with the same readers (and re-exports them)
+before it loads a model, so the Python API fails as early, with the same messages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from . import _io
+from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError, OutputWriteError, require_path
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and pandas are imported where used: the CLI imports this module, and
+# ``dsxsd --help`` should not wait for them.
+
+INDEX_FORMAT = "dsxsd.index"
+INDEX_VERSION = 1
+# The split whose pairs calibrate the decision threshold (dsxsd.train.evaluate).
+CALIBRATION_SPLIT = "val"
+
+
+# --------------------------------------------------------------------------- image lists
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """Images with their classes, from a crops manifest, a class-folder tree or the
+    images of one split of a pairs manifest. ``paths`` are as found (absolute when the
+    source's folder was given absolute)."""
+
+    paths: tuple[Path, ...]
+    classes: tuple[str, ...]
+    source: Path
+    kind: str  # "crops", "tree" or "pairs"
+
+
+def read_image_list(source: str | os.PathLike[str], split: str | None = None) -> ImageList:
+    """The images ``source`` names and their classes.
+
+    ``source`` is a crops manifest (``path,class,...``, paths relative to its folder), a
+    folder of per-class subfolders (``root/<class>/*.jpg``, the Omniglot layout), or a
+    pairs manifest, of which the distinct images of ``split`` are taken (all splits when
+    ``split`` is ``None``). Read with :mod:`dsxsd.manifests`, the reader make-pairs uses.
+    """
+    from .manifests import read_crops, read_csv_manifest, scan_class_folders
+
+    source = Path(source)
+    if source.is_dir():
+        frame = scan_class_folders(source)
+        return ImageList(
+            tuple(source / p for p in frame["path"]), tuple(frame["class"]), source, "tree"
+        )
+    columns = set(read_csv_manifest(source, ()).columns)
+    if {"left", "right", "label"} <= columns:
+        return _pair_images(source, split)
+    if not {"path", "class"} <= columns:
+        raise ManifestError(
+            "neither a crops manifest (columns path,class,...) nor a pairs manifest "
+            f"(left,right,label,...); found columns {', '.join(sorted(columns)) or 'none'}",
+            file=source,
+        )
+    frame = read_crops(source)
+    if frame.empty:
+        raise ManifestError("the crops manifest lists no images", file=source)
+    return ImageList(
+        tuple(source.parent / p for p in frame["path"]), tuple(frame["class"]), source, "crops"
+    )
+
+
+def _pair_images(manifest: Path, split: str | None) -> ImageList:
+    frame = read_pairs_frame(manifest, split)
+    seen: dict[str, str] = {}
+    for side in ("left", "right"):
+        for path, name in zip(frame[side], frame[f"{side}_class"]):
+            seen.setdefault(path, name)
+    return ImageList(tuple(Path(p) for p in seen), tuple(seen.values()), manifest, "pairs")
+
+
+def read_pairs_frame(manifest: str | os.PathLike[str], split: str | None = None):
+    """The pairs manifest (validated by :func:`dsxsd.read_pairs`) as a frame with
+    ``left``/``right`` made absolute against its folder and ``label`` as int, filtered to
+    ``split`` when given (an error if no pair is in it)."""
+    from .manifests import read_pairs
+
+    manifest = Path(manifest)
+    frame = read_pairs(manifest)
+    root = manifest.resolve().parent
+    for side in ("left", "right"):
+        frame[side] = [p if os.path.isabs(p) else os.path.normpath(root / p) for p in frame[side].astype(str)]
+    if split is not None:
+        require_split(frame, split, manifest)
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+    return frame
+
+
+def require_split(frame, split: str, manifest: str | os.PathLike[str]) -> None:
+    """Refuse a split no pair of ``frame`` (read from ``manifest``) is in."""
+    present = sorted(set(frame["split"]))
+    if split not in present:
+        raise ManifestError(
+            f"no pairs in split {split!r} (splits present: {', '.join(present) or 'none'})",
+            file=manifest,
+        )
+
+
+def distinct_images(frame) -> int:
+    """How many distinct images the pairs of ``frame`` name: the length of a progress bar
+    over their embedding."""
+    return len(set(frame["left"]) | set(frame["right"]))
+
+
+def count_pair_images(manifest: str | os.PathLike[str], splits: Sequence[str] | None = None) -> int:
+    """How many distinct images the pairs of ``splits`` (all when ``None``) name."""
+    frame = read_pairs_frame(manifest)
+    if splits is not None:
+        frame = frame[frame["split"].isin(list(splits))]
+    return distinct_images(frame)
+
+
+# --------------------------------------------------------------------------- indexes
+
+
+@dataclass(frozen=True)
+class Index:
+    """An embedding index: a feature vector per image, its path and class.
+
+    ``paths`` are absolute once loaded (stored relative to the index's folder, so a folder
+    moved as a whole keeps working); ``model`` is the model that made it, likewise.
+    """
+
+    features: np.ndarray  # [N, D] float32
+    paths: tuple[str, ...]
+    classes: tuple[str, ...]
+    model: Path
+    image_size: int
+    file: Path | None = None
+
+
+def load_index(path: str | os.PathLike[str]) -> Index:
+    """Read an index written by :func:`dsxsd.train.infer.embed`; anything else is a clear
+    error."""
+    import zipfile
+
+    import numpy as np
+
+    path = require_path(path)
+    if not path.is_file():
+        raise DsxsdError("index file not found", file=path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != INDEX_FORMAT:
+                raise KeyError("format")
+            version = int(data["version"])
+            features = np.asarray(data["features"], dtype=np.float32)
+            paths = tuple(str(p) for p in data["paths"])
+            classes = tuple(str(c) for c in data["classes"])
+            model = str(data["model"])
+            image_size = int(data["image_size"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise DsxsdError("not a dsxsd index (.npz written by 'dsxsd embed')", file=path) from None
+    if version > INDEX_VERSION:
+        raise DsxsdError(f"index version {version} is newer than this dsxsd reads", file=path)
+    if features.ndim != 2 or not (len(paths) == len(classes) == len(features)):
+        raise DsxsdError("index arrays disagree in length", file=path)
+    folder = path.parent
+    return Index(
+        features,
+        tuple(str((folder / p).resolve()) for p in paths),
+        classes,
+        (folder / model).resolve(),
+        image_size,
+        path,
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def check_output_file(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Refuse an output file that exists (without ``overwrite``) or could not be created."""
+    path = Path(path)
+    _io.check_output(path, overwrite)
+    _check_writable(path.parent, path)
+    return path
+
+
+def check_index_file(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """:func:`check_output_file` for an index, whose name must end in ``.npz``."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        # np.savez appends .npz to other names; say so rather than write elsewhere.
+        raise DsxsdError("the index file name must end in .npz", file=path)
+    return check_output_file(path, overwrite)
+
+
+def check_output_folder(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output folder that is a file or could not be created or written in."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError("exists and is not a folder", file=path)
+    _check_writable(path, path)
+    return path
+
+
+def _check_writable(folder: Path, output: Path) -> None:
+    # Outputs are written through a temporary file in their folder, created with its
+    # parents: the nearest folder that exists must be a folder and take new files. The
+    # error is the one writing would raise (dsxsd._io), naming the output as it was given.
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputWriteError(f"cannot create files in {folder}: {existing} is a file, not a folder", file=output)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"cannot create files in {folder}: no permission to write in {existing}", file=output)
+
+
+# --------------------------------------------------------------------------- per command
+
+
+def check_model(path: str | os.PathLike[str]) -> Path:
+    """The model file ``path`` names (a run folder means its ``model.keras``)."""
+    path = Path(path)
+    model = path / "model.keras" if path.is_dir() else path
+    if not model.is_file():
+        raise ModelFileError("model file not found", file=model)
+    return model
+
+
+def check_one_shot(images: ImageList, n_way: int, seed: int | None) -> None:
+    """Refuse N-way trials the images cannot make (fewer than N classes...)."""
+    from . import metrics
+
+    try:
+        metrics.one_shot_trials(images.classes, n_way, 1, seed)
+    except ValueError as exc:
+        raise ManifestError(str(exc), file=images.source) from None
+
+
+def check_train(manifest: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """What ``dsxsd train`` can refuse at once: a bad pairs manifest, one without train or
+    val pairs, a run folder that cannot be written."""
+    check_output_folder(out)
+    frame = read_pairs_frame(manifest)
+    for split in ("train", "val"):
+        require_split(frame, split, manifest)
+
+
+def check_evaluate(
+    model: str | os.PathLike[str], source: str | os.PathLike[str], split: str,
+    n_way: int | None, seed: int | None, out: str | os.PathLike[str] | None,
+) -> int:
+    """What ``dsxsd evaluate`` can refuse at once; returns how many images it will
+    embed."""
+    check_model(model)
+    if out is not None:
+        check_output_folder(out)
+    if n_way is not None:
+        images = read_image_list(source, split)
+        check_one_shot(images, n_way, seed)
+        return len(images.paths)
+    frame = read_pairs_frame(source)
+    require_split(frame, split, source)
+    return distinct_images(frame[frame["split"].isin([split, CALIBRATION_SPLIT])])
+
+
+def check_predict_pairs(
+    model: str | os.PathLike[str], pairs: str | os.PathLike[str], out: str | os.PathLike[str],
+    split: str | None, overwrite: bool,
+) -> int:
+    """What ``dsxsd predict --pairs`` can refuse at once; returns how many images it will
+    embed."""
+    check_model(model)
+    check_output_file(out, overwrite)
+    return distinct_images(read_pairs_frame(pairs, split))
+
+
+def check_embed(
+    model: str | os.PathLike[str], source: str | os.PathLike[str], out: str | os.PathLike[str],
+    split: str | None, overwrite: bool,
+) -> int:
+    """What ``dsxsd embed`` can refuse at once; returns how many images it will embed."""
+    check_model(model)
+    check_index_file(out, overwrite)
+    return len(read_image_list(source, split).paths)
+
+
+def check_search(index: str | os.PathLike[str], model: str | os.PathLike[str] | None) -> Index:
+    """What ``dsxsd search`` can refuse at once; returns the index, read."""
+    loaded = load_index(index)
+    if model is None:
+        check_index_model(loaded)
+    else:
+        check_model(model)
+    return loaded
+
+
+def check_index_model(index: Index) -> None:
+    """Refuse an index whose model, named inside it rather than by the caller, is gone: a
+    data error, not a usage one."""
+    if not index.model.exists():
+        raise ModelFileError(
+            f"the model the index was made with is missing: {index.model}", file=index.file or "index"
+        )
+
+
+__all__ = [
+    "CALIBRATION_SPLIT",
+    "INDEX_FORMAT",
+    "INDEX_VERSION",
+    "ImageList",
+    "Index",
+    "check_embed",
+    "check_evaluate",
+    "check_index_file",
+    "check_index_model",
+    "check_model",
+    "check_one_shot",
+    "check_output_file",
+    "check_output_folder",
+    "check_predict_pairs",
+    "check_search",
+    "check_train",
+    "count_pair_images",
+    "distinct_images",
+    "load_index",
+    "read_image_list",
+    "read_pairs_frame",
+    "require_split",
+]

@@ -1,0 +1,169 @@
+"""What the model commands do before and while TensorFlow starts: TensorFlow's start-up
+log lines stay hidden unless asked for, and every check that needs no TensorFlow is made
+before it is imported (seconds), so a wrong argument fails at once.
+
+Real processes: TensorFlow's C++ logs go to file descriptor 2, which an in-process runner
+does not capture, and "before TensorFlow is imported" is proven by a ``tensorflow``
+package that raises when imported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The lines TensorFlow's native code writes at import (absl's preamble, CPU features,
+# oneDNN notes).
+STARTUP_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN", "port.cc")
+
+
+def _python(code: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=cwd
+    )
+
+
+def _env(*paths: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DSXSD_DEBUG")}
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------- TensorFlow's logs
+
+TINY_TF_RUN = textwrap.dedent(
+    """
+    import os
+    import dsxsd.train
+    import tensorflow as tf
+    assert float(tf.reduce_sum(tf.constant([1.0, 2.0]) * 2)) == 6.0
+    print(os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+    """
+)
+
+
+@pytest.mark.tf
+def test_tensorflow_start_up_lines_are_hidden():
+    pytest.importorskip("tensorflow")
+    done = _python(TINY_TF_RUN, _env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
+    for noise in STARTUP_NOISE:
+        assert noise not in done.stderr
+    assert done.stderr.strip() == ""
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    "extra, level",
+    [({"DSXSD_DEBUG": "1"}, "None"), ({"TF_CPP_MIN_LOG_LEVEL": "0"}, "0")],
+    ids=["DSXSD_DEBUG shows everything", "the user's own level wins"],
+)
+def test_tensorflow_logs_come_back_when_asked_for(extra, level):
+    pytest.importorskip("tensorflow")
+    done = _python(TINY_TF_RUN, _env(**extra))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == level
+
+
+@pytest.mark.tf
+def test_verbose_option_leaves_tensorflow_its_logs():
+    pytest.importorskip("tensorflow")
+    code = textwrap.dedent(
+        """
+        import os
+        from dsxsd.cli import main
+        try:
+            main(["--verbose", "predict", "--help"], prog_name="dsxsd")
+        except SystemExit as exit:
+            assert exit.code == 0
+        import dsxsd.train
+        print(os.environ.get("DSXSD_DEBUG"), os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+        """
+    )
+    done = _python(code, _env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1 None"
+
+
+# --------------------------------------------------------------------------- checks before TensorFlow
+
+
+@pytest.fixture(scope="module")
+def no_tensorflow(tmp_path_factory) -> Path:
+    """A folder holding a ``tensorflow`` package that fails when imported."""
+    root = tmp_path_factory.mktemp("fake")
+    (root / "tensorflow").mkdir()
+    (root / "tensorflow" / "__init__.py").write_text(
+        'raise RuntimeError("the fake TensorFlow was imported")\n'
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    (d / "pairs.csv").write_text(
+        "left,right,label,left_class,right_class,split\n"
+        "a.jpg,b.jpg,1,x,x,train\n"
+        "a.jpg,c.jpg,0,x,y,test\n"
+    )
+    (d / "crops.csv").write_text("path,class\na.jpg,x\nb.jpg,y\nc.jpg,y\n")
+    (d / "wrong.csv").write_text("image,label\na.jpg,1\n")
+    (d / "a-file").write_text("not a folder\n")
+    (d / "index.npz").write_text("not an index\n")
+    (d / "run").mkdir()
+    (d / "run" / "model.keras").write_text("never loaded: the checks fail first\n")
+    (d / "scores.csv").write_text("already here\n")
+    (d / "home").mkdir()
+    (d / "home" / "thesis.tex").write_text("not a demo folder\n")
+    return d
+
+
+CASES = {
+    # name: (arguments, exit code, the path the message names, what it says)
+    "N-way above the classes": (
+        ["evaluate", "run", "crops.csv", "--n-way", "20"], 1, "crops.csv", "20-way needs 20 classes, found 2"),
+    "a split the manifest lacks": (
+        ["evaluate", "run", "pairs.csv", "--split", "val"], 1, "pairs.csv", "no pairs in split 'val'"),
+    "a missing manifest (evaluate)": (["evaluate", "run", "absent.csv"], 2, "absent.csv", "no such file or folder"),
+    "a missing manifest (train)": (["train", "absent.csv", "--out", "new-run"], 2, "absent.csv", "no such file or folder"),
+    "a manifest without val pairs (train)": (
+        ["train", "pairs.csv", "--out", "new-run"], 1, "pairs.csv", "no pairs in split 'val'"),
+    "a run folder that cannot be made": (
+        ["train", "pairs.csv", "--out", "a-file/run"], 1, "a-file/run", "a-file is a file, not a folder"),
+    "an --out that cannot be written": (
+        ["predict", "run", "--pairs", "pairs.csv", "--out", "a-file/scores.csv"], 1, "a-file/scores.csv",
+        "a-file is a file, not a folder"),
+    "an --out that exists": (
+        ["predict", "run", "--pairs", "pairs.csv", "--out", "scores.csv"], 2, "scores.csv", "--overwrite"),
+    "a missing image": (["predict", "run", "a-file", "absent.jpg"], 2, "absent.jpg", "no such file or folder"),
+    "a missing model": (["predict", "absent.keras", "a-file", "a-file"], 2, "absent.keras", "no such file or folder"),
+    "a manifest of the wrong shape": (
+        ["embed", "run", "wrong.csv", "--out", "index-new.npz"], 1, "wrong.csv", "neither a crops manifest"),
+    "an index name without .npz": (["embed", "run", "crops.csv", "--out", "index.txt"], 1, "index.txt", ".npz"),
+    "a file that is not an index": (["search", "index.npz", "a-file"], 1, "index.npz", "not a dsxsd index"),
+    "a demo folder that exists": (["demo", "--out", "home"], 2, "home", "--overwrite"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_checks_needing_no_tensorflow_come_first(case, no_tensorflow, data):
+    args, code, path, message = CASES[case]
+    run = f"from dsxsd.cli import main; main({args!r}, prog_name='dsxsd')"
+    done = _python(run, _env(no_tensorflow), cwd=data)
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "fake TensorFlow" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert path in last and message in last
+    if code == 1:  # a data error is one line; usage errors come with click's usage lines
+        assert done.stderr.strip() == last and last.startswith(f"error: {path}: ")
+    assert done.stdout == ""
+    assert not (data / "new-run").exists() and not (data / "index-new.npz").exists()
