@@ -200,9 +200,11 @@ def test_existing_folders_are_guarded(tiny, tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
+    (precious / ".lock").write_text("someone else's")  # the name dsxsd locks a run folder with
     with pytest.raises(OutputExistsError, match="not a dsxsd run folder"):
         fit(tiny, precious, epochs=1, overwrite=True, **SMALL)
     assert (precious / "thesis.tex").read_text() == "years of work"
+    assert (precious / ".lock").read_text() == "someone else's"
 
 
 def test_early_stopping_and_steps_per_epoch(tiny, tmp_path):

@@ -103,8 +103,8 @@ def fit(
         image_size=image_size, resize=resize, augment=augment, cache=str(cache),
         backbone_weights=None if backbone_weights is None else str(Path(backbone_weights).resolve()),
     )
-    if chief and out.exists() and not out.is_dir():
-        raise OutputExistsError("exists and is not a folder", file=out)
+    if chief:
+        _refuse_foreign(out)  # before the lock file is made in it
     # Non-chief workers of a multi-worker run train in lockstep but write nothing.
     with run.lock_run_folder(out) if chief else contextlib.nullcontext():
         state = _prepare_out(out, config, overwrite) if chief else _read_state(out, config)
@@ -414,15 +414,25 @@ def _config(manifest: Path, table, train_pairs, val_pairs, strategy: str, dist, 
     }
 
 
+def _refuse_foreign(out: Path) -> list[Path]:
+    """Refuse a file, or a folder dsxsd did not write (never touched, --overwrite or
+    not); return the folder's entries but the lock file."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise OutputExistsError("exists and is not a folder", file=out)
+    children = [child for child in out.iterdir() if child.name != run.LOCK_NAME]
+    if children and not run.is_run_folder(out):
+        raise OutputExistsError("exists and is not a dsxsd run folder; choose another --out", file=out)
+    return children
+
+
 def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
     """Make ``out`` (an existing folder whose lock this process holds) ready; return the
     checkpoint state to resume from, if any."""
-    children = [child for child in out.iterdir() if child.name != run.LOCK_NAME]
+    children = _refuse_foreign(out)
     if not children:
         return None
-    if not run.is_run_folder(out):
-        # Never delete a folder dsxsd did not write, --overwrite or not.
-        raise OutputExistsError("exists and is not a dsxsd run folder; choose another --out", file=out)
     if overwrite:
         for child in children:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
