@@ -3,6 +3,8 @@ existing folders are refused before anything trains."""
 
 from __future__ import annotations
 
+import builtins
+import errno
 import json
 import os
 import signal
@@ -162,7 +164,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tiny, tmp_path):
     assert after.epoch.tolist() == [1, 2, 3, 4]  # each epoch once
     pd.testing.assert_frame_equal(after.iloc[:2], before)
     assert (run / "model.keras").exists()
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0004.weights.h5", "state.json"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0004.keras", "state.json"]
 
     # the same command once more: nothing left to train, nothing changes
     written = {p: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
@@ -198,9 +200,11 @@ def test_existing_folders_are_guarded(tiny, tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
+    (precious / ".lock").write_text("someone else's")  # the name dsxsd locks a run folder with
     with pytest.raises(OutputExistsError, match="not a dsxsd run folder"):
         fit(tiny, precious, epochs=1, overwrite=True, **SMALL)
     assert (precious / "thesis.tex").read_text() == "years of work"
+    assert (precious / ".lock").read_text() == "someone else's"
 
 
 def test_early_stopping_and_steps_per_epoch(tiny, tmp_path):
@@ -221,3 +225,107 @@ def test_settings_are_checked(tiny, tmp_path):
     with pytest.raises(SettingError, match="optimizer"):
         fit(tiny, tmp_path / "run", optimizer="rmsprop", **SMALL)
     assert not (tmp_path / "run").exists()
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Ctrl-C while epoch ``epoch`` (1-based) trains: the epochs before it are saved."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def weights(run):
+    return load_model(run / "model.keras").get_weights()
+
+
+# 28 training pairs, batch 4: 7 batches a pass; with 3 steps an epoch, epochs straddle passes
+RESUMABLE = {
+    "epochs": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, **SMALL),
+    "steps": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, steps_per_epoch=3, augment=True, **SMALL),
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny, tmp_path_factory):
+    """Runs of RESUMABLE's settings that nothing interrupted: name -> (summary, run folder)."""
+    runs = {}
+
+    def run(name):
+        if name not in runs:
+            out = tmp_path_factory.mktemp("whole") / "run"
+            runs[name] = fit(tiny, out, **RESUMABLE[name]), out
+        return runs[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", sorted(RESUMABLE))
+def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(tiny, tmp_path, uninterrupted, name):
+    whole, whole_run = uninterrupted(name)
+    run = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(tiny, run, **RESUMABLE[name], callbacks=[InterruptAt(3)])
+    assert str(info.value) == f"{run}: epoch 2 of 3 saved; run the same command to resume"
+    assert pd.read_csv(run / "history.csv").epoch.tolist() == [1, 2]
+    resumed = fit(tiny, run, **RESUMABLE[name])  # the same command again
+    assert resumed["initial_epoch"] == 2
+    assert (run / "history.csv").read_text() == (whole_run / "history.csv").read_text()
+    assert resumed["loss"] == whole["loss"] and resumed["val_loss"] == whole["val_loss"]
+    for got, want in zip(weights(run), weights(whole_run)):
+        np.testing.assert_array_equal(got, want)
+
+
+class FullDisk:
+    """A file on a disk that fills up after ``room`` bytes."""
+
+    def __init__(self, file, room):
+        self.file, self.room = file, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            self.file.write(bytes(data[: self.room]))  # what fitted stays, half a file
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def test_a_full_disk_while_checkpointing_is_one_error_and_the_rerun_resumes(tiny, tmp_path, monkeypatch, uninterrupted):
+    from dsxsd.errors import DsxsdError
+
+    same = RESUMABLE["epochs"]
+    real_open = builtins.open
+
+    def disk_fills_at_epoch_2(file, mode="r", *args, **kwargs):
+        opened = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and "epoch-0002" in os.fspath(file) and "w" in mode:
+            return FullDisk(opened, room=4096)
+        return opened
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", disk_fills_at_epoch_2)
+        with pytest.raises(DsxsdError) as info:
+            fit(tiny, run, **same)
+    assert info.value.exit_code == 1
+    assert str(info.value) == f"{run}: could not save the checkpoint of epoch 2: No space left on device"
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 1
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("epoch-")] == ["epoch-0001.keras"]
+    resumed = fit(tiny, run, **same)  # space freed: the rerun goes on from epoch 1
+    assert resumed["initial_epoch"] == 1
+    assert (run / "history.csv").read_text() == (uninterrupted("epochs")[1] / "history.csv").read_text()

@@ -68,7 +68,7 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     curves.png and checkpoints/. Running the same command again after a crash or kill
     resumes from the last finished epoch; raising --epochs continues a finished run. A run
     folder with other settings is replaced only with --overwrite; a folder that is not a
-    run folder is never replaced.
+    run folder is never replaced; a folder another dsxsd train is writing is refused.
 
     \b
     dsxsd train pairs.csv --out run/
@@ -77,37 +77,54 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     need_tensorflow()
     _preflight.check_train(manifest, out)  # before the seconds TensorFlow takes to import
     train_package = import_train()
-    summary = train_package.fit(
-        manifest,
-        out,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        seed=seed,
-        early_stopping=early_stopping,
-        steps_per_epoch=steps_per_epoch,
-        width=width,
-        image_size=image_size,
-        resize=resize,
-        augment=augment,
-        cache=_cache(cache),
-        backbone_weights=backbone_weights,
-        strategy=strategy,
-        precision=precision,
-        overwrite=overwrite,
-        verbose=0 if as_json else "auto",
-    )
+    try:
+        summary = train_package.fit(
+            manifest,
+            out,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            seed=seed,
+            early_stopping=early_stopping,
+            steps_per_epoch=steps_per_epoch,
+            width=width,
+            image_size=image_size,
+            resize=resize,
+            augment=augment,
+            cache=_cache(cache),
+            backbone_weights=backbone_weights,
+            strategy=strategy,
+            precision=precision,
+            overwrite=overwrite,
+            verbose=0 if as_json else "auto",
+        )
+    except KeyboardInterrupt as exc:
+        # fit's TrainingInterrupted says what the run folder kept and how to go on.
+        click.echo(f"interrupted: {exc}" if str(exc) else "interrupted", err=True)
+        click.get_current_context().exit(130)
     if as_json:
         print_json(summary)
-        return
-    resumed = f" (resumed after epoch {summary['initial_epoch']})" if summary["resumed"] else ""
-    stopped = ", stopped early" if summary["stopped_early"] else ""
-    click.echo(
-        f"trained {summary['epochs']} epochs{resumed}{stopped}: val_accuracy "
-        f"{_fmt(summary['val_accuracy'])}, best val_loss {_fmt(summary['best_val_loss'])} "
-        f"at epoch {summary['best_epoch']} -> {out}"
-    )
+    elif summary["already_complete"]:
+        click.echo(f"{out} is already complete {_done(summary, epochs)}")
+    else:
+        resumed = f" (resumed after epoch {summary['initial_epoch']})" if summary["resumed"] else ""
+        stopped = ", stopped early" if summary["stopped_early"] else ""
+        click.echo(
+            f"trained {summary['epochs']} epochs{resumed}{stopped}: val_accuracy "
+            f"{_fmt(summary['val_accuracy'])}, best val_loss {_fmt(summary['best_val_loss'])} "
+            f"at epoch {summary['best_epoch']} -> {out}"
+        )
+
+
+def _done(summary, epochs: int) -> str:
+    """What a finished run holds, and how to get more out of it."""
+    trained = summary["epochs"]
+    if summary["stopped_early"]:
+        return f"(stopped early after epoch {trained}); pass --overwrite to train it again"
+    if trained > epochs:
+        return f"({trained} epochs); raise --epochs above {trained} to train more"
+    return f"({trained} of {epochs} epochs); raise --epochs to train more"
 
 
 def _fmt(value) -> str:

@@ -161,6 +161,10 @@ class PairTable:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def batches(self, batch_size: int, drop_remainder: bool = False) -> int:
+        """How many batches one pass over the pairs makes."""
+        return len(self) // batch_size if drop_remainder else -(-len(self) // batch_size)
+
 
 def read_manifest(manifest: str | os.PathLike[str]):
     """The pairs manifest, validated by :func:`dsxsd.read_pairs`, as a DataFrame with
@@ -260,17 +264,26 @@ def pairs_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
     cache_key: str = "",
+    start: int = 0,
 ) -> tf.data.Dataset:
     """The pipeline behind :func:`make_dataset`, from a :class:`PairTable`.
 
     One element of ``images`` is the whole split's decoded images [N, S, S, 3] uint8;
-    each epoch shuffles the pair indices (a fresh, seeded permutation per epoch), cuts
-    them into batches, gathers each batch's images and augments them.
+    each pass over the pairs shuffles the pair indices (a fresh, seeded permutation per
+    pass), cuts them into batches, gathers each batch's images and augments them.
+
+    With ``repeat`` the dataset is one endless stream of passes, and pass ``p``'s order
+    and augmentation are a function of ``(seed, p)`` alone; ``start`` begins the stream
+    that many batches in. A resumed run passes the batches its finished epochs took, so
+    it sees exactly the batches an uninterrupted run would have. Without ``repeat`` each
+    iteration of the dataset (each epoch of a ``model.fit``) draws a new order.
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if start and not repeat:
+        raise ValueError("start needs repeat: only the endless stream has a position to start at")
     n_images = len(pairs.paths)
     images = (
         tf.data.Dataset.from_tensor_slices(pairs.paths)
@@ -278,15 +291,23 @@ def pairs_dataset(
         .batch(n_images)
     )
     images = _cached(images, cache, pairs, image_size, resize, cache_key)
+    n_batches = pairs.batches(batch_size, drop_remainder)
+    first_pass, skip = divmod(start, n_batches)
     if repeat:
         images = images.repeat()
-    # One seed per epoch, different each time the dataset is iterated (each epoch of fit).
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        # Each pass's seed is drawn from (seed, pass number) alone: what the stream holds
+        # at a position never depends on how often a process iterated it before.
+        seeds = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max).map(
+            lambda n: tf.random.stateless_uniform(
+                [], tf.stack([tf.constant(seed, tf.int64), n]), minval=None, maxval=None, dtype=tf.int64
+            )
+        )
+    else:
+        # One seed per iteration, different each time the dataset is iterated.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     left = tf.constant(pairs.left)
     right = tf.constant(pairs.right)
     labels = tf.constant(pairs.labels)
-
-    n_batches = len(pairs) // batch_size if drop_remainder else -(-len(pairs) // batch_size)
 
     def one_epoch(decoded: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(len(pairs), dtype=tf.int32)
@@ -316,7 +337,8 @@ def pairs_dataset(
             b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
         return (a, b), tf.gather(labels, idx)
 
-    ds = tf.data.Dataset.zip(images, seeds).flat_map(one_epoch).map(gather, num_parallel_calls=AUTOTUNE)
+    # Skipping the (handle, step) elements costs no gather: only the steps are counted off.
+    ds = tf.data.Dataset.zip(images, seeds).flat_map(one_epoch).skip(skip).map(gather, num_parallel_calls=AUTOTUNE)
     if not repeat:
         # flat_map hides the length; stating it gives Keras its progress bar total and
         # spares the "ran out of data" warning at the end of the first epoch.

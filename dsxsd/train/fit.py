@@ -10,6 +10,7 @@ appears once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from .._io import atomic_path, write_text
+from .._io import write_text
 from ..errors import DsxsdError, OutputExistsError
 from . import data, loop, network, run
 
@@ -69,7 +70,14 @@ def fit(
     the same settings, training resumes from its last finished epoch; a run with other
     settings is replaced only with ``overwrite``; a folder that is not a dsxsd run is
     never touched. ``verbose``: "auto" is Keras' progress bar on a terminal and one line
-    per epoch otherwise. Returns a summary (epochs run, final and best metrics).
+    per epoch otherwise. Returns a summary (epochs run, final and best metrics;
+    ``already_complete`` when the run had nothing left to train).
+
+    While it trains, ``out/.lock`` keeps a second run out of the folder
+    (:class:`dsxsd.train.run.RunInUseError`). Ctrl-C raises :class:`TrainingInterrupted`
+    (a KeyboardInterrupt) saying which epoch was saved; a file that cannot be written
+    (a full disk) raises :class:`dsxsd.train.run.RunSaveError`, and the rerun resumes
+    from the last complete checkpoint.
     """
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
@@ -95,66 +103,115 @@ def fit(
         image_size=image_size, resize=resize, augment=augment, cache=str(cache),
         backbone_weights=None if backbone_weights is None else str(Path(backbone_weights).resolve()),
     )
-    state = _prepare_out(out, config, overwrite) if chief else _read_state(out, config)
+    if chief:
+        _refuse_foreign(out)  # before the lock file is made in it
+    # Non-chief workers of a multi-worker run train in lockstep but write nothing.
+    with run.lock_run_folder(out) if chief else contextlib.nullcontext():
+        state = _prepare_out(out, config, overwrite) if chief else _read_state(out, config)
+        return _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) during :func:`fit`; says what the run folder kept.
+
+    A KeyboardInterrupt still, so whatever handles Ctrl-C handles it.
+    """
+
+    def __init__(self, out: Path, saved_epoch: int, epochs: int):
+        self.out = out
+        self.saved_epoch = saved_epoch
+        self.epochs = epochs
+        if saved_epoch:
+            kept = f"epoch {saved_epoch} of {epochs} saved; run the same command to resume"
+        else:
+            kept = "no epoch finished, nothing to resume; run the same command to start again"
+        super().__init__(f"{out}: {kept}")
+
+
+def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose) -> dict[str, Any]:
+    epochs, steps_per_epoch = config["epochs"], config["steps_per_epoch"]
     history = run.read_history(out)
     history = [r for r in history if r["epoch"] <= state["epoch"]] if state else []
     initial_epoch = state["epoch"] if state else 0
     finished = bool(state and state.get("stopped")) or initial_epoch >= epochs
-    # Non-chief workers of a multi-worker run train in lockstep but write nothing.
     if chief and not finished:
-        run.write_config(out, config)
+        with run.saving(out, "config.json"):
+            run.write_config(out, config)
+    recorder = RunRecorder(out, history, config["early_stopping"], write=chief, saved_epoch=initial_epoch)
+    recorder.stopped_early = bool(state and state.get("stopped"))
+    try:
+        model = _compiled_model(config, dist, out / "checkpoints" / state["weights"] if state else None)
+        # Training reads one endless stream of batches; an epoch is a fixed number of
+        # them, so a resumed run starts the stream where its finished epochs left it.
+        steps = steps_per_epoch or train_pairs.batches(config["batch_size"])
+        train_ds, val_ds = _datasets(config, train_pairs, val_pairs, dist, chief, start=initial_epoch * steps)
+        all_callbacks: list[keras.callbacks.Callback] = [recorder]
+        if chief:
+            all_callbacks.append(EpochScalars(out / "logs"))
+        all_callbacks += list(callbacks)
+        started = time.monotonic()
+        if not finished:
+            schedule = dict(epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                            callbacks=all_callbacks, verbose=_verbosity(verbose) if chief else 0)
+            if config["strategy"] == "multiworker":
+                loop.train_loop(model, dist, train_ds, val_ds, **schedule)
+            else:
+                model.fit(train_ds, validation_data=val_ds, shuffle=False, **schedule)  # the dataset shuffles itself
+        seconds = time.monotonic() - started
+        history = recorder.history
+        # A finished run rerun writes nothing, unless a kill came between the last checkpoint
+        # and the final model.
+        if chief and (not finished or not (out / "model.keras").exists()):
+            _save_final(out, model, history)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(out, recorder.saved_epoch, epochs) from None
+    summary = _summary(out, history, initial_epoch, recorder, seconds, config)
+    summary["already_complete"] = finished
+    return summary
 
-    keras.utils.set_random_seed(seed + initial_epoch)
+
+def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool, start: int):
+    cache = config["cache"]
+    if cache not in ("memory", "none") and not chief:
+        cache = Path(cache) / f"worker-{dist.cluster_resolver.task_id}"
+    common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"], cache=cache)
+    train_ds = data.pairs_dataset(
+        train_pairs, augment=config["augment"], shuffle=True, seed=config["seed"], repeat=True, start=start,
+        cache_key="train", **common,
+    )
+    return train_ds, data.pairs_dataset(val_pairs, cache_key="val", **common)
+
+
+def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> keras.Model:
+    # Seeded the same on every rerun: what is random besides the data (the initial
+    # weights) must not depend on where a run resumed. The data are seeded per pass.
+    keras.utils.set_random_seed(config["seed"])
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
+    keras.config.set_dtype_policy(config["precision"])
     try:
         with dist.scope():
-            model = network.build_model(image_size, width, backbone_weights)
+            model = network.build_model(config["image_size"], config["width"], config["backbone_weights"])
             model.compile(
-                optimizer=_optimizer(optimizer, lr),
+                optimizer=_optimizer(config["optimizer"], config["lr"]),
                 loss="binary_crossentropy",
                 metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
             )
-            if state:
-                _restore(model, out / "checkpoints" / state["weights"])
+            if checkpoint is not None:
+                _restore(model, checkpoint)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    return model
 
-    cache_for_worker = cache
-    if str(cache) not in ("memory", "none") and not chief:
-        cache_for_worker = Path(cache) / f"worker-{dist.cluster_resolver.task_id}"
-    common = dict(image_size=image_size, batch_size=batch_size, resize=resize, cache=cache_for_worker)
-    train_ds = data.pairs_dataset(
-        train_pairs, augment=augment, shuffle=True, seed=seed + initial_epoch,
-        repeat=steps_per_epoch is not None, cache_key="train", **common,
-    )
-    val_ds = data.pairs_dataset(val_pairs, cache_key="val", **common)
 
-    recorder = RunRecorder(out, history, early_stopping, write=chief)
-    recorder.stopped_early = bool(state and state.get("stopped"))
-    all_callbacks: list[keras.callbacks.Callback] = [recorder]
-    if chief:
-        all_callbacks.append(EpochScalars(out / "logs"))
-    all_callbacks += list(callbacks)
-    started = time.monotonic()
-    if not finished:
-        schedule = dict(epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                        callbacks=all_callbacks, verbose=_verbosity(verbose) if chief else 0)
-        if strategy == "multiworker":
-            loop.train_loop(model, dist, train_ds, val_ds, **schedule)
-        else:
-            model.fit(train_ds, validation_data=val_ds, shuffle=False, **schedule)  # the dataset shuffles itself
-    seconds = time.monotonic() - started
-    history = recorder.history
-    # A finished run rerun writes nothing, unless a kill came between the last checkpoint
-    # and the final model.
-    if chief and (not finished or not (out / "model.keras").exists()):
+def _save_final(out: Path, model: keras.Model, history: list[dict[str, float]]) -> None:
+    with run.saving(out, "model.keras"):
         run.save_model(model, out / "model.keras")
-        if not (out / "best.keras").exists():
+    if not (out / "best.keras").exists():
+        with run.saving(out, "best.keras"):
             run.save_model(model, out / "best.keras")
-        if history:
+    if history:
+        with run.saving(out, "curves.png"):
             run.plot_curves(out, history)
-    return _summary(out, history, initial_epoch, recorder, seconds, config)
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -165,13 +222,15 @@ class RunRecorder(keras.callbacks.Callback):
     checkpoint's epoch then: each epoch is in history.csv once.
     """
 
-    def __init__(self, out: Path, history: list[dict[str, float]], patience: int | None, write: bool = True):
+    def __init__(self, out: Path, history: list[dict[str, float]], patience: int | None, write: bool = True,
+                 saved_epoch: int = 0):
         super().__init__()
         self.out = out
         self.history = list(history)
         self.patience = patience
         self.write = write
         self.stopped_early = False
+        self.saved_epoch = saved_epoch  # the epoch the checkpoint holds
 
     @property
     def best(self) -> dict[str, float] | None:
@@ -189,26 +248,28 @@ class RunRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
             self.stopped_early = True
         if not self.write:
+            self.saved_epoch = row["epoch"]  # the chief saved it
             return
-        run.write_history(self.out, self.history)
+        with run.saving(self.out, "history.csv"):
+            run.write_history(self.out, self.history)
         if improved:
-            run.save_model(self.model, self.out / "best.keras")
-        self._checkpoint(row["epoch"])
+            with run.saving(self.out, "best.keras"):
+                run.save_model(self.model, self.out / "best.keras")
+        with run.saving(self.out, f"the checkpoint of epoch {row['epoch']}"):
+            self._checkpoint(row["epoch"])
+        self.saved_epoch = row["epoch"]
 
     def _checkpoint(self, epoch: int) -> None:
+        # The model and the optimizer's state, as a whole .keras file: state.json names
+        # it only once it is complete, so a resume never reads a half-written one.
         folder = self.out / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epoch:04d}.weights.h5"
-        with atomic_path(folder / name, overwrite=True) as tmp:
-            staged = tmp.with_name(tmp.name + ".weights.h5")
-            try:
-                self.model.save_weights(staged)  # the model's and the optimizer's variables
-                os.replace(staged, tmp)
-            finally:
-                staged.unlink(missing_ok=True)
+        name = f"epoch-{epoch:04d}.keras"
+        run.save_model(self.model, folder / name)
         state = {"epoch": epoch, "weights": name, "stopped": self.stopped_early}
         write_text(folder / "state.json", json.dumps(state) + "\n", overwrite=True)
-        for old in folder.glob("epoch-*.weights.h5"):
+        # Earlier dsxsd versions wrote .weights.h5 checkpoints; either is replaced.
+        for old in [*folder.glob("epoch-*.keras"), *folder.glob("epoch-*.weights.h5")]:
             if old.name != name:
                 old.unlink(missing_ok=True)
 
@@ -353,20 +414,27 @@ def _config(manifest: Path, table, train_pairs, val_pairs, strategy: str, dist, 
     }
 
 
-def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-    """Make ``out`` ready; return the checkpoint state to resume from, if any."""
+def _refuse_foreign(out: Path) -> list[Path]:
+    """Refuse a file, or a folder dsxsd did not write (never touched, --overwrite or
+    not); return the folder's entries but the lock file."""
     if not out.exists():
-        out.mkdir(parents=True)
-        return None
+        return []
     if not out.is_dir():
         raise OutputExistsError("exists and is not a folder", file=out)
-    if not any(out.iterdir()):
-        return None
-    if not run.is_run_folder(out):
-        # Never delete a folder dsxsd did not write, --overwrite or not.
+    children = [child for child in out.iterdir() if child.name != run.LOCK_NAME]
+    if children and not run.is_run_folder(out):
         raise OutputExistsError("exists and is not a dsxsd run folder; choose another --out", file=out)
+    return children
+
+
+def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """Make ``out`` (an existing folder whose lock this process holds) ready; return the
+    checkpoint state to resume from, if any."""
+    children = _refuse_foreign(out)
+    if not children:
+        return None
     if overwrite:
-        for child in out.iterdir():
+        for child in children:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         return None
     differences = run.config_differences(run.read_run_config(out), config)
@@ -422,4 +490,4 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
     }
 
 
-__all__ = ["SettingError", "fit", "make_strategy", "resolve_precision", "RunRecorder"]
+__all__ = ["SettingError", "TrainingInterrupted", "fit", "make_strategy", "resolve_precision", "RunRecorder"]

@@ -4,26 +4,34 @@
     run/config.json      every setting, the manifest's path and sha256, versions
     run/history.csv      epoch,loss,accuracy,val_loss,val_accuracy,lr (one row per epoch)
     run/logs/            TensorBoard              run/curves.png   loss and accuracy per epoch
-    run/checkpoints/     state.weights.h5 (model + optimizer) and state.json (last epoch)
+    run/checkpoints/     epoch-N.keras (model + optimizer) and state.json (which epoch)
+    run/.lock            while a ``dsxsd train`` runs: flock'ed, holds its process id
 
 Every file is written atomically, so a kill at any moment leaves each file either as it
-was or complete.
+was or complete, and a full disk leaves no half-written file (:class:`RunSaveError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .._io import atomic_path, write_bytes, write_text
 from ..errors import DsxsdError, ModelFileError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs into one folder are not guarded there
+    fcntl = None  # type: ignore[assignment]
+
 RUN_FORMAT = "dsxsd.run"
+LOCK_NAME = ".lock"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
 # Settings that must match for a rerun to continue an interrupted run; the rest (epochs,
 # strategy, cache, verbosity) may change between the two commands.
@@ -120,9 +128,32 @@ def plot_curves(out: Path, rows: list[dict[str, float]]) -> None:
     write_bytes(out / "curves.png", buffer.getvalue(), overwrite=True)
 
 
+class RunSaveError(DsxsdError):
+    """A file of the run folder could not be written (a full disk, no permission)."""
+
+
+class RunInUseError(DsxsdError):
+    """Another process trains into the same run folder."""
+
+
+@contextlib.contextmanager
+def saving(out: Path, what: str) -> Iterator[None]:
+    """Turn an OSError while writing ``what`` into one :class:`RunSaveError` naming the
+    run folder: the atomic writes have already removed their temporary files."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunSaveError(f"could not save {what}: {exc.strerror or exc}", file=out) from exc
+
+
 def save_model(model, path: Path) -> None:
     """``model.save`` made atomic (Keras insists on the ``.keras`` suffix, so the
-    temporary file gets one)."""
+    temporary file gets one).
+
+    A ``.keras`` file is a zip written by Python with the weights' HDF5 built in
+    memory, so a full disk is a plain OSError; HDF5 writing to a full disk itself
+    (``save_weights``) crashed the process when its objects were finalised.
+    """
     with atomic_path(path, overwrite=True) as tmp:
         staged = tmp.with_name(tmp.name + ".keras")
         try:
@@ -130,6 +161,53 @@ def save_model(model, path: Path) -> None:
             os.replace(staged, tmp)
         finally:
             staged.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def lock_run_folder(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (created with ``out``) while training writes the folder.
+
+    The lock is ``flock`` on the file, which holds the holder's process id: a second
+    run into the folder gets :class:`RunInUseError` naming it. The system drops the lock
+    when its process dies, so a lock file left by a killed run is simply taken over. The
+    file is removed when the run ends. Without ``fcntl`` (Windows) nothing is locked.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    path = out / LOCK_NAME
+    fd = _take_lock(path, out)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        # Unlinked before it is unlocked: a run waiting on this file then finds it gone
+        # and makes a new one (see _take_lock), never two holders at once.
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _take_lock(path: Path, out: Path) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise RunInUseError(f"in use by process {holder}; wait for it to end or choose another --out", file=out) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed this file as we locked it: lock the new one
 
 
 def is_run_folder(path: Path) -> bool:
@@ -142,13 +220,18 @@ def is_run_folder(path: Path) -> bool:
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "LOCK_NAME",
     "RESUME_KEYS",
+    "RunInUseError",
+    "RunSaveError",
     "config_differences",
     "is_run_folder",
+    "lock_run_folder",
     "plot_curves",
     "read_history",
     "read_run_config",
     "save_model",
+    "saving",
     "sha256_file",
     "write_config",
     "write_history",
