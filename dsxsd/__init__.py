@@ -21,6 +21,8 @@ from .errors import (
     MissingPathError,
     OutputExistsError,
     OutputWriteError,
+    RunInUseError,
+    RunSaveError,
     UnknownFormatError,
     WorkerProcessError,
 )
@@ -85,6 +87,8 @@ __all__ = [
     "OutputExistsError",
     "OutputWriteError",
     "Problem",
+    "RunInUseError",
+    "RunSaveError",
     "SkippedFile",
     "UnknownFormatError",
     "WorkerProcessError",

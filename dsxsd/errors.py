@@ -129,6 +129,16 @@ class ModelFileError(DsxsdError):
     """A model file that is missing, unreadable or not a dsxsd model."""
 
 
+class RunSaveError(DsxsdError):
+    """A file of a training run folder could not be written (a full disk, no permission);
+    names the run folder and what could not be saved. A rerun resumes from the last
+    complete checkpoint."""
+
+
+class RunInUseError(DsxsdError):
+    """Another process trains into the same run folder."""
+
+
 class WorkerProcessError(DsxsdError):
     """A worker process ended abruptly (killed for lack of memory, or a crash inside a
     C library such as an image decoder) while ``--workers`` processes read or cut files.
@@ -152,5 +162,7 @@ __all__ = [
     "ManifestError",
     "MissingDependencyError",
     "ModelFileError",
+    "RunSaveError",
+    "RunInUseError",
     "WorkerProcessError",
 ]

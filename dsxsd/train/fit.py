@@ -74,9 +74,9 @@ def fit(
     ``already_complete`` when the run had nothing left to train).
 
     While it trains, ``out/.lock`` keeps a second run out of the folder
-    (:class:`dsxsd.train.run.RunInUseError`). Ctrl-C raises :class:`TrainingInterrupted`
+    (:class:`dsxsd.RunInUseError`). Ctrl-C raises :class:`TrainingInterrupted`
     (a KeyboardInterrupt) saying which epoch was saved; a file that cannot be written
-    (a full disk) raises :class:`dsxsd.train.run.RunSaveError`, and the rerun resumes
+    (a full disk) raises :class:`dsxsd.RunSaveError`, and the rerun resumes
     from the last complete checkpoint.
     """
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,

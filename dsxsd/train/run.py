@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._io import atomic_path, write_bytes, write_text
-from ..errors import DsxsdError, ModelFileError
+from ..errors import DsxsdError, ModelFileError, OutputWriteError, RunInUseError, RunSaveError
 
 try:
     import fcntl
@@ -128,22 +128,18 @@ def plot_curves(out: Path, rows: list[dict[str, float]]) -> None:
     write_bytes(out / "curves.png", buffer.getvalue(), overwrite=True)
 
 
-class RunSaveError(DsxsdError):
-    """A file of the run folder could not be written (a full disk, no permission)."""
-
-
-class RunInUseError(DsxsdError):
-    """Another process trains into the same run folder."""
-
-
 @contextlib.contextmanager
 def saving(out: Path, what: str) -> Iterator[None]:
     """Turn an OSError while writing ``what`` into one :class:`RunSaveError` naming the
     run folder: the atomic writes have already removed their temporary files."""
     try:
         yield
-    except OSError as exc:
-        raise RunSaveError(f"could not save {what}: {exc.strerror or exc}", file=out) from exc
+    except (OSError, OutputWriteError) as exc:
+        # dsxsd's atomic writes name the file they could not write; a user wants the run
+        # folder and the reason the system gave.
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+        raise RunSaveError(f"could not save {what}: {reason}", file=out) from exc
 
 
 def save_model(model, path: Path) -> None:
