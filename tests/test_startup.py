@@ -62,15 +62,15 @@ def test_tensorflow_start_up_lines_are_hidden():
 
 @pytest.mark.tf
 @pytest.mark.parametrize(
-    "extra, level",
-    [({"DSXSD_DEBUG": "1"}, "None"), ({"TF_CPP_MIN_LOG_LEVEL": "0"}, "0")],
+    "extra",
+    [{"DSXSD_DEBUG": "1"}, {"TF_CPP_MIN_LOG_LEVEL": "0"}],
     ids=["DSXSD_DEBUG shows everything", "the user's own level wins"],
 )
-def test_tensorflow_logs_come_back_when_asked_for(extra, level):
+def test_tensorflow_logs_come_back_when_asked_for(extra):
     pytest.importorskip("tensorflow")
     done = _python(TINY_TF_RUN, _env(**extra))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == level
+    assert any(noise in done.stderr for noise in STARTUP_NOISE), done.stderr
 
 
 @pytest.mark.tf
@@ -85,12 +85,15 @@ def test_verbose_option_leaves_tensorflow_its_logs():
         except SystemExit as exit:
             assert exit.code == 0
         import dsxsd.train
-        print(os.environ.get("DSXSD_DEBUG"), os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+        import tensorflow as tf
+        assert float(tf.reduce_sum(tf.constant([1.0, 2.0]) * 2)) == 6.0
+        print(os.environ.get("DSXSD_DEBUG"))
         """
     )
     done = _python(code, _env())
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "1 None"
+    assert done.stdout.splitlines()[-1] == "1"
+    assert any(noise in done.stderr for noise in STARTUP_NOISE), done.stderr
 
 
 # --------------------------------------------------------------------------- checks before TensorFlow
@@ -98,12 +101,13 @@ def test_verbose_option_leaves_tensorflow_its_logs():
 
 @pytest.fixture(scope="module")
 def no_tensorflow(tmp_path_factory) -> Path:
-    """A folder holding a ``tensorflow`` package that fails when imported."""
+    """A folder holding ``tensorflow`` and ``keras`` packages that fail when imported: the
+    commands find them installed (as with the train extra, also in a core-only test
+    environment) but must not import them before their checks."""
     root = tmp_path_factory.mktemp("fake")
-    (root / "tensorflow").mkdir()
-    (root / "tensorflow" / "__init__.py").write_text(
-        'raise RuntimeError("the fake TensorFlow was imported")\n'
-    )
+    for name in ("tensorflow", "keras"):
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(f'raise RuntimeError("the fake {name} was imported")\n')
     return root
 
 
@@ -160,7 +164,7 @@ def test_checks_needing_no_tensorflow_come_first(case, no_tensorflow, data):
     run = f"from dsxsd.cli import main; main({args!r}, prog_name='dsxsd')"
     done = _python(run, _env(no_tensorflow), cwd=data)
     assert done.returncode == code, done.stderr
-    assert "Traceback" not in done.stderr and "fake TensorFlow" not in done.stderr
+    assert "Traceback" not in done.stderr and "was imported" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert path in last and message in last
     if code == 1:  # a data error is one line; usage errors come with click's usage lines
