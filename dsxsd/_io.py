@@ -40,7 +40,10 @@ _WRITE_ERRNOS = frozenset(
 
 
 def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse to replace ``path`` unless ``overwrite``."""
+    """Refuse to replace ``path`` unless ``overwrite``; first clear away what killed
+    writes of ``path`` left beside it (putting back an output they had set aside)."""
+    path = Path(path)
+    remove_abandoned(path.parent, path.name)
     if path.exists() and not overwrite:
         raise OutputExistsError("already exists; pass --overwrite to replace it", file=path)
 
@@ -103,7 +106,7 @@ def _replace_folder(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
         return
     # Move the old output aside first so that a failed rename can put it back.
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".old", dir=path.parent))
     old.rmdir()
     os.replace(path, old)
     try:
@@ -126,7 +129,7 @@ def _remove(path: Path) -> None:
 
 def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
     """A new, locked temporary beside ``path`` (its folder made first), and the lock's
-    file descriptor. Temporaries that killed runs left there go first."""
+    file descriptor."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +141,6 @@ def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
         ) from None
     except OSError as exc:
         raise OutputWriteError(f"cannot create files in {parent}: {_why(exc)}", file=path) from exc
-    _remove_abandoned(path)
     prefix = f".{path.name}.{os.getpid()}."
     try:
         if folder:
@@ -198,21 +200,34 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _remove_abandoned(path: Path) -> None:
-    """Remove the temporaries of earlier writes of ``path`` whose process has ended and
-    whose lock nobody holds. Best effort: what cannot be removed stays."""
+# A temporary's name: ``.<output name>.<pid>.<random>.tmp`` (what is being written, Keras'
+# own staging file adds a suffix) or ``.old`` (a replaced output on its way out).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d{1,10})\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(\.\w+)?\Z")
+
+
+def remove_abandoned(folder: Path, name: str | None = None) -> None:
+    """Remove the temporaries in ``folder`` (of the output ``name``, or of any output) whose
+    process has ended and whose lock nobody holds. A replaced output set aside by a run
+    killed before its replacement took its place is put back instead. Best effort: what
+    cannot be removed stays."""
     if fcntl is None:
         return
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d{1,10})\.[a-z0-9_]{8}\.tmp\Z")
+    start = "." if name is None else f".{name}."
     try:
-        with os.scandir(path.parent) as entries:
-            names = [e.name for e in entries if e.name.startswith(f".{path.name}.")]
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.startswith(start)]
     except OSError:
         return
-    for name in names:
-        match = pattern.match(name)
-        if match and not _running(int(match[1])):
-            _remove_unlocked(path.parent / name)
+    for found in names:
+        match = _TEMPORARY.match(found)
+        if not match or (name is not None and match["name"] != name) or _running(int(match["pid"])):
+            continue
+        output = folder / match["name"]
+        if match["kind"] == "old" and not os.path.lexists(output):
+            with contextlib.suppress(OSError):
+                os.replace(folder / found, output)
+        else:
+            _remove_unlocked(folder / found)
 
 
 def _running(pid: int) -> bool:
@@ -242,4 +257,4 @@ def _remove_unlocked(temporary: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory"]
+__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "remove_abandoned"]

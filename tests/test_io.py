@@ -286,3 +286,28 @@ def test_a_temporary_of_a_live_process_is_left_alone(tmp_path):
     finally:
         live.send_signal(signal.SIGKILL)
         live.wait()
+
+
+def _dead_pid() -> int:
+    """The process id of a process that has ended."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    return ended.pid
+
+
+def test_an_output_set_aside_by_a_killed_overwrite_is_put_back(tmp_path):
+    # --overwrite moves the old output aside, renames the new one in, then removes the
+    # old one; a kill between the two renames leaves only the set-aside copy.
+    labels, _, _ = _scene(tmp_path)
+    assert _cli(["convert", "json2csv", str(labels), str(tmp_path / "out.csv")]).exit_code == 0
+    before = (tmp_path / "out.csv").read_bytes()
+    aside = tmp_path / f".out.csv.{_dead_pid()}.abcd1234.old"
+    os.replace(tmp_path / "out.csv", aside)
+
+    result = _cli(["convert", "json2csv", str(labels), str(tmp_path / "out.csv")])
+    assert result.exit_code == 2 and "--overwrite" in result.output  # it is back, so guarded
+    assert (tmp_path / "out.csv").read_bytes() == before and not aside.exists()
+    # Once the output is in place, a set-aside copy of a dead run is only removed.
+    aside.write_bytes(b"stale")
+    assert _cli(["convert", "json2csv", str(labels), str(tmp_path / "out.csv"), "--overwrite"]).exit_code == 0
+    assert not aside.exists() and (tmp_path / "out.csv").read_bytes() == before

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+import dsxsd  # noqa: E402
 from dsxsd.errors import MissingImageError, OutputExistsError  # noqa: E402
 from dsxsd.train import build_model, fit, load_images, load_model, read_run_config  # noqa: E402
 from dsxsd.train.fit import SettingError  # noqa: E402
@@ -205,6 +206,10 @@ def test_existing_folders_are_guarded(tiny, tmp_path):
         fit(tiny, precious, epochs=1, overwrite=True, **SMALL)
     assert (precious / "thesis.tex").read_text() == "years of work"
     assert (precious / ".lock").read_text() == "someone else's"
+    (precious / "thesis.tex").unlink()  # its own .lock alone: still not a run folder
+    with pytest.raises(OutputExistsError, match="not a dsxsd run folder"):
+        fit(tiny, precious, epochs=1, **SMALL)
+    assert (precious / ".lock").read_text() == "someone else's"
 
 
 def test_early_stopping_and_steps_per_epoch(tiny, tmp_path):
@@ -305,8 +310,6 @@ class FullDisk:
 
 
 def test_a_full_disk_while_checkpointing_is_one_error_and_the_rerun_resumes(tiny, tmp_path, monkeypatch, uninterrupted):
-    from dsxsd.errors import DsxsdError
-
     same = RESUMABLE["epochs"]
     real_open = builtins.open
 
@@ -319,13 +322,23 @@ def test_a_full_disk_while_checkpointing_is_one_error_and_the_rerun_resumes(tiny
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
         patch.setattr(builtins, "open", disk_fills_at_epoch_2)
-        with pytest.raises(DsxsdError) as info:
+        with pytest.raises(dsxsd.RunSaveError) as info:
             fit(tiny, run, **same)
     assert info.value.exit_code == 1
     assert str(info.value) == f"{run}: could not save the checkpoint of epoch 2: No space left on device"
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
     assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 1
     assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("epoch-")] == ["epoch-0001.keras"]
+    # What a run killed (not stopped by an error) while saving would have left: its
+    # temporaries, Keras' staging file among them, removed by the rerun.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [run / "checkpoints" / f".epoch-0002.keras.{dead.pid}.abcd1234.tmp",
+            run / "checkpoints" / f".epoch-0002.keras.{dead.pid}.abcd1234.tmp.keras",
+            run / f".history.csv.{dead.pid}.efgh5678.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
     resumed = fit(tiny, run, **same)  # space freed: the rerun goes on from epoch 1
+    assert not [path for path in left if path.exists()]
     assert resumed["initial_epoch"] == 1
     assert (run / "history.csv").read_text() == (uninterrupted("epochs")[1] / "history.csv").read_text()

@@ -421,10 +421,12 @@ def _refuse_foreign(out: Path) -> list[Path]:
         return []
     if not out.is_dir():
         raise OutputExistsError("exists and is not a folder", file=out)
-    children = [child for child in out.iterdir() if child.name != run.LOCK_NAME]
+    if run.holds_own_lock_only(out):  # a run killed before it wrote anything else
+        return []
+    children = list(out.iterdir())
     if children and not run.is_run_folder(out):
         raise OutputExistsError("exists and is not a dsxsd run folder; choose another --out", file=out)
-    return children
+    return [child for child in children if child.name != run.LOCK_NAME]
 
 
 def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._io import atomic_path, write_bytes, write_text
+from .._io import atomic_path, remove_abandoned, write_bytes, write_text
 from ..errors import DsxsdError, ModelFileError, OutputWriteError, RunInUseError, RunSaveError
 
 try:
@@ -177,6 +177,10 @@ def lock_run_folder(out: Path) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        # What runs killed while saving left behind; checkpoints change names every
+        # epoch, so no later write of the same file would find them.
+        for folder in (out, out / "checkpoints"):
+            remove_abandoned(folder)
         yield
     finally:
         # Unlinked before it is unlocked: a run waiting on this file then finds it gone
@@ -206,6 +210,18 @@ def _take_lock(path: Path, out: Path) -> int:
         os.close(fd)  # the holder removed this file as we locked it: lock the new one
 
 
+def holds_own_lock_only(path: Path) -> bool:
+    """Whether the folder ``path`` holds nothing but a lock file of dsxsd's (a process id,
+    or nothing: a run killed before it wrote anything else)."""
+    lock = path / LOCK_NAME
+    try:
+        entries = [child.name for child in path.iterdir()]
+        text = lock.read_text("ascii").strip() if entries == [LOCK_NAME] and lock.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return False
+    return text is not None and (text == "" or text.isdigit())
+
+
 def is_run_folder(path: Path) -> bool:
     try:
         read_run_config(path)
@@ -218,9 +234,8 @@ __all__ = [
     "HISTORY_COLUMNS",
     "LOCK_NAME",
     "RESUME_KEYS",
-    "RunInUseError",
-    "RunSaveError",
     "config_differences",
+    "holds_own_lock_only",
     "is_run_folder",
     "lock_run_folder",
     "plot_curves",
