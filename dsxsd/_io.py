@@ -127,6 +127,26 @@ def _remove(path: Path) -> None:
 # --------------------------------------------------------------------------- temporaries
 
 
+def check_writable(folder: Path, output: Path) -> None:
+    """Refuse, writing nothing, an ``output`` whose ``folder`` (made with its parents when
+    written) could not be made or take new files: a check before long work."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _blocked(folder, output)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputWriteError(
+            f"cannot create files in {folder}: no permission to write in {existing}", file=output
+        )
+
+
+def _blocked(folder: Path, output: Path) -> OutputWriteError:
+    """The error of an ``output`` whose ``folder`` cannot be made: a file stands in the way."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+    return OutputWriteError(f"cannot create files in {folder}: {blocker} is a file, not a folder", file=output)
+
+
 def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
     """A new, locked temporary beside ``path`` (its folder made first), and the lock's
     file descriptor."""
@@ -134,11 +154,7 @@ def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        ancestors = (parent, *parent.parents)
-        blocker = next((p for p in ancestors if p.exists() and not p.is_dir()), parent)
-        raise OutputWriteError(
-            f"cannot create files in {parent}: {blocker} is a file, not a folder", file=path
-        ) from None
+        raise _blocked(parent, path) from None
     except OSError as exc:
         raise OutputWriteError(f"cannot create files in {parent}: {_why(exc)}", file=path) from exc
     prefix = f".{path.name}.{os.getpid()}."
@@ -257,4 +273,4 @@ def _remove_unlocked(temporary: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "remove_abandoned"]
+__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "check_writable", "remove_abandoned"]

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from . import _io
-from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError, OutputWriteError, require_path
+from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError, require_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,14 +122,6 @@ def distinct_images(frame) -> int:
     return len(set(frame["left"]) | set(frame["right"]))
 
 
-def count_pair_images(manifest: str | os.PathLike[str], splits: Sequence[str] | None = None) -> int:
-    """How many distinct images the pairs of ``splits`` (all when ``None``) name."""
-    frame = read_pairs_frame(manifest)
-    if splits is not None:
-        frame = frame[frame["split"].isin(list(splits))]
-    return distinct_images(frame)
-
-
 # --------------------------------------------------------------------------- indexes
 
 
@@ -158,7 +150,7 @@ def load_index(path: str | os.PathLike[str]) -> Index:
 
     path = require_path(path)
     if not path.is_file():
-        raise DsxsdError("index file not found", file=path)
+        raise DsxsdError("a folder, not an index file", file=path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["format"]) != INDEX_FORMAT:
@@ -193,7 +185,7 @@ def check_output_file(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an output file that exists (without ``overwrite``) or could not be created."""
     path = Path(path)
     _io.check_output(path, overwrite)
-    _check_writable(path.parent, path)
+    _io.check_writable(path.parent, path)
     return path
 
 
@@ -211,21 +203,8 @@ def check_output_folder(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError("exists and is not a folder", file=path)
-    _check_writable(path, path)
+    _io.check_writable(path, path)
     return path
-
-
-def _check_writable(folder: Path, output: Path) -> None:
-    # Outputs are written through a temporary file in their folder, created with its
-    # parents: the nearest folder that exists must be a folder and take new files. The
-    # error is the one writing would raise (dsxsd._io), naming the output as it was given.
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputWriteError(f"cannot create files in {folder}: {existing} is a file, not a folder", file=output)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputWriteError(f"cannot create files in {folder}: no permission to write in {existing}", file=output)
 
 
 # --------------------------------------------------------------------------- per command
@@ -334,7 +313,6 @@ __all__ = [
     "check_predict_pairs",
     "check_search",
     "check_train",
-    "count_pair_images",
     "distinct_images",
     "load_index",
     "read_image_list",

@@ -166,7 +166,7 @@ def draw(
                 found = finder.find(image.filename, path=image.path, annotation_file=source,
                                     per_image_file=per_image)
                 original = open_image(found)
-                picture = render(original, image.objects, class_index)
+                picture = render(original, image.objects, class_index) if folder is not None else None
                 tile = None
                 if grid is not None and len(tiles) < GRID_LIMIT:
                     # Drawn at the cell's size (less contact_sheet's margin), not shrunk.

@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from .. import _io, metrics
+from .._preflight import CALIBRATION_SPLIT, check_one_shot, read_image_list, read_pairs_frame, require_split
 from ..errors import ManifestError, OutputExistsError
-from .infer import Progress, Scorer, _nothing, _relative, load_scorer, read_image_list, read_pairs_frame, score_pairs
+from .infer import Progress, Scorer, _nothing, _relative, load_scorer, score_pairs
 
 METRICS_FORMAT = "dsxsd.metrics"
 METRICS_VERSION = 2
-CALIBRATION_SPLIT = "val"
 
 
 def _sha256(path: Path) -> str:
@@ -253,9 +253,11 @@ def evaluate(
     and the result says it is optimistic. ``model`` is a run folder or a model file;
     results go beside it unless ``out`` is given.
     """
+    pairs = Path(pairs)
+    frame = read_pairs_frame(pairs)  # a bad manifest fails before the model loads
+    require_split(frame, split, pairs)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     folder = Path(out) if out is not None else scorer.path.parent
-    pairs = Path(pairs)
     record = MetricsFile(folder, scorer, overwrite)
     identity = {"split": split, "pairs": _relative(pairs, folder)}
     record.check("pairs", identity)
@@ -263,10 +265,6 @@ def evaluate(
     for path in plot_paths:
         _io.check_output(path, overwrite)
 
-    frame = read_pairs_frame(pairs)
-    if split not in set(frame["split"]):
-        present = ", ".join(sorted(set(frame["split"]))) or "none"
-        raise ManifestError(f"no pairs in split {split!r} (splits present: {present})", file=pairs)
     calibration_split = CALIBRATION_SPLIT if CALIBRATION_SPLIT in set(frame["split"]) else split
     wanted = frame[frame["split"].isin({split, calibration_split})].reset_index(drop=True)
     scores, _ = score_pairs(scorer, wanted["left"], wanted["right"], batch_size, progress)
@@ -382,17 +380,15 @@ def evaluate_n_way(
     by the model's head in one vectorised pass. See :func:`dsxsd.metrics.one_shot_trials`
     for the protocol.
     """
+    # Bad settings for this data fail before the model loads and any image is embedded.
+    images = read_image_list(source, split)
+    check_one_shot(images, n_way, seed)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     folder = Path(out) if out is not None else scorer.path.parent
     record = MetricsFile(folder, scorer, overwrite)
-    images = read_image_list(source, split)
     split = split if images.kind == "pairs" else None  # only a pairs manifest has splits
     identity = {"n_way": n_way, "source": _relative(source, folder), "split": split}
     record.check("n_way", identity)
-    try:  # bad settings for this data fail before any image is embedded
-        metrics.one_shot_trials(images.classes, n_way, 1, seed)
-    except ValueError as exc:
-        raise ManifestError(str(exc), file=source) from None
     features = scorer.embed(images.paths, batch_size, progress)
 
     def similarity(queries: np.ndarray, supports: np.ndarray) -> np.ndarray:

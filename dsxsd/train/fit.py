@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from .._io import write_text
-from ..errors import DsxsdError, OutputExistsError
+from ..errors import DsxsdError, OutputExistsError, require_path
 from . import data, loop, network, run
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -86,7 +86,7 @@ def fit(
     chief = dist.extended.should_checkpoint
     precision = resolve_precision(precision)
     lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
-    manifest = Path(manifest).resolve()
+    manifest = require_path(manifest).resolve()  # a missing one named as the caller gave it
     out = Path(out)
 
     table = data.read_manifest(manifest)

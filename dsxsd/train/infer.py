@@ -34,7 +34,6 @@ from .._preflight import (  # read here too, and re-exported: they need no Tenso
     check_index_file,
     check_index_model,
     check_output_file,
-    count_pair_images,
     load_index,
     read_image_list,
     read_pairs_frame,
@@ -199,7 +198,8 @@ def predict(
 ) -> Prediction:
     """Score one pair of images: the probability that they show the same class, and the
     verdict at ``threshold`` (else the run's calibrated one, else 0.5)."""
-    require_path(left), require_path(right)
+    for image in (left, right):
+        require_path(image)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     features = scorer.embed([left, right])
     score = float(scorer.score(features[:1], features[1:])[0])
@@ -377,7 +377,6 @@ __all__ = [
     "read_image_list",
     "read_pairs_frame",
     "read_threshold",
-    "count_pair_images",
     "score_pairs",
     "search",
 ]
