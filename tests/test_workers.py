@@ -287,9 +287,7 @@ def test_threads_are_counted_as_the_os_sees_them():
 
 
 FRESH_PROCESS_READ = """
-import signal
 import sys
-import time
 import dsxsd
 from dsxsd import _parallel
 from dsxsd.formats import _voc_pool
@@ -655,9 +653,7 @@ def test_plain_files_are_parsed_in_groups(tmp_path, monkeypatch):
 
 # ``dsxsd crop`` with its workers started the way argv[1] names.
 CROP_WITH = """
-import signal
 import sys
-import time
 from dsxsd import _parallel
 from dsxsd.cli import main
 
