@@ -80,8 +80,9 @@ class DsxsdGroup(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except KeyboardInterrupt as exc:
+            # An interrupt with a message (training's) says what was kept and how to go on.
+            click.echo(f"interrupted: {exc}" if str(exc) else "interrupted", err=True)
             ctx.exit(130)
 
 

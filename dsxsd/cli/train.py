@@ -77,32 +77,27 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     need_tensorflow()
     _preflight.check_train(manifest, out)  # before the seconds TensorFlow takes to import
     train_package = import_train()
-    try:
-        summary = train_package.fit(
-            manifest,
-            out,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            seed=seed,
-            early_stopping=early_stopping,
-            steps_per_epoch=steps_per_epoch,
-            width=width,
-            image_size=image_size,
-            resize=resize,
-            augment=augment,
-            cache=_cache(cache),
-            backbone_weights=backbone_weights,
-            strategy=strategy,
-            precision=precision,
-            overwrite=overwrite,
-            verbose=0 if as_json else "auto",
-        )
-    except KeyboardInterrupt as exc:
-        # fit's TrainingInterrupted says what the run folder kept and how to go on.
-        click.echo(f"interrupted: {exc}" if str(exc) else "interrupted", err=True)
-        click.get_current_context().exit(130)
+    summary = train_package.fit(
+        manifest,
+        out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+        early_stopping=early_stopping,
+        steps_per_epoch=steps_per_epoch,
+        width=width,
+        image_size=image_size,
+        resize=resize,
+        augment=augment,
+        cache=_cache(cache),
+        backbone_weights=backbone_weights,
+        strategy=strategy,
+        precision=precision,
+        overwrite=overwrite,
+        verbose=0 if as_json else "auto",
+    )
     if as_json:
         print_json(summary)
     elif summary["already_complete"]:
