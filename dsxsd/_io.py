@@ -135,10 +135,13 @@ def check_writable(folder: Path, output: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise _blocked(folder, output)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputWriteError(
-            f"cannot create files in {folder}: no permission to write in {existing}", file=output
-        )
+    # A file made and dropped at once: permission bits say nothing for root, a read-only
+    # mount or /proc, where only trying tells.
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create files in {folder}: {_why(exc)}", file=output) from None
 
 
 def _blocked(folder: Path, output: Path) -> OutputWriteError:

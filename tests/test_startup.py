@@ -146,6 +146,9 @@ CASES = {
     "an --out that cannot be written": (
         ["predict", "run", "--pairs", "pairs.csv", "--out", "a-file/scores.csv"], 1, "a-file/scores.csv",
         "a-file is a file, not a folder"),
+    "an --out in a place that takes no files": (
+        ["evaluate", "run", "crops.csv", "--n-way", "2", "--out", "/proc/nowhere"], 1, "/proc/nowhere",
+        "cannot create files in /proc/nowhere: No such file or directory"),
     "an --out that exists": (
         ["predict", "run", "--pairs", "pairs.csv", "--out", "scores.csv"], 2, "scores.csv", "--overwrite"),
     "a missing image": (["predict", "run", "a-file", "absent.jpg"], 2, "absent.jpg", "no such file or folder"),
