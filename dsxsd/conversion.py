@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 from .errors import require_path
 from .formats import OnError, get_format, guess_format, read, write
 from .model import AnnotationSet, ImageAnnotation, SkippedFile, classes_in_order
-from .report import write_skip_report
+from .report import nothing_produced, write_skip_report
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ def convert(
         )
     if done is None:
         annotations = read(input, source, on_error=on_error, workers=workers, **read_options)
+        if annotations.skipped and not annotations.images:
+            raise nothing_produced(output, annotations.skipped, "annotations", input)
         write(annotations, output, target, overwrite=overwrite, **write_options)
         done = _Converted(
             _images_written(annotations.images, lossy), annotations.num_objects,
@@ -263,6 +265,8 @@ def _voc_to_csv_in_pool(
             n_objects += chunk.objects
             classes.update(dict.fromkeys(chunk.classes))
             fields.update(chunk.fields)
+    if len(skipped) == len(files):
+        raise nothing_produced(output, skipped, "annotations", input)
     _io.write_text(output, "".join(parts), overwrite=overwrite)
     # Classes come from the labels read, so none is without objects.
     lost = tuple(name for name in _FIELD_ORDER if name in fields)

@@ -73,7 +73,7 @@ from .model import (
     SkippedFile,
     classes_by_count,
 )
-from .report import report_path, write_skip_report
+from .report import nothing_produced, report_path, write_skip_report
 
 MANIFEST_NAME = "crops.csv"
 MANIFEST_COLUMNS = ("path", "class", "source", "object_index", "xmin", "ymin", "xmax", "ymax")
@@ -709,7 +709,7 @@ def crop(
         if not rows and plan.skipped_files:
             # Images not found is the usual cause; annotations that all failed to read
             # the other.
-            raise _nothing_cut(out, images if dataset.images else source, plan.skipped_files)
+            raise nothing_produced(out, plan.skipped_files, "crops", images if dataset.images else source)
         _write_manifest(tmp / MANIFEST_NAME, rows)
 
     report = write_skip_report(out, plan.skipped_files)
@@ -729,15 +729,6 @@ def crop(
         excluded=plan.excluded,
         report=report,
         warnings=tuple(warnings),
-    )
-
-
-def _nothing_cut(out: Path, where: Path | None, skipped: Sequence[SkippedFile]) -> DsxsdError:
-    """The error of a ``skip`` run that cut nothing because files were left out: an empty
-    crops.csv would pass for a result. The skip report is still written: it says why."""
-    report = write_skip_report(out, skipped)
-    return DsxsdError(
-        f"no crops written: {len(skipped)} files skipped, reasons in {report}", file=where
     )
 
 

@@ -6,9 +6,10 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from . import _io
+from .errors import DsxsdError
 from .model import SkippedFile
 
 
@@ -40,4 +41,15 @@ def write_skip_report(
     return path
 
 
-__all__ = ["report_path", "write_skip_report"]
+def nothing_produced(
+    output: str | os.PathLike[str], skipped: Sequence[SkippedFile], what: str,
+    where: str | os.PathLike[str] | None,
+) -> DsxsdError:
+    """Write the skip report of a ``skip`` run that produced nothing because every file
+    was skipped, and return the error to raise: an empty output would pass for a result
+    (exit 0), while the report says why there is none."""
+    report = write_skip_report(output, skipped)
+    return DsxsdError(f"no {what} written: {len(skipped)} files skipped, reasons in {report}", file=where)
+
+
+__all__ = ["nothing_produced", "report_path", "write_skip_report"]

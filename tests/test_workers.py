@@ -479,6 +479,23 @@ def test_voc_to_csv_in_workers_skips_what_reading_skips(tmp_path, monkeypatch, s
     ]
 
 
+@pytest.mark.parametrize("where", ["one process", "workers"])
+def test_convert_that_skipped_every_file_writes_no_output_and_fails(tmp_path, monkeypatch, where):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for index in range(6):
+        (folder / f"img_{index}.xml").write_text("<annotation><filename>x.jpg</filename>")
+    if where == "workers":
+        _convert_in_workers_only(monkeypatch)
+    result = CliRunner().invoke(main, ["convert", "voc2csv", str(folder), str(tmp_path / "out.csv"),
+                                       "--on-error", "skip", "--workers", "2"])
+    report = tmp_path / "out.csv.skipped.csv"
+    assert result.exit_code == 1
+    assert result.output == f"error: {folder}: no annotations written: 6 files skipped, reasons in {report}\n"
+    assert not (tmp_path / "out.csv").exists()
+    assert len(report.read_text().splitlines()) == 1 + 6
+
+
 def test_convert_keeps_small_folders_in_this_process(tmp_path, monkeypatch):
     folder = voc_folder(tmp_path, count=5)
     monkeypatch.setattr(_voc_pool, "run_in_pool", lambda *a, **k: pytest.fail("a pool was started"))
