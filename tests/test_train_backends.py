@@ -57,10 +57,11 @@ def test_a_model_saved_under_tensorflow_predicts_the_same_under_torch(tmp_path):
     np.testing.assert_allclose(torch_scores, tf_scores, atol=1e-5)
 
 
-def test_the_network_needs_no_tensorflow_under_another_backend(tmp_path):
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_network_needs_no_tensorflow_under_another_backend(tmp_path, backend):
     """A GPU machine with JAX or PyTorch but no TensorFlow can build, load and run the
     network: only the data pipeline and training import TensorFlow."""
-    pytest.importorskip("torch", reason="the torch backend check needs PyTorch (CI installs it)")
+    pytest.importorskip(backend, reason=f"the {backend} backend check needs {backend} (CI installs it)")
     script = (
         "import sys\n"
         "sys.modules['tensorflow'] = None  # any import of it fails\n"
@@ -74,7 +75,7 @@ def test_the_network_needs_no_tensorflow_under_another_backend(tmp_path):
         "except ImportError:\n"
         "    print('the pipeline needs tensorflow')\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="torch")
+    env = dict(os.environ, KERAS_BACKEND=backend)
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["(2,", "1)", "the", "pipeline", "needs", "tensorflow"]
@@ -139,7 +140,7 @@ print(json.dumps({"resumed": [resumed.exit_code, resumed.output], "mirrored": [m
 
 
 def test_train_under_jax_writes_a_run_that_resumes_exactly_and_loads_under_tensorflow(tmp_path):
-    pytest.importorskip("jax", reason="the jax backend check needs JAX (the test extra installs it)")
+    pytest.importorskip("jax", reason="the jax backend check needs JAX (CI installs it)")
     pytest.importorskip("tensorflow")
     from dsxsd.train import fit, load_model
 
