@@ -5,6 +5,7 @@ interpreter: Keras fixes it at import."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -139,25 +140,30 @@ print(json.dumps({"resumed": [resumed.exit_code, resumed.output], "mirrored": [m
 """
 
 
-def test_train_under_jax_writes_a_run_that_resumes_exactly_and_loads_under_tensorflow(tmp_path):
+@pytest.fixture(scope="module")
+def under_jax(tmp_path_factory):
+    """JAX_SCRIPT's runs and scores in a folder, beside a TensorFlow-trained run ``tf``
+    and the ``inputs.npz`` scored; returns the folder and the script's results."""
     pytest.importorskip("jax", reason="the jax backend check needs JAX (CI installs it)")
     pytest.importorskip("tensorflow")
-    from dsxsd.train import fit, load_model
+    from dsxsd.train import fit
 
-    manifest = make_shapes_manifest(tmp_path / "data", per_class=8, positives=1)
+    root = tmp_path_factory.mktemp("backends")
+    manifest = make_shapes_manifest(root / "data", per_class=8, positives=1)
     rng = np.random.default_rng(0)
-    inputs = {side: rng.uniform(0, 255, (4, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32") for side in ("left", "right")}
-    np.savez(tmp_path / "inputs.npz", **inputs)
-    fit(manifest, tmp_path / "tf", **{**SETTINGS, "epochs": 1}, verbose=0)
-
+    np.savez(root / "inputs.npz", **{side: rng.uniform(0, 255, (4, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+                                     for side in ("left", "right")})
+    fit(manifest, root / "tf", **{**SETTINGS, "epochs": 1}, verbose=0)
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(manifest), str(tmp_path), json.dumps(SETTINGS),
+    done = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(manifest), str(root), json.dumps(SETTINGS),
                            *CLI_SETTINGS], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return root, json.loads(done.stdout.strip().splitlines()[-1])
 
-    # the same command resumed the stopped run, and the run folder is complete
-    run = tmp_path / "jax"
+
+def test_train_under_jax_writes_the_run_folder(under_jax):
+    root, results = under_jax
+    run = root / "jax"
     assert results["resumed"][0] == 0, results["resumed"][1]
     assert "trained 2 epochs (resumed after epoch 1)" in results["resumed"][1]
     config = json.loads((run / "config.json").read_text())
@@ -168,22 +174,43 @@ def test_train_under_jax_writes_a_run_that_resumes_exactly_and_loads_under_tenso
     assert {p.name for p in run.iterdir()} >= {"model.keras", "best.keras", "curves.png", "checkpoints", "logs"}
     assert all(list((run / "logs" / split).glob("events.out.tfevents.*")) for split in ("train", "validation"))
 
-    # resumed equals uninterrupted, under JAX too
-    assert (run / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
-    for got, want in zip(load_model(run / "model.keras").get_weights(),
-                         load_model(tmp_path / "whole" / "model.keras").get_weights()):
+
+def test_a_run_resumed_under_jax_equals_an_uninterrupted_one(under_jax):
+    from dsxsd.train import load_model
+
+    root, _ = under_jax
+    assert (root / "jax" / "history.csv").read_text() == (root / "whole" / "history.csv").read_text()
+    for got, want in zip(load_model(root / "jax" / "model.keras").get_weights(),
+                         load_model(root / "whole" / "model.keras").get_weights()):
         np.testing.assert_array_equal(got, want)
 
-    # a model trained under either backend scores the same under the other
-    for name in ("jax", "tf"):
-        here = load_model(tmp_path / name / "model.keras").predict([inputs["left"], inputs["right"]], verbose=0)
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}-scores-under-jax.npy"), here, atol=1e-5)
 
+@pytest.mark.parametrize("trained_under", ["jax", "tf"])
+def test_a_model_trained_under_one_backend_scores_the_same_under_the_other(under_jax, trained_under):
+    from dsxsd.train import load_model
+
+    root, _ = under_jax
+    inputs = np.load(root / "inputs.npz")
+    here = load_model(root / trained_under / "model.keras").predict([inputs["left"], inputs["right"]], verbose=0)
+    assert here.shape == (4, 1)
+    np.testing.assert_allclose(np.load(root / f"{trained_under}-scores-under-jax.npy"), here, atol=1e-5)
+
+
+def test_several_devices_under_jax_are_one_usage_error(under_jax):
+    root, results = under_jax
     assert results["mirrored"] == [2, "error: --strategy mirrored needs KERAS_BACKEND=tensorflow: under the jax "
                                       "backend dsxsd trains on one device (--strategy default)\n"]
-    assert not (tmp_path / "mirrored").exists()
+    assert not (root / "mirrored").exists()
 
-    # a run goes on under the other backend: its checkpoints are .keras files
-    more = fit(manifest, run, **{**SETTINGS, "epochs": 3}, verbose=0)
+
+def test_a_run_started_under_jax_resumes_under_tensorflow(under_jax, tmp_path):
+    """Allowed, and config.json then names the backend of the last command: a checkpoint
+    is a .keras file, which loads the same under either backend."""
+    from dsxsd.train import fit
+
+    root, _ = under_jax
+    run = tmp_path / "run"
+    shutil.copytree(root / "jax", run)
+    more = fit(root / "data" / "pairs.csv", run, **{**SETTINGS, "epochs": 3}, verbose=0)
     assert more["initial_epoch"] == 2 and pd.read_csv(run / "history.csv").epoch.tolist() == [1, 2, 3]
     assert json.loads((run / "config.json").read_text())["backend"] == "tensorflow"
