@@ -130,7 +130,8 @@ except KeyboardInterrupt:
     pass
 runner = CliRunner()
 resumed = runner.invoke(main, ["train", manifest, "--out", str(root / "jax"), *cli_settings])
-mirrored = runner.invoke(main, ["train", manifest, "--out", str(root / "mirrored"), "--strategy", "mirrored", *cli_settings])
+mirrored = runner.invoke(main, ["train", manifest, "--out", str(root / "mirrored"), "--strategy", "mirrored",
+                               *cli_settings])
 fit(manifest, root / "whole", **settings, verbose=0)
 inputs = np.load(root / "inputs.npz")
 for name in ("jax", "tf"):

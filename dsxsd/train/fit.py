@@ -379,9 +379,9 @@ def _one_device(name: str) -> tuple[str, OneDevice]:
     # A TF_CONFIG cluster with strategy auto would otherwise train on every machine at
     # once, each writing the same run folder.
     if name in ("mirrored", "multiworker") or (name == "auto" and _tf_config_cluster()):
-        asked, instead = (
-            ("a TF_CONFIG cluster", "unset TF_CONFIG") if name == "auto" else (f"--strategy {name}", "--strategy default")
-        )
+        asked, instead = (f"--strategy {name}", "--strategy default")
+        if name == "auto":
+            asked, instead = "a TF_CONFIG cluster", "unset TF_CONFIG"
         raise SettingError(
             f"{asked} needs KERAS_BACKEND=tensorflow: under the {backend} backend dsxsd trains "
             f"on one device ({instead})"
@@ -546,4 +546,6 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
     }
 
 
-__all__ = ["OneDevice", "SettingError", "TrainingInterrupted", "fit", "make_strategy", "resolve_precision", "RunRecorder"]
+__all__ = [
+    "OneDevice", "SettingError", "TrainingInterrupted", "fit", "make_strategy", "resolve_precision", "RunRecorder",
+]
