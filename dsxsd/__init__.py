@@ -23,6 +23,7 @@ from .errors import (
     OutputWriteError,
     RunInUseError,
     RunSaveError,
+    SettingError,
     UnknownFormatError,
     WorkerProcessError,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "Problem",
     "RunInUseError",
     "RunSaveError",
+    "SettingError",
     "SkippedFile",
     "UnknownFormatError",
     "WorkerProcessError",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _io
-from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError, require_path
+from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError, SettingError, require_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -229,9 +229,28 @@ def check_one_shot(images: ImageList, n_way: int, seed: int | None) -> None:
         raise ManifestError(str(exc), file=images.source) from None
 
 
+# The Keras backends dsxsd trains under: Keras fits from the tf.data pipeline under both,
+# and the run folder's promises (a resumed run equals an uninterrupted one) are tested
+# under both. PyTorch runs a trained model (Keras code only), but does not train here.
+TRAIN_BACKENDS = ("tensorflow", "jax")
+
+
+def check_train_backend(backend: str | None) -> None:
+    """Refuse a Keras backend that dsxsd does not train under. ``dsxsd train`` passes
+    ``KERAS_BACKEND`` (``None`` when unset), before Keras is imported; :func:`dsxsd.train.fit`
+    the backend Keras runs."""
+    if backend is not None and backend not in TRAIN_BACKENDS:
+        raise SettingError(
+            f"training runs under Keras' tensorflow or jax backend, not {backend!r}: "
+            "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
+        )
+
+
 def check_train(manifest: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
-    """What ``dsxsd train`` can refuse at once: a bad pairs manifest, one without train or
-    val pairs, a run folder that cannot be written."""
+    """What ``dsxsd train`` can refuse at once: a Keras backend it does not train under, a
+    bad pairs manifest, one without train or val pairs, a run folder that cannot be
+    written."""
+    check_train_backend(os.environ.get("KERAS_BACKEND") or None)  # empty: unset, as Keras reads it
     check_output_folder(out)
     frame = read_pairs_frame(manifest)
     for split in ("train", "val"):
@@ -313,6 +332,7 @@ __all__ = [
     "check_predict_pairs",
     "check_search",
     "check_train",
+    "check_train_backend",
     "distinct_images",
     "load_index",
     "read_image_list",

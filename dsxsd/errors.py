@@ -125,6 +125,13 @@ class MissingDependencyError(DsxsdError):
     exit_code = 2
 
 
+class SettingError(DsxsdError):
+    """A training setting that cannot work here (multiworker without TF_CONFIG, a Keras
+    backend dsxsd does not train under)."""
+
+    exit_code = 2
+
+
 class ModelFileError(DsxsdError):
     """A model file that is missing, unreadable or not a dsxsd model."""
 
@@ -161,6 +168,7 @@ __all__ = [
     "ImageDecodeError",
     "ManifestError",
     "MissingDependencyError",
+    "SettingError",
     "ModelFileError",
     "RunSaveError",
     "RunInUseError",

@@ -73,6 +73,7 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     \b
     dsxsd train pairs.csv --out run/
     dsxsd train pairs.csv --out smoke/ --width 0.125 --image-size 32 --epochs 2
+    KERAS_BACKEND=jax dsxsd train pairs.csv --out run/   (JAX, one device)
     """
     need_tensorflow()
     _preflight.check_train(manifest, out)  # before the seconds TensorFlow takes to import

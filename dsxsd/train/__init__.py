@@ -25,11 +25,11 @@ def _quiet_tensorflow() -> None:
     (real failures) and drops INFO and WARNING; it is read once, when TensorFlow's native
     code loads, so it must be set before the first ``import tensorflow`` (here: every
     path into TensorFlow in dsxsd goes through this package). A user's own setting wins,
-    and DSXSD_DEBUG=1 (``dsxsd --verbose``) leaves TensorFlow's default, showing it all.
+    and DSXSD_DEBUG=1 (``dsxsd --verbose``) sets 0, TensorFlow's default, showing it all:
+    said explicitly, because TensorFlow imports JAX where it is installed, and JAX sets 1.
     """
-    if os.environ.get("DSXSD_DEBUG", "") not in ("", "0"):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    debug = os.environ.get("DSXSD_DEBUG", "") not in ("", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
 
 
 _quiet_tensorflow()

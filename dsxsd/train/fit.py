@@ -16,14 +16,16 @@ import os
 import shutil
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
 
+from .. import _preflight
 from .._io import write_text
-from ..errors import DsxsdError, OutputExistsError, require_path
+from ..errors import OutputExistsError, SettingError, require_path
 from . import data, loop, network, run
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -31,12 +33,6 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 1e-4, "sgd": 1e-2}
 SGD_MOMENTUM = 0.9
-
-
-class SettingError(DsxsdError):
-    """A training setting that cannot work here (e.g. multiworker without TF_CONFIG)."""
-
-    exit_code = 2
 
 
 def fit(
@@ -63,6 +59,10 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train on ``manifest``'s ``train`` split, validate on ``val``, write ``out``.
+
+    Under Keras' TensorFlow backend ``strategy`` picks the devices; under its JAX
+    backend (``KERAS_BACKEND=jax``) the model trains on one device, fed by the same
+    tf.data pipeline, and the run folder is the same.
 
     ``batch_size`` is the global batch (split across replicas). ``lr`` defaults to 1e-4
     for adam, 1e-2 for sgd (momentum 0.9). ``early_stopping=N`` stops after N epochs
@@ -338,10 +338,12 @@ def _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, re
             raise SettingError(message)
 
 
-def make_strategy(name: str) -> tuple[str, tf.distribute.Strategy]:
+def make_strategy(name: str) -> tuple[str, tf.distribute.Strategy | OneDevice]:
     """The strategy's resolved name and the strategy. ``auto``: multi-worker when
     TF_CONFIG lists more than one task, mirrored over several local GPUs, else the
-    default (one device)."""
+    default (one device). Under Keras' JAX backend: :class:`OneDevice`."""
+    if keras.backend.backend() != "tensorflow":
+        return _one_device(name)
     cluster = _tf_config_cluster()
     if name == "auto":
         gpus = tf.config.list_physical_devices("GPU")
@@ -356,6 +358,40 @@ def make_strategy(name: str) -> tuple[str, tf.distribute.Strategy]:
     if name == "mirrored":
         return name, tf.distribute.MirroredStrategy()
     return "default", tf.distribute.get_strategy()
+
+
+class OneDevice:
+    """What :func:`fit` uses of a ``tf.distribute`` strategy, where there is none: under
+    Keras' JAX backend the model trains with plain ``model.fit`` on JAX's default device,
+    and this process alone writes the run folder."""
+
+    num_replicas_in_sync = 1
+    extended = types.SimpleNamespace(should_checkpoint=True)
+    cluster_resolver = None
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+def _one_device(name: str) -> tuple[str, OneDevice]:
+    backend = keras.backend.backend()
+    _preflight.check_train_backend(backend)
+    # A TF_CONFIG cluster with strategy auto would otherwise train on every machine at
+    # once, each writing the same run folder.
+    if name in ("mirrored", "multiworker") or (name == "auto" and _tf_config_cluster()):
+        asked, instead = (f"--strategy {name}", "--strategy default")
+        if name == "auto":
+            asked, instead = "a TF_CONFIG cluster", "unset TF_CONFIG"
+        raise SettingError(
+            f"{asked} needs KERAS_BACKEND=tensorflow: under the {backend} backend dsxsd trains "
+            f"on one device ({instead})"
+        )
+    # tf.data still feeds the model: TensorFlow must not claim the GPU memory that JAX
+    # allocates (each takes most of it). Too late once TensorFlow has run an op; on a
+    # TensorFlow without GPU support there is nothing to hide.
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+    return "default", OneDevice()
 
 
 def _tf_config_cluster() -> dict | None:
@@ -376,7 +412,17 @@ def resolve_precision(name: str) -> str:
     is slower, not faster)."""
     if name != "auto":
         return name
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return "mixed_float16" if _backend_gpus() else "float32"
+
+
+def _backend_gpus() -> list:
+    """The GPUs the Keras backend computes on: under JAX, JAX's own (TensorFlow may be a
+    CPU build beside it, or see the GPUs it is kept off)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [d for d in jax.devices() if d.platform == "gpu"]
+    return tf.config.list_physical_devices("GPU")
 
 
 def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
@@ -410,8 +456,18 @@ def _config(manifest: Path, table, train_pairs, val_pairs, strategy: str, dist, 
         "replicas": dist.num_replicas_in_sync,
         "pairs": {split: int((table["split"] == split).sum()) for split in ("train", "val", "test")},
         "images": {"train": len(train_pairs.paths), "val": len(val_pairs.paths)},
-        "versions": {"dsxsd": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+        "backend": keras.backend.backend(),
+        "versions": _versions(__version__),
     }
+
+
+def _versions(dsxsd_version: str) -> dict[str, str]:
+    versions = {"dsxsd": dsxsd_version, "tensorflow": tf.__version__, "keras": keras.__version__}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    return versions
 
 
 def _refuse_foreign(out: Path) -> list[Path]:
@@ -492,4 +548,6 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
     }
 
 
-__all__ = ["SettingError", "TrainingInterrupted", "fit", "make_strategy", "resolve_precision", "RunRecorder"]
+__all__ = [
+    "OneDevice", "SettingError", "TrainingInterrupted", "fit", "make_strategy", "resolve_precision", "RunRecorder",
+]

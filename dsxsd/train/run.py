@@ -34,7 +34,8 @@ RUN_FORMAT = "dsxsd.run"
 LOCK_NAME = ".lock"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
 # Settings that must match for a rerun to continue an interrupted run; the rest (epochs,
-# strategy, cache, verbosity) may change between the two commands.
+# strategy, cache, verbosity) may change between the two commands. So may the Keras
+# backend: a checkpoint is a .keras file, which loads the same under TensorFlow and JAX.
 RESUME_KEYS = (
     "manifest_sha256",
     "image_size",
