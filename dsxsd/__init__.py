@@ -23,6 +23,8 @@ from .errors import (
     OutputWriteError,
     RunInUseError,
     RunSaveError,
+    SettingError,
+    SettingWarning,
     UnknownFormatError,
     WorkerProcessError,
 )
@@ -89,6 +91,8 @@ __all__ = [
     "Problem",
     "RunInUseError",
     "RunSaveError",
+    "SettingError",
+    "SettingWarning",
     "SkippedFile",
     "UnknownFormatError",
     "WorkerProcessError",
