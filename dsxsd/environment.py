@@ -295,8 +295,9 @@ def plan_training(
     backend = backend or keras_backend()
     found = devices(backend)
     gpus = [d.name for d in found if d.kind == "GPU"]
-    notes: list[str] = []
-    strategy, mirrored, strategy_reason = _strategy(strategy, backend, gpus, [d.name for d in found if d.kind == "CPU"], notes)
+    cpus = [d.name for d in found if d.kind == "CPU"]
+    notes: list[str] = []  # each setting's helper adds its warning here
+    strategy, mirrored, strategy_reason = _strategy(strategy, backend, gpus, cpus, notes)
     precision, precision_reason = _precision(precision, gpus, notes)
     jit_on, jit_reason = _jit(jit, backend, strategy, gpus, notes)
     return TrainingPlan(

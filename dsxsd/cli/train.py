@@ -58,7 +58,7 @@ def _cache(value: str) -> str:
 @click.option("--backbone-weights", type=input_path(dir_okay=False), default=None, help="A local Keras VGG16 no-top weights file (never downloaded); switches to VGG16's preprocessing.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="auto: mirrored over 2+ GPUs, multiworker with TF_CONFIG, else default (one device). mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]), default="auto", show_default=True, help="auto: mixed_float16 on a GPU, float32 on a CPU.")
-@click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA compilation of the train step. auto: on with a GPU (or under JAX), off on a CPU.")
+@click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA compilation of the train step. auto: on with a GPU (and under JAX), off on a CPU and under mirrored or multiworker.")
 @overwrite_option
 @json_option
 def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,

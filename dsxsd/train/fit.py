@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from .. import environment
 from .._io import write_text
-from ..environment import JIT_MODES, PRECISIONS, STRATEGIES, TrainingPlan
+from ..environment import PRECISIONS, STRATEGIES, TrainingPlan
 from ..errors import OutputExistsError, SettingError, SettingWarning, require_path
 from . import data, loop, network, run
 
@@ -471,5 +471,5 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
     }
 
 
-__all__ = ["JIT_MODES", "PRECISIONS", "STRATEGIES", "SettingError", "TrainingInterrupted", "fit", "make_strategy",
+__all__ = ["PRECISIONS", "STRATEGIES", "SettingError", "TrainingInterrupted", "fit", "make_strategy",
            "RunRecorder"]
