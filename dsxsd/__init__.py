@@ -24,6 +24,7 @@ from .errors import (
     RunInUseError,
     RunSaveError,
     SettingError,
+    SettingWarning,
     UnknownFormatError,
     WorkerProcessError,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "RunInUseError",
     "RunSaveError",
     "SettingError",
+    "SettingWarning",
     "SkippedFile",
     "UnknownFormatError",
     "WorkerProcessError",

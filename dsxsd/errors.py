@@ -132,6 +132,13 @@ class SettingError(DsxsdError):
     exit_code = 2
 
 
+class SettingWarning(UserWarning):
+    """A training setting this machine cannot honour, and what dsxsd does instead (e.g.
+    ``--precision mixed_float16`` on a CPU trains in float32), or a problem with the
+    installation (two TensorFlow distributions, a GPU TensorFlow does not see). Training
+    goes on; the CLI prints each as one ``warning:`` line."""
+
+
 class ModelFileError(DsxsdError):
     """A model file that is missing, unreadable or not a dsxsd model."""
 
@@ -169,6 +176,7 @@ __all__ = [
     "ManifestError",
     "MissingDependencyError",
     "SettingError",
+    "SettingWarning",
     "ModelFileError",
     "RunSaveError",
     "RunInUseError",

@@ -107,7 +107,7 @@ SETTINGS = dict(epochs=2, batch_size=4, lr=1e-3, seed=3, steps_per_epoch=2, widt
 CLI_SETTINGS = [arg for key, value in SETTINGS.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
 
 # Under JAX: a run stopped by Ctrl-C in epoch 2 and resumed by the same dsxsd train
-# command, a run of the same settings that nothing stopped, a refused --strategy mirrored,
+# command, a run of the same settings that nothing stopped, a refused TF_CONFIG cluster,
 # and the scores of the resumed run's model and of a TensorFlow-trained one.
 JAX_SCRIPT = """
 import json, sys
@@ -130,8 +130,9 @@ except KeyboardInterrupt:
     pass
 runner = CliRunner()
 resumed = runner.invoke(main, ["train", manifest, "--out", str(root / "jax"), *cli_settings])
-mirrored = runner.invoke(main, ["train", manifest, "--out", str(root / "mirrored"), "--strategy", "mirrored",
-                               *cli_settings])
+cluster = json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}})
+mirrored = runner.invoke(main, ["train", manifest, "--out", str(root / "mirrored"), *cli_settings],
+                         env={"TF_CONFIG": cluster})
 fit(manifest, root / "whole", **settings, verbose=0)
 inputs = np.load(root / "inputs.npz")
 for name in ("jax", "tf"):
@@ -197,10 +198,12 @@ def test_a_model_trained_under_one_backend_scores_the_same_under_the_other(under
     np.testing.assert_allclose(np.load(root / f"{trained_under}-scores-under-jax.npy"), here, atol=1e-5)
 
 
-def test_several_devices_under_jax_are_one_usage_error(under_jax):
+def test_a_cluster_under_jax_is_one_usage_error(under_jax):
+    # Each machine would train alone into the same run folder. (--strategy mirrored under
+    # JAX trains on one device with a warning: tests/test_train_plan.py.)
     root, results = under_jax
-    assert results["mirrored"] == [2, "error: --strategy mirrored needs KERAS_BACKEND=tensorflow: under the jax "
-                                      "backend dsxsd trains on one device (--strategy default)\n"]
+    assert results["mirrored"] == [2, "error: a TF_CONFIG cluster needs KERAS_BACKEND=tensorflow: under the jax "
+                                      "backend dsxsd trains on one device (unset TF_CONFIG)\n"]
     assert not (root / "mirrored").exists()
 
 

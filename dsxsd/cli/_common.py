@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -81,6 +82,26 @@ def need_tensorflow() -> None:
         )
 
 
+@contextlib.contextmanager
+def setting_warnings() -> Iterator[None]:
+    """Show each :class:`dsxsd.SettingWarning` the API raises inside as one ``warning:``
+    line on stderr, when it comes (training goes on for hours after it)."""
+    from ..errors import SettingWarning
+
+    with warnings.catch_warnings():  # restores the filters and showwarning after
+        warnings.simplefilter("always", SettingWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SettingWarning):
+                click.echo(f"warning: {message}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
@@ -123,5 +144,6 @@ __all__ = [
     "progress",
     "print_json",
     "print_table",
+    "setting_warnings",
     "stderr_is_terminal",
 ]

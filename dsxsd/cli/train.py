@@ -1,7 +1,8 @@
-"""``dsxsd train``: a pairs manifest into a trained Siamese model (a run folder).
+"""``dsxsd train``: a pairs manifest into a trained Siamese model (a run folder); ``dsxsd
+info``: what training would run on here, and why.
 
-TensorFlow is imported inside the command only, so ``dsxsd --help`` and every other
-command work without the ``train`` extra, and this one says how to get it.
+TensorFlow is imported inside the commands only, so ``dsxsd --help`` and every other
+command work without the ``train`` extra, and these say how to get it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import _preflight
-from ._common import input_path, json_option, need_tensorflow, overwrite_option, print_json
+from ._common import input_path, json_option, need_tensorflow, overwrite_option, print_json, setting_warnings
 
 INSTALL_HINT = 'pip install "dsxsd[train]"'
 # What the train extra brings (h5py comes with Keras).
@@ -55,12 +56,13 @@ def _cache(value: str) -> str:
 @click.option("--augment", is_flag=True, help="Random flips, brightness and contrast on training images.")
 @click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
 @click.option("--backbone-weights", type=input_path(dir_okay=False), default=None, help="A local Keras VGG16 no-top weights file (never downloaded); switches to VGG16's preprocessing.")
-@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="auto: mirrored over 2+ GPUs, multiworker with TF_CONFIG, else default (one device). mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]), default="auto", show_default=True, help="auto: mixed_float16 on a GPU, float32 on a CPU.")
+@click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA compilation of the train step. auto: on with a GPU (and under JAX), off on a CPU and under mirrored or multiworker.")
 @overwrite_option
 @json_option
 def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
-          image_size, resize, augment, cache, backbone_weights, strategy, precision, overwrite, as_json) -> None:
+          image_size, resize, augment, cache, backbone_weights, strategy, precision, jit, overwrite, as_json) -> None:
     """Train the Siamese VGG16 network on MANIFEST (a pairs.csv from make-pairs).
 
     Fits on the 'train' split, validates on 'val' (label 1 = same class), and writes
@@ -69,6 +71,8 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     resumes from the last finished epoch; raising --epochs continues a finished run. A run
     folder with other settings is replaced only with --overwrite; a folder that is not a
     run folder is never replaced; a folder another dsxsd train is writing is refused.
+    `dsxsd info` shows what --strategy, --precision and --jit auto pick here; a setting
+    this machine cannot honour is replaced by what it can, with a warning line.
 
     \b
     dsxsd train pairs.csv --out run/
@@ -78,27 +82,29 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     need_tensorflow()
     _preflight.check_train(manifest, out)  # before the seconds TensorFlow takes to import
     train_package = import_train()
-    summary = train_package.fit(
-        manifest,
-        out,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        seed=seed,
-        early_stopping=early_stopping,
-        steps_per_epoch=steps_per_epoch,
-        width=width,
-        image_size=image_size,
-        resize=resize,
-        augment=augment,
-        cache=_cache(cache),
-        backbone_weights=backbone_weights,
-        strategy=strategy,
-        precision=precision,
-        overwrite=overwrite,
-        verbose=0 if as_json else "auto",
-    )
+    with setting_warnings():
+        summary = train_package.fit(
+            manifest,
+            out,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            seed=seed,
+            early_stopping=early_stopping,
+            steps_per_epoch=steps_per_epoch,
+            width=width,
+            image_size=image_size,
+            resize=resize,
+            augment=augment,
+            cache=_cache(cache),
+            backbone_weights=backbone_weights,
+            strategy=strategy,
+            precision=precision,
+            jit=jit,
+            overwrite=overwrite,
+            verbose=0 if as_json else "auto",
+        )
     if as_json:
         print_json(summary)
     elif summary["already_complete"]:
@@ -127,4 +133,81 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-COMMANDS = [train]
+@click.command("info", short_help="Versions, devices and what train would pick here (for bug reports).")
+@json_option
+def info(as_json) -> None:
+    """Print what decides how training runs on this machine: dsxsd, Python, platform,
+    TensorFlow (its distributions, CUDA/cuDNN build, XLA), Keras and its backend, JAX,
+    onnxruntime, the devices, the GPUs the NVIDIA driver reports, and what `dsxsd train
+    --strategy auto --precision auto --jit auto` would pick and why. Problems (a GPU
+    TensorFlow does not see, two TensorFlow distributions) end the report as `warning:`
+    lines, each with the command that fixes it. Works without TensorFlow installed.
+    Paste it into bug reports.
+
+    \b
+    dsxsd info
+    dsxsd info --json
+    """
+    from .. import environment
+
+    report = environment.info()
+    if as_json:
+        print_json(report)
+        return
+    for line in _info_lines(report):
+        click.echo(line)
+
+
+def _info_lines(report) -> list[str]:
+    tf, keras, jax, ort, system = (report[k] for k in ("tensorflow", "keras", "jax", "onnxruntime", "platform"))
+    lines = [
+        f"dsxsd        {report['dsxsd']}",
+        f"python       {report['python']['version']} ({report['python']['implementation']}) {report['python']['executable']}",
+        f"platform     {system['platform']}, {system['cpus']} CPUs ({system['cpus_usable']} usable)",
+    ]
+    distributions = ", ".join(f"{k} {v}" for k, v in tf["distributions"].items()) or "none"
+    if tf["installed"]:
+        build = tf["build"]
+        cuda = (f"CUDA {build.get('cuda_version', '?')}, cuDNN {build.get('cudnn_version', '?')}"
+                if tf["built_with_cuda"] else "no CUDA")
+        lines.append(f"tensorflow   {tf['version']} ({distributions}; {cuda}; XLA {'yes' if tf['xla'] else 'no'})")
+    else:
+        lines.append(f"tensorflow   not installed (distributions: {distributions}): {tf['install']}")
+    state = "" if keras["installed"] else (": " + (keras.get("error") or "not installed"))
+    lines.append(f"keras        {keras['version'] or 'not installed'}, backend {keras['backend']}{state}")
+    if jax["installed"]:
+        lines.append(f"jax          {jax['version']} (jaxlib {jax['jaxlib']}), devices {_devices(jax['devices'])}")
+    else:
+        lines.append("jax          not installed")
+    lines.append(f"onnxruntime  {ort['version']} ({', '.join(ort['providers'])})" if ort["installed"]
+                 else "onnxruntime  not installed")
+    if tf["installed"]:
+        lines.append(f"devices      {_devices(tf['devices'])}")
+    driver = report["gpu_driver"]
+    gpus = "; ".join(f"{g['name']} {g['memory_mib']} MiB, driver {g['driver']}" for g in driver["gpus"])
+    if not gpus:
+        gpus = "NVIDIA driver loaded (/proc/driver/nvidia), nvidia-smi gave no list" if driver["present"] else "none"
+    lines.append(f"gpu driver   {gpus}")
+    if report["environment"]:
+        lines.append("environment  " + " ".join(f"{k}={v}" for k, v in report["environment"].items()))
+    plan = report["plan"]
+    if plan:
+        lines.append("train --strategy auto --precision auto --jit auto would use:")
+        lines.append(f"  strategy   {plan['strategy']}: {plan['reasons']['strategy']}")
+        lines.append(f"  precision  {plan['precision']}: {plan['reasons']['precision']}")
+        lines.append(f"  jit        {'on' if plan['jit'] else 'off'}: {plan['reasons']['jit']}")
+    lines += [f"warning: {w}" for w in report["warnings"]]
+    return lines
+
+
+def _devices(devices) -> str:
+    described = []
+    for d in devices:
+        extra = [x for x in (d["model"] if d["kind"] != "CPU" else None,
+                             d["compute_capability"] and f"compute {d['compute_capability']}",
+                             d["memory_bytes"] and f"{d['memory_bytes'] / 2**30:.1f} GiB") if x]
+        described.append(d["name"] + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(described) or "none"
+
+
+COMMANDS = [train, info]

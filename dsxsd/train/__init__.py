@@ -11,28 +11,11 @@ shadow a re-exported function).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from ..environment import quiet_tensorflow
 
-def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up notes off the user's terminal.
-
-    At import TensorFlow logs, at INFO level, which CPU instructions it was built for and
-    that oneDNN is on, each preceded by absl's "All log messages before
-    absl::InitializeLog() is called..." line (once per native library that logs, so
-    pairs of them). None of it is actionable. TF_CPP_MIN_LOG_LEVEL=2 keeps ERROR lines
-    (real failures) and drops INFO and WARNING; it is read once, when TensorFlow's native
-    code loads, so it must be set before the first ``import tensorflow`` (here: every
-    path into TensorFlow in dsxsd goes through this package). A user's own setting wins,
-    and DSXSD_DEBUG=1 (``dsxsd --verbose``) sets 0, TensorFlow's default, showing it all:
-    said explicitly, because TensorFlow imports JAX where it is installed, and JAX sets 1.
-    """
-    debug = os.environ.get("DSXSD_DEBUG", "") not in ("", "0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
-
-
-_quiet_tensorflow()
+quiet_tensorflow()  # before anything here imports TensorFlow
 
 from .network import build_model, load_model, split_model  # noqa: E402 - after the quieting
 

@@ -17,19 +17,19 @@ import shutil
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
 
-from .. import _preflight
+from .. import _preflight, environment
 from .._io import write_text
-from ..errors import OutputExistsError, SettingError, require_path
+from ..environment import PRECISIONS, STRATEGIES, TrainingPlan
+from ..errors import OutputExistsError, SettingError, SettingWarning, require_path
 from . import data, loop, network, run
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 1e-4, "sgd": 1e-2}
 SGD_MOMENTUM = 0.9
@@ -54,6 +54,7 @@ def fit(
     backbone_weights: str | os.PathLike[str] | None = None,
     strategy: str = "auto",
     precision: str = "auto",
+    jit: str | bool = "auto",
     overwrite: bool = False,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -73,6 +74,13 @@ def fit(
     per epoch otherwise. Returns a summary (epochs run, final and best metrics;
     ``already_complete`` when the run had nothing left to train).
 
+    ``strategy``, ``precision`` and ``jit`` (XLA compilation of the train step: "auto",
+    "on", "off" or a bool) are resolved by :func:`dsxsd.environment.plan_training`,
+    which ``dsxsd info`` shows; a setting that cannot work here (mirrored without two
+    GPUs, mixed_float16 on a CPU, jit where XLA is missing) is replaced by what can, and
+    a :class:`dsxsd.SettingWarning` says so, as it says when the install is broken
+    (several TensorFlow distributions, a GPU TensorFlow does not see).
+
     While it trains, ``out/.lock`` keeps a second run out of the folder
     (:class:`dsxsd.RunInUseError`). Ctrl-C raises :class:`TrainingInterrupted`
     (a KeyboardInterrupt) saying which epoch was saved; a file that cannot be written
@@ -81,10 +89,14 @@ def fit(
     """
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
+    backend = environment.keras_backend()
+    _preflight.check_train_backend(backend)  # the backend Keras runs, ~/.keras/keras.json too
+    plan = environment.plan_training(strategy, precision, jit, backend=backend)
+    for message in (*environment.problems(plan.backend), *plan.warnings):
+        warnings.warn(message, SettingWarning, stacklevel=2)
     # A multi-worker strategy must exist before TensorFlow runs anything else.
-    strategy, dist = make_strategy(strategy)
+    dist = make_strategy(plan)
     chief = dist.extended.should_checkpoint
-    precision = resolve_precision(precision)
     lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
     manifest = require_path(manifest).resolve()  # a missing one named as the caller gave it
     out = Path(out)
@@ -97,7 +109,7 @@ def fit(
     data.check_images(list(dict.fromkeys(list(table["left"]) + list(table["right"]))), manifest, rows)
 
     config = _config(
-        manifest, table, train_pairs, val_pairs, strategy, dist, precision,
+        manifest, table, train_pairs, val_pairs, plan, dist,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, width=width,
         image_size=image_size, resize=resize, augment=augment, cache=str(cache),
@@ -195,6 +207,7 @@ def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> ke
                 optimizer=_optimizer(config["optimizer"], config["lr"]),
                 loss="binary_crossentropy",
                 metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+                jit_compile=config["jit"],
             )
             if checkpoint is not None:
                 _restore(model, checkpoint)
@@ -338,26 +351,23 @@ def _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, re
             raise SettingError(message)
 
 
-def make_strategy(name: str) -> tuple[str, tf.distribute.Strategy | OneDevice]:
-    """The strategy's resolved name and the strategy. ``auto``: multi-worker when
-    TF_CONFIG lists more than one task, mirrored over several local GPUs, else the
-    default (one device). Under Keras' JAX backend: :class:`OneDevice`."""
-    if keras.backend.backend() != "tensorflow":
-        return _one_device(name)
-    cluster = _tf_config_cluster()
-    if name == "auto":
-        gpus = tf.config.list_physical_devices("GPU")
-        name = "multiworker" if cluster else "mirrored" if len(gpus) > 1 else "default"
-    if name == "multiworker":
-        if not cluster:
-            raise SettingError(
-                "--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task "
-                "(see the README: 'Training on several machines')"
-            )
-        return name, tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        return name, tf.distribute.MirroredStrategy()
-    return "default", tf.distribute.get_strategy()
+def make_strategy(plan: TrainingPlan) -> tf.distribute.Strategy | OneDevice:
+    """The tf.distribute strategy of ``plan`` (:func:`dsxsd.environment.plan_training`);
+    under another Keras backend (JAX), :class:`OneDevice`."""
+    if plan.backend != "tensorflow":
+        # tf.data still feeds the model: TensorFlow must not claim the GPU memory that
+        # JAX allocates (each takes most of it). Too late once TensorFlow has run an op;
+        # on a TensorFlow without GPU support there is nothing to hide.
+        with contextlib.suppress(RuntimeError):
+            tf.config.set_visible_devices([], "GPU")
+        return OneDevice()
+    if plan.strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if plan.strategy == "mirrored":
+        # Named devices: left to itself MirroredStrategy takes the GPUs, or else CPU:0
+        # alone, never several logical CPU devices.
+        return tf.distribute.MirroredStrategy(devices=list(plan.devices))
+    return tf.distribute.get_strategy()
 
 
 class OneDevice:
@@ -373,58 +383,6 @@ class OneDevice:
         return contextlib.nullcontext()
 
 
-def _one_device(name: str) -> tuple[str, OneDevice]:
-    backend = keras.backend.backend()
-    _preflight.check_train_backend(backend)
-    # A TF_CONFIG cluster with strategy auto would otherwise train on every machine at
-    # once, each writing the same run folder.
-    if name in ("mirrored", "multiworker") or (name == "auto" and _tf_config_cluster()):
-        asked, instead = (f"--strategy {name}", "--strategy default")
-        if name == "auto":
-            asked, instead = "a TF_CONFIG cluster", "unset TF_CONFIG"
-        raise SettingError(
-            f"{asked} needs KERAS_BACKEND=tensorflow: under the {backend} backend dsxsd trains "
-            f"on one device ({instead})"
-        )
-    # tf.data still feeds the model: TensorFlow must not claim the GPU memory that JAX
-    # allocates (each takes most of it). Too late once TensorFlow has run an op; on a
-    # TensorFlow without GPU support there is nothing to hide.
-    with contextlib.suppress(RuntimeError):
-        tf.config.set_visible_devices([], "GPU")
-    return "default", OneDevice()
-
-
-def _tf_config_cluster() -> dict | None:
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return None
-    try:
-        config = json.loads(raw)
-        cluster = config["cluster"]
-        tasks = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise SettingError("TF_CONFIG is not valid JSON with a 'cluster' of chief/worker addresses") from None
-    return cluster if tasks > 1 else None
-
-
-def resolve_precision(name: str) -> str:
-    """``auto``: mixed float16 on a GPU (tensor cores), float32 on a CPU (where float16
-    is slower, not faster)."""
-    if name != "auto":
-        return name
-    return "mixed_float16" if _backend_gpus() else "float32"
-
-
-def _backend_gpus() -> list:
-    """The GPUs the Keras backend computes on: under JAX, JAX's own (TensorFlow may be a
-    CPU build beside it, or see the GPUs it is kept off)."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return [d for d in jax.devices() if d.platform == "gpu"]
-    return tf.config.list_physical_devices("GPU")
-
-
 def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM)
@@ -437,7 +395,7 @@ def _verbosity(verbose: int | str) -> int:
     return int(verbose)
 
 
-def _config(manifest: Path, table, train_pairs, val_pairs, strategy: str, dist, precision: str, **settings) -> dict[str, Any]:
+def _config(manifest: Path, table, train_pairs, val_pairs, plan: TrainingPlan, dist, **settings) -> dict[str, Any]:
     from .. import __version__
 
     weights = settings["backbone_weights"]
@@ -451,9 +409,11 @@ def _config(manifest: Path, table, train_pairs, val_pairs, strategy: str, dist, 
         "preprocessing": "unit" if weights is None else "caffe",
         "head_units": network.HEAD_UNITS,
         "label": "1 = same class",
-        "precision": precision,
-        "strategy": strategy,
+        "precision": plan.precision,
+        "strategy": plan.strategy,
         "replicas": dist.num_replicas_in_sync,
+        # Not a resume key: XLA changes how fast a step runs, not what it computes.
+        "jit": plan.jit,
         "pairs": {split: int((table["split"] == split).sum()) for split in ("train", "val", "test")},
         "images": {"train": len(train_pairs.paths), "val": len(val_pairs.paths)},
         "backend": keras.backend.backend(),
@@ -545,9 +505,9 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
         "strategy": config["strategy"],
         "replicas": config["replicas"],
         "precision": config["precision"],
+        "jit": config["jit"],
     }
 
 
-__all__ = [
-    "OneDevice", "SettingError", "TrainingInterrupted", "fit", "make_strategy", "resolve_precision", "RunRecorder",
-]
+__all__ = ["OneDevice", "PRECISIONS", "STRATEGIES", "SettingError", "TrainingInterrupted", "fit",
+           "make_strategy", "RunRecorder"]
