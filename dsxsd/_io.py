@@ -179,6 +179,24 @@ def _create_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
     return Path(tmp), fd
 
 
+def lock_holder(path: Path) -> str | None:
+    """What the lock file ``path`` holds (its holder's process id) while another process
+    holds its ``flock``; ``None`` when it is free, absent, or nothing is locked here."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+    finally:
+        os.close(fd)  # and with it any lock taken here
+
+
 def _unlock(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)  # closing the last copy releases the lock
@@ -276,4 +294,4 @@ def _remove_unlocked(temporary: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "check_writable", "remove_abandoned"]
+__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "check_writable", "lock_holder", "remove_abandoned"]

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _io
-from .errors import DsxsdError, ManifestError, ModelFileError, OutputExistsError, SettingError, require_path
+from .errors import (
+    DsxsdError, ManifestError, ModelFileError, OutputExistsError, RunInUseError, SettingError, require_path,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,6 +32,8 @@ INDEX_FORMAT = "dsxsd.index"
 INDEX_VERSION = 1
 # The split whose pairs calibrate the decision threshold (dsxsd.train.evaluate).
 CALIBRATION_SPLIT = "val"
+# The lock file a training run holds in its run folder (dsxsd.train.run.lock_run_folder).
+RUN_LOCK = ".lock"
 
 
 # --------------------------------------------------------------------------- image lists
@@ -249,9 +253,12 @@ def check_train_backend(backend: str | None) -> None:
 def check_train(manifest: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """What ``dsxsd train`` can refuse at once: a Keras backend it does not train under, a
     bad pairs manifest, one without train or val pairs, a run folder that cannot be
-    written."""
+    written or that another run holds."""
     check_train_backend(os.environ.get("KERAS_BACKEND") or None)  # empty: unset, as Keras reads it
     check_output_folder(out)
+    holder = _io.lock_holder(Path(out) / RUN_LOCK)
+    if holder is not None:
+        raise RunInUseError(holder, file=out)
     frame = read_pairs_frame(manifest)
     for split in ("train", "val"):
         require_split(frame, split, manifest)
@@ -317,6 +324,7 @@ def check_index_model(index: Index) -> None:
 
 __all__ = [
     "CALIBRATION_SPLIT",
+    "RUN_LOCK",
     "INDEX_FORMAT",
     "INDEX_VERSION",
     "ImageList",

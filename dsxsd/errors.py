@@ -150,7 +150,12 @@ class RunSaveError(DsxsdError):
 
 
 class RunInUseError(DsxsdError):
-    """Another process trains into the same run folder."""
+    """Another process trains into the same run folder: ``holder``, the process id its
+    lock file holds."""
+
+    def __init__(self, holder: str, *, file: PathLikeStr) -> None:
+        self.holder = holder
+        super().__init__(f"in use by process {holder}; wait for it to end or choose another --out", file=file)
 
 
 class WorkerProcessError(DsxsdError):

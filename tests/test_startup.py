@@ -174,3 +174,21 @@ def test_checks_needing_no_tensorflow_come_first(case, no_tensorflow, data):
         assert done.stderr.strip() == last and last.startswith(f"error: {path}: ")
     assert done.stdout == ""
     assert not (data / "new-run").exists() and not (data / "index-new.npz").exists()
+
+
+def test_a_run_folder_in_use_is_refused_before_tensorflow(no_tensorflow, data, tmp_path):
+    # Held as dsxsd train holds it (an flock on run/.lock, which names the holder).
+    fcntl = pytest.importorskip("fcntl")
+    (data / "val-pairs.csv").write_text(
+        (data / "pairs.csv").read_text() + "b.jpg,c.jpg,0,x,y,val\n"
+    )
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with open(busy / ".lock", "w") as lock:
+        lock.write("4242\n")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run = f"from dsxsd.cli import main; main(['train', 'val-pairs.csv', '--out', {str(busy)!r}])"
+        done = _python(run, _env(no_tensorflow), cwd=data)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"error: {busy}: in use by process 4242; wait for it to end or choose another --out\n"

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from .. import _preflight
 from .._io import atomic_path, remove_abandoned, write_bytes, write_text
 from ..errors import DsxsdError, ModelFileError, OutputWriteError, RunInUseError, RunSaveError
 
@@ -31,7 +32,7 @@ except ImportError:  # Windows: no flock; runs into one folder are not guarded t
     fcntl = None  # type: ignore[assignment]
 
 RUN_FORMAT = "dsxsd.run"
-LOCK_NAME = ".lock"
+LOCK_NAME = _preflight.RUN_LOCK
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
 # Settings that must match for a rerun to continue an interrupted run; the rest (epochs,
 # strategy, cache, verbosity) may change between the two commands. So may the Keras
@@ -198,7 +199,7 @@ def _take_lock(path: Path, out: Path) -> int:
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
             os.close(fd)
-            raise RunInUseError(f"in use by process {holder}; wait for it to end or choose another --out", file=out) from None
+            raise RunInUseError(holder, file=out) from None
         except BaseException:
             os.close(fd)
             raise
