@@ -18,6 +18,7 @@ and whose lock nobody holds (a worker process of a dead run may still be writing
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import errno
 import os
 import re
@@ -122,6 +123,24 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def relative_path(path: str | os.PathLike[str], folder: Path) -> str:
+    """``path`` as an output kept in ``folder`` records it: relative to the folder, in
+    POSIX form, so the folder can move with what it names."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(path).resolve().as_posix()
 
 
 # --------------------------------------------------------------------------- temporaries
@@ -294,4 +313,4 @@ def _remove_unlocked(temporary: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "check_writable", "lock_holder", "remove_abandoned"]
+__all__ = ["check_output", "atomic_path", "write_bytes", "write_text", "atomic_directory", "check_writable", "lock_holder", "relative_path", "remove_abandoned", "sha256_file"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _io
+from ._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .errors import (
     DsxsdError, ManifestError, ModelFileError, OutputExistsError, RunInUseError, SettingError, require_path,
 )
@@ -266,20 +267,26 @@ def check_train(manifest: str | os.PathLike[str], out: str | os.PathLike[str]) -
 
 def check_evaluate(
     model: str | os.PathLike[str], source: str | os.PathLike[str], split: str,
-    n_way: int | None, seed: int | None, out: str | os.PathLike[str] | None,
+    n_way: int | None, seed: int | None, out: str | os.PathLike[str] | None, overwrite: bool = False,
 ) -> int:
-    """What ``dsxsd evaluate`` can refuse at once; returns how many images it will
-    embed."""
-    check_model(model)
+    """What ``dsxsd evaluate`` can refuse at once, results already in metrics.json among
+    them; returns how many images it will embed."""
+    model = check_model(model)
+    folder = Path(out) if out is not None else model.parent
     if out is not None:
         check_output_folder(out)
     if n_way is not None:
         images = read_image_list(source, split)
         check_one_shot(images, n_way, seed)
-        return len(images.paths)
-    frame = read_pairs_frame(source)
-    require_split(frame, split, source)
-    return distinct_images(frame[frame["split"].isin([split, CALIBRATION_SPLIT])])
+        identity = n_way_identity(n_way, source, split if images.kind == "pairs" else None, folder)
+        count = len(images.paths)
+    else:
+        frame = read_pairs_frame(source)
+        require_split(frame, split, source)
+        identity = pairs_identity(source, split, folder)
+        count = distinct_images(frame[frame["split"].isin([split, CALIBRATION_SPLIT])])
+    MetricsFile(folder, model, overwrite).check("n_way" if n_way is not None else "pairs", identity)
+    return count
 
 
 def check_predict_pairs(

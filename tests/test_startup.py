@@ -9,6 +9,8 @@ package that raises when imported.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -125,6 +127,13 @@ def data(tmp_path_factory) -> Path:
     (d / "index.npz").write_text("not an index\n")
     (d / "run").mkdir()
     (d / "run" / "model.keras").write_text("never loaded: the checks fail first\n")
+    # 2-way results on crops.csv are already there, for this model.
+    sha = hashlib.sha256((d / "run" / "model.keras").read_bytes()).hexdigest()
+    (d / "run" / "metrics.json").write_text(json.dumps({
+        "format": "dsxsd.metrics", "version": 2, "model": "model.keras", "model_sha256": sha,
+        "threshold": None, "threshold_calibration": None, "pairs": [],
+        "n_way": [{"n_way": 2, "source": "../crops.csv", "split": None, "accuracy": 1.0}],
+    }))
     (d / "scores.csv").write_text("already here\n")
     (d / "home").mkdir()
     (d / "home" / "thesis.tex").write_text("not a demo folder\n")
@@ -149,6 +158,9 @@ CASES = {
     "an --out in a place that takes no files": (
         ["evaluate", "run", "crops.csv", "--n-way", "2", "--out", "/proc/nowhere"], 1, "/proc/nowhere",
         "cannot create files in /proc/nowhere: No such file or directory"),
+    "results already in metrics.json": (
+        ["evaluate", "run", "crops.csv", "--n-way", "2"], 2, "run/metrics.json",
+        "already holds results for 2-way one-shot on ../crops.csv; pass --overwrite"),
     "an --out that exists": (
         ["predict", "run", "--pairs", "pairs.csv", "--out", "scores.csv"], 2, "scores.csv", "--overwrite"),
     "a missing image": (["predict", "run", "a-file", "absent.jpg"], 2, "absent.jpg", "no such file or folder"),

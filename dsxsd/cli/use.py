@@ -79,7 +79,7 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
     dsxsd evaluate run/ crops/crops.csv --n-way 20 --trials 400
     """
     need_tensorflow()
-    count = _preflight.check_evaluate(run, source, split, n_way, seed, out)
+    count = _preflight.check_evaluate(run, source, split, n_way, seed, out, overwrite)
     from ..train.evaluate import evaluate as evaluate_pairs
     from ..train.evaluate import evaluate_n_way
     from ..train.infer import load_scorer

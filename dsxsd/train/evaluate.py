@@ -16,9 +16,7 @@ by the latest pairs evaluation (``threshold_calibration`` says on which manifest
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,21 +25,11 @@ from typing import Any
 import numpy as np
 
 from .. import _io, metrics
+from .._io import sha256_file
+from .._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .._preflight import CALIBRATION_SPLIT, check_one_shot, read_image_list, read_pairs_frame, require_split
-from ..errors import ManifestError, OutputExistsError
-from .infer import Progress, Scorer, _nothing, _relative, load_scorer, score_pairs
-
-METRICS_FORMAT = "dsxsd.metrics"
-METRICS_VERSION = 2
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+from ..errors import ManifestError
+from .infer import Progress, Scorer, _nothing, load_scorer, score_pairs
 
 def _round(value: float) -> float:
     # Kept at full precision: a rounded threshold could flip pairs scored next to it.
@@ -50,130 +38,6 @@ def _round(value: float) -> float:
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: float(v) if isinstance(v, float) else v for k, v in d.items()}
-
-
-# --------------------------------------------------------------------------- metrics.json
-
-
-# The fields that tell one result from another: a split of one pairs manifest, and N on
-# one image source (with its split, for the images of a pairs manifest).
-_IDENTITY = {"pairs": ("split", "pairs"), "n_way": ("n_way", "source", "split")}
-
-
-def _describe(section: str, entry: dict[str, Any]) -> str:
-    if section == "pairs":
-        return f"split {entry['split']!r} of {entry['pairs']}"
-    of_split = f" (split {entry['split']!r})" if entry.get("split") else ""
-    return f"{entry['n_way']}-way one-shot on {entry['source']}{of_split}"
-
-
-def _upgrade(data: dict[str, Any]) -> dict[str, Any] | None:
-    """``data`` in the current layout; ``None`` where it is not a layout dsxsd wrote.
-
-    Version 1 kept results in objects keyed by split and by N alone, so a second pairs
-    manifest or crops manifest replaced the first one's results. Each of its entries
-    already names its source, so they become the lists of version 2 as they are.
-    """
-    if data.get("version", 1) == 1:
-        data = dict(data, version=METRICS_VERSION)
-        for section in _IDENTITY:
-            old = data.get(section, {})
-            data[section] = list(old.values()) if isinstance(old, dict) else old
-        for entry in data["n_way"]:
-            if isinstance(entry, dict):
-                entry.setdefault("source_sha256", None)
-    if data.get("version") != METRICS_VERSION:
-        return None
-    for section in _IDENTITY:
-        entries = data.get(section, [])
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            return None
-    return data
-
-
-class MetricsFile:
-    """``metrics.json``: read what is there, check an entry may be (re)written, write
-    atomically.
-
-    ``pairs`` and ``n_way`` are lists of entries; an entry is replaced only by one with
-    the same identity (``_IDENTITY``), so results on different data add up.
-    """
-
-    def __init__(self, folder: Path, scorer: Scorer, overwrite: bool) -> None:
-        self.path = folder / "metrics.json"
-        self.overwrite = overwrite
-        self.model_sha256 = _sha256(scorer.path)
-        self.data: dict[str, Any] = {
-            "format": METRICS_FORMAT,
-            "version": METRICS_VERSION,
-            "model": _relative(scorer.path, folder),
-            "model_sha256": self.model_sha256,
-            "threshold": None,
-            "threshold_calibration": None,
-            "pairs": [],
-            "n_way": [],
-        }
-        if self.path.exists():
-            old = self._read()
-            if old.get("model_sha256") == self.model_sha256:
-                self.data.update({k: v for k, v in old.items() if k in self.data})
-            elif not overwrite:
-                raise OutputExistsError(
-                    "holds results of another version of the model; pass --overwrite to "
-                    "start it afresh",
-                    file=self.path,
-                )
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        ours = isinstance(data, dict) and data.get("format") == METRICS_FORMAT
-        upgraded = _upgrade(data) if ours else None
-        if upgraded is not None:
-            return upgraded
-        version = data.get("version") if ours else None
-        if isinstance(version, int) and version > METRICS_VERSION:
-            problem = f"was written by a newer dsxsd (metrics version {version})"
-        else:
-            problem = "exists and is not a dsxsd metrics file"
-        if self.overwrite:
-            return {}
-        raise OutputExistsError(f"{problem}; pass --overwrite to replace it", file=self.path)
-
-    def _position(self, section: str, entry: dict[str, Any]) -> int | None:
-        key = [entry.get(field) for field in _IDENTITY[section]]
-        for i, old in enumerate(self.data[section]):
-            if [old.get(field) for field in _IDENTITY[section]] == key:
-                return i
-        return None
-
-    def find(self, section: str, entry: dict[str, Any]) -> dict[str, Any] | None:
-        """The entry of ``section`` with the identity of ``entry``, if there is one."""
-        i = self._position(section, entry)
-        return None if i is None else self.data[section][i]
-
-    def check(self, section: str, entry: dict[str, Any]) -> None:
-        """Refuse, without ``overwrite``, to replace results with the identity of ``entry``."""
-        if not self.overwrite and self.find(section, entry) is not None:
-            raise OutputExistsError(
-                f"already holds results for {_describe(section, entry)}; pass --overwrite "
-                "to replace them",
-                file=self.path,
-            )
-
-    def put(self, section: str, entry: dict[str, Any]) -> None:
-        """Add ``entry``, in place of the one with the same identity if there is one."""
-        i = self._position(section, entry)
-        if i is None:
-            self.data[section].append(entry)
-        else:
-            self.data[section][i] = entry
-
-    def save(self) -> None:
-        text = json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
-        _io.write_text(self.path, text, overwrite=True)  # checked in __init__/check()
 
 
 # --------------------------------------------------------------------------- pairs
@@ -258,8 +122,8 @@ def evaluate(
     require_split(frame, split, pairs)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     folder = Path(out) if out is not None else scorer.path.parent
-    record = MetricsFile(folder, scorer, overwrite)
-    identity = {"split": split, "pairs": _relative(pairs, folder)}
+    record = MetricsFile(folder, scorer.path, overwrite)
+    identity = pairs_identity(pairs, split, folder)
     record.check("pairs", identity)
     plot_paths = [folder / name for name in _plot_names(record, identity)] if plots else []
     for path in plot_paths:
@@ -306,7 +170,7 @@ def evaluate(
     section = result.as_dict()
     section.update(
         pairs=identity["pairs"],
-        pairs_sha256=_sha256(pairs),
+        pairs_sha256=sha256_file(pairs),
         plots=[p.name for p in plot_paths],
     )
     if warning:
@@ -385,9 +249,9 @@ def evaluate_n_way(
     check_one_shot(images, n_way, seed)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     folder = Path(out) if out is not None else scorer.path.parent
-    record = MetricsFile(folder, scorer, overwrite)
+    record = MetricsFile(folder, scorer.path, overwrite)
     split = split if images.kind == "pairs" else None  # only a pairs manifest has splits
-    identity = {"n_way": n_way, "source": _relative(source, folder), "split": split}
+    identity = n_way_identity(n_way, source, split, folder)
     record.check("n_way", identity)
     features = scorer.embed(images.paths, batch_size, progress)
 
@@ -415,7 +279,7 @@ def evaluate_n_way(
     )
     section = evaluation.as_dict()
     # A class-folder tree has no one file to fingerprint.
-    source_sha256 = _sha256(Path(source)) if Path(source).is_file() else None
+    source_sha256 = sha256_file(Path(source)) if Path(source).is_file() else None
     section.update(identity, source_sha256=source_sha256)
     record.put("n_way", section)
     record.save()

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import _io
+from .._io import relative_path
 from .._preflight import (  # read here too, and re-exported: they need no TensorFlow
     INDEX_FORMAT,
     INDEX_VERSION,
@@ -242,7 +243,7 @@ def predict_pairs(
     frame["score"] = scores
     frame["predicted"] = (scores >= value).astype(int)
     for side in ("left", "right"):
-        frame[side] = [_relative(p, out.parent) for p in frame[side]]
+        frame[side] = [relative_path(p, out.parent) for p in frame[side]]
     with _io.atomic_path(out, overwrite) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
     return PairScores(out, len(frame), images, value, source, int(frame["predicted"].sum()))
@@ -259,13 +260,6 @@ def score_pairs(
     a = features[[position[p] for p in left]]
     b = features[[position[p] for p in right]]
     return scorer.score(a, b), len(distinct)
-
-
-def _relative(path: str | os.PathLike[str], folder: Path) -> str:
-    try:
-        return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
-    except ValueError:  # another drive on Windows
-        return Path(path).resolve().as_posix()
 
 
 # --------------------------------------------------------------------------- embed and search
@@ -296,9 +290,9 @@ def embed(
                 format=np.array(INDEX_FORMAT),
                 version=np.array(INDEX_VERSION),
                 features=features,
-                paths=np.array([_relative(p, folder) for p in images.paths], dtype=np.str_),
+                paths=np.array([relative_path(p, folder) for p in images.paths], dtype=np.str_),
                 classes=np.array(images.classes, dtype=np.str_),
-                model=np.array(_relative(scorer.path, folder)),
+                model=np.array(relative_path(scorer.path, folder)),
                 image_size=np.array(scorer.image_size),
             )
     return Index(

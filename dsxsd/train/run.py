@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .. import _preflight
-from .._io import atomic_path, remove_abandoned, write_bytes, write_text
+from .._io import atomic_path, remove_abandoned, sha256_file, write_bytes, write_text
 from ..errors import DsxsdError, ModelFileError, OutputWriteError, RunInUseError, RunSaveError
 
 try:
@@ -51,14 +50,6 @@ RESUME_KEYS = (
     "backbone_weights_sha256",
     "precision",
 )
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
