@@ -12,9 +12,11 @@ installed: ``import dsxsd`` never imports them, and ``dsxsd info`` works without
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -22,9 +24,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import SettingError
 
@@ -84,22 +87,68 @@ class TrainingPlan:
 # ----------------------------------------------------------------------------- devices
 
 
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up notes off the user's terminal.
+# What TensorFlow's native libraries write while it is imported and first looks for
+# devices, whatever TF_CPP_MIN_LOG_LEVEL says: absl's preamble, the CPU instructions it
+# was built for, oneDNN's note, and (the full ``tensorflow`` wheel) its CUDA stub's search
+# for a driver.
+_START_UP_LINES = (
+    r"All log messages before absl::InitializeLog|cpu_feature_guard\.cc|To enable the following "
+    r"instructions|oneDNN custom operations|cudart_stub\.cc"
+)
+# Where no NVIDIA driver is installed, the CUDA build's failed look for one is expected;
+# beside a driver it is a real problem, and stays.
+_NO_DRIVER_LINES = r"|cuda_platform\.cc:\d+\] failed call to cuInit|cuda_executor\.cc"
 
-    At import TensorFlow logs, at INFO level, which CPU instructions it was built for and
-    that oneDNN is on, each preceded by absl's "All log messages before
-    absl::InitializeLog() is called..." line (once per native library that logs, so
-    pairs of them). None of it is actionable. TF_CPP_MIN_LOG_LEVEL=2 keeps ERROR lines
-    (real failures) and drops INFO and WARNING; it is read once, when TensorFlow's native
-    code loads, so it must be set before the first ``import tensorflow`` (every path into
-    TensorFlow in dsxsd calls this first: :mod:`dsxsd.train` and this module). A user's
-    own setting wins, and DSXSD_DEBUG=1 (``dsxsd --verbose``) sets 0, TensorFlow's
-    default, showing it all: said explicitly, because TensorFlow imports JAX where it is
-    installed, and JAX sets 1.
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up notes off the user's terminal; import it if it is
+    installed and not yet imported.
+
+    At import TensorFlow logs which CPU instructions it was built for, that oneDNN is on
+    and that no CUDA driver was found, each preceded by absl's "All log messages before
+    absl::InitializeLog() is called..." line (once per native library that logs, so pairs
+    of them). None of it is actionable. TF_CPP_MIN_LOG_LEVEL=2 drops INFO and WARNING
+    lines and keeps ERROR ones (real failures); it is read once, when TensorFlow's native
+    code loads, so it is set before the first ``import tensorflow`` (every path into
+    TensorFlow in dsxsd calls this first: :mod:`dsxsd.train` and this module). Some lines
+    come before absl reads any setting: they are taken out of what the import writes to
+    file descriptor 2, and everything else written there is passed on. A user's own
+    TF_CPP_MIN_LOG_LEVEL wins and leaves the output alone, and DSXSD_DEBUG=1 (``dsxsd
+    --verbose``) sets 0, TensorFlow's default, showing it all: said explicitly, because
+    TensorFlow imports JAX where it is installed, and JAX sets 1.
     """
     debug = os.environ.get("DSXSD_DEBUG", "") not in ("", "0")
+    users_own = "TF_CPP_MIN_LOG_LEVEL" in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
+    if debug or users_own or "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    driver = NVIDIA_PROC.exists() or shutil.which("nvidia-smi") is not None
+    with _native_stderr_without(re.compile(_START_UP_LINES + ("" if driver else _NO_DRIVER_LINES))):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the first look for devices, which logs too
+
+
+@contextlib.contextmanager
+def _native_stderr_without(lines: re.Pattern) -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 (by C++ code too) inside the block,
+    then pass on every line but those ``lines`` matches."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not lines.search(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def keras_backend() -> str:

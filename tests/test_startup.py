@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The lines TensorFlow's native code writes at import (absl's preamble, CPU features,
 # oneDNN notes).
-STARTUP_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN", "port.cc")
+STARTUP_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN", "port.cc", "cudart_stub")
 
 
 def _python(code: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
