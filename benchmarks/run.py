@@ -44,6 +44,7 @@ STAGES = {
     "pipeline": "tf.data pipeline against a per-pair PIL loader and the decode+resize limit",
     "pairs": "make-pairs at 1M crops, and against a pure-Python sampler",
     "import": "`import dsxsd` in a fresh interpreter, and the heavy modules it loads",
+    "train": "model.fit fed by the pipeline against fed from memory; FLOPs, TFLOP/s, GPU peak",
 }
 
 
