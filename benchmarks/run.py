@@ -13,7 +13,7 @@ its targets were met (the missed ones are listed under the table); 1 when a stag
 to run; 2 on a usage error.
 
     python benchmarks/run.py                   # every stage, full size
-    python benchmarks/run.py --quick           # smaller inputs, fewer runs (about 2 minutes)
+    python benchmarks/run.py --quick           # smaller inputs, fewer runs (2-3 minutes)
     python benchmarks/run.py --only pipeline,pairs,import --markdown
 """
 

@@ -234,7 +234,7 @@ def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> ke
                 optimizer=_optimizer(config["optimizer"], config["lr"]),
                 loss="binary_crossentropy",
                 metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-                steps_per_execution=config.get("steps_per_execution", 1),
+                steps_per_execution=config["steps_per_execution"],
             )
             if checkpoint is not None:
                 _restore(model, checkpoint)
