@@ -107,6 +107,71 @@ def last_line_in_fresh_process(*argv: str) -> str:
     return done.stdout.splitlines()[-1]
 
 
+# Dense bf16 TFLOP/s from the vendors' spec sheets (no sparsity); dense fp16 is the same
+# on these chips. Looked up by a part of the device's name, the first match wins: the
+# PCIe and NVL H100s before the SXM one.
+PEAK_BF16_TFLOPS = {
+    "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+    "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+}
+
+
+def peak_tflops(device_name: str, given: float | None = None) -> float | None:
+    """The device's dense bf16 peak: ``given``, else the table's, else ``None`` (unknown)."""
+    if given is not None:
+        return given
+    return next((tflops for chip, tflops in PEAK_BF16_TFLOPS.items() if chip in device_name), None)
+
+
+def forward_flops(model) -> int:
+    """FLOPs of one forward pass of one pair through dsxsd's Siamese ``model``.
+
+    Counted from the layers (a convolution: ``2 * H * W * k * k * C_in * C_out`` per
+    image; a dense layer: ``2 * inputs * outputs``); the tower runs once per image of the
+    pair. A training step costs about three forward passes (the backward pass about two).
+    """
+    import keras
+
+    def layer_flops(layer) -> int:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, filters = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            return 2 * height * width * k_h * k_w * layer.input.shape[-1] * filters
+        if isinstance(layer, keras.layers.Dense):
+            return 2 * layer.input.shape[-1] * layer.units
+        return 0
+
+    tower = model.get_layer("tower")
+    head = [layer for layer in model.layers if layer is not tower]
+    return 2 * sum(map(layer_flops, tower.layers)) + sum(map(layer_flops, head))
+
+
+def accelerator_name() -> str | None:
+    """The name of the GPU (or other accelerator) Keras' backend computes on, e.g.
+    ``NVIDIA H100 80GB HBM3``; ``None`` on a CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            return None if device.platform == "cpu" else device.device_kind
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else None
+    except Exception:  # a name is only for the report
+        pass
+    return None
+
+
 def cores() -> int:
     from dsxsd._parallel import available_cores
 

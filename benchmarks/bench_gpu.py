@@ -29,55 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make dsxsd importable from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# Dense bf16 TFLOP/s from the vendors' spec sheets (no sparsity).
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
-
-
-def forward_flops(model) -> int:
-    """FLOPs of one forward pass of one pair through the Siamese ``model``."""
-    import keras
-
-    def layer_flops(layer) -> int:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, filters = layer.output.shape
-            k_h, k_w = layer.kernel_size
-            return 2 * height * width * k_h * k_w * layer.input.shape[-1] * filters
-        if isinstance(layer, keras.layers.Dense):
-            return 2 * layer.input.shape[-1] * layer.units
-        return 0
-
-    tower = model.get_layer("tower")
-    head = [layer for layer in model.layers if layer is not tower]
-    return 2 * sum(map(layer_flops, tower.layers)) + sum(map(layer_flops, head))
-
-
-def _peak(device_name: str, given: float | None) -> float | None:
-    if given is not None:
-        return given
-    return next((tflops for chip, tflops in PEAK_BF16_TFLOPS.items() if chip in device_name), None)
-
-
-def _device_name() -> str:
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            import jax
-
-            return jax.devices()[0].device_kind
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu") if gpus else "cpu"
-    except Exception:  # a name is only for the report
-        pass
-    return backend
+from benchmarks._common import accelerator_name, forward_flops, peak_tflops  # noqa: E402
 
 
 def _timed_steps(step, steps: int) -> float:
@@ -90,7 +42,7 @@ def _timed_steps(step, steps: int) -> float:
 
 
 def measure(width: float, image_size: int, batch: int, steps: int, precision: str,
-            peak_tflops: float | None) -> dict:
+            given_peak: float | None) -> dict:
     import keras
     import numpy as np
 
@@ -110,8 +62,8 @@ def measure(width: float, image_size: int, batch: int, steps: int, precision: st
         lambda: keras.ops.convert_to_numpy(model.predict_on_batch([left, right])), steps
     )
     flops = forward_flops(model)
-    device = _device_name()
-    peak = _peak(device, peak_tflops)
+    device = accelerator_name() or "cpu"
+    peak = peak_tflops(device, given_peak)
     result = {
         "backend": keras.backend.backend(),
         "device": device,

@@ -13,7 +13,7 @@ its targets were met (the missed ones are listed under the table); 1 when a stag
 to run; 2 on a usage error.
 
     python benchmarks/run.py                   # every stage, full size
-    python benchmarks/run.py --quick           # smaller inputs, fewer runs (about 2 minutes)
+    python benchmarks/run.py --quick           # smaller inputs, fewer runs (2-3 minutes)
     python benchmarks/run.py --only pipeline,pairs,import --markdown
 """
 
@@ -44,6 +44,7 @@ STAGES = {
     "pipeline": "tf.data pipeline against a per-pair PIL loader and the decode+resize limit",
     "pairs": "make-pairs at 1M crops, and against a pure-Python sampler",
     "import": "`import dsxsd` in a fresh interpreter, and the heavy modules it loads",
+    "train": "model.fit fed by the pipeline against fed from memory; FLOPs, TFLOP/s, GPU peak",
 }
 
 

@@ -140,8 +140,9 @@ def test_gpu_benchmark_counts_the_flops_of_every_convolution_and_dense_layer():
         side //= 2
     head = 2 * (side * side * channels) * 16 + 2 * 16 * 1
     assert bench_gpu.forward_flops(model) == 2 * expected + head
-    assert bench_gpu._peak("NVIDIA H200", None) == 989.0
-    assert bench_gpu._peak("some chip", None) is None and bench_gpu._peak("x", 100.0) == 100.0
+    assert common.peak_tflops("NVIDIA H200") == common.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert common.peak_tflops("NVIDIA H100 PCIe") == 756.0 and common.peak_tflops("NVIDIA A100-SXM4-40GB") == 312.0
+    assert common.peak_tflops("some chip") is None and common.peak_tflops("x", 100.0) == 100.0
 
 
 def test_interleaved_takes_turns_and_keeps_each_calls_best():
@@ -200,3 +201,41 @@ def test_convert_benchmark_contenders_write_what_the_baseline_writes(tmp_path):
     baseline, dsxsd_rows = rows("baseline"), rows("serial")
     assert baseline[0] == dsxsd_rows[0] == ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
     assert len(baseline) > 30 and sorted(baseline[1:]) == sorted(dsxsd_rows[1:])
+
+
+@pytest.mark.tf
+def test_train_benchmark_times_the_pipeline_against_memory_and_counts_flops():
+    from dsxsd.train import build_model
+
+    bench = importlib.import_module("benchmarks.bench_train")
+    rows = bench.measure(quick=True)  # on this CPU: no GPU, so no row against a peak
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.stage, row.kind, row.target) == ("train", "speedup", 0.95)
+    assert row.baseline == "the same model fed the same batches from memory"
+    assert row.seconds > 0 and row.baseline_s > 0
+    assert row.ratio == pytest.approx(row.baseline_s / row.seconds)  # pairs/s over pairs/s in memory
+    assert "width 0.125, 32 px, batch 8, float32, epochs of 2 steps on cpu" in row.what
+    gflops = bench.forward_flops(build_model(32, 0.125)) / 1e9
+    assert f"{16 / row.seconds:,.0f} pairs/s, {gflops:.3g} GFLOP/pair forward" in row.what
+
+
+def test_train_benchmark_puts_a_gpu_epoch_against_the_chips_peak():
+    bench = importlib.import_module("benchmarks.bench_train")
+    size = bench.Size(1.0, 105, 256, 48, 2, 2)
+    flops = 13_000_000_000  # per pair forward; a train step is three forward passes
+    result = bench.figures(size, "mixed_bfloat16", 16, "NVIDIA H100 80GB HBM3", 2.0, 1.96, flops)
+    epoch_flops = 3 * flops * 256 * 48
+    assert result["pairs_per_s"] == 256 * 48 / 2 and result["ratio"] == pytest.approx(0.98)
+    assert result["tflops"] == pytest.approx(epoch_flops / 2 / 1e12)  # 240 TFLOP/s
+    assert result["fraction_of_peak"] == pytest.approx(epoch_flops / 2 / 1e12 / 989.0)
+    speed, peak = bench.rows_of(result)
+    assert (speed.kind, speed.target, speed.met) == ("speedup", 0.95, True)
+    assert (peak.kind, peak.target) == ("overhead", 2.5)  # 40% of the peak: 2.5x the time at the peak
+    assert peak.ratio == pytest.approx(1 / result["fraction_of_peak"]) and peak.met is False
+    assert "6,144 pairs/s" in peak.what and "24.2% of peak" in peak.what
+    assert "dense bf16 peak (989 TFLOP/s)" in peak.baseline
+    # the goal is for the full network under bf16; an unknown chip has no peak to compare
+    other_precision = bench.figures(size, "mixed_float16", 16, "NVIDIA H100 PCIe", 1.0, 1.0, flops)
+    assert bench.rows_of(other_precision)[1].target is None
+    assert len(bench.rows_of(bench.figures(size, "mixed_bfloat16", 16, "Some GPU", 1.0, 1.0, flops))) == 1

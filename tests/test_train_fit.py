@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import importlib
 import json
 import os
 import signal
@@ -342,3 +343,63 @@ def test_a_full_disk_while_checkpointing_is_one_error_and_the_rerun_resumes(tiny
     assert not [path for path in left if path.exists()]
     assert resumed["initial_epoch"] == 1
     assert (run / "history.csv").read_text() == (uninterrupted("epochs")[1] / "history.csv").read_text()
+
+
+class CountCalls(keras.callbacks.Callback):
+    """How often Keras called the train function: once per execution of its steps."""
+
+    calls = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls += 1
+
+
+def test_several_steps_per_execution_train_as_one_step_per_call_and_resume(tiny, tmp_path, uninterrupted):
+    whole, whole_run = uninterrupted("steps")  # 3 steps an epoch, one per call: the CPU's choice
+    settings = dict(RESUMABLE["steps"], steps_per_execution=3)
+    run = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny, run, **settings, callbacks=[InterruptAt(3)])
+    calls = CountCalls()
+    resumed = fit(tiny, run, **settings, callbacks=[calls])
+    assert resumed["initial_epoch"] == 2 and calls.calls == 1  # epoch 3's three steps in one call
+    assert read_run_config(run)["steps_per_execution"] == 3
+    got, want = pd.read_csv(run / "history.csv"), pd.read_csv(whole_run / "history.csv")
+    assert got.epoch.tolist() == want.epoch.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-5, atol=1e-7)
+    model = load_model(run / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == 9  # never a step past an epoch's end
+    for got_w, want_w in zip(model.get_weights(), weights(whole_run)):
+        np.testing.assert_allclose(got_w, want_w, rtol=1e-4, atol=1e-6)
+
+
+def test_steps_per_execution_always_divides_an_epoch(tiny, tmp_path):
+    from dsxsd.train.fit import GPU_STEPS_PER_EXECUTION, resolve_steps_per_execution
+
+    assert GPU_STEPS_PER_EXECUTION == 16
+    chosen = {steps: resolve_steps_per_execution(None, steps, gpu=True) for steps in (1, 3, 7, 17, 96, 100, 1000)}
+    assert chosen == {1: 1, 3: 3, 7: 7, 17: 1, 96: 16, 100: 10, 1000: 10}
+    assert resolve_steps_per_execution(None, 96, gpu=False) == 1  # a CPU step outweighs the call
+    assert resolve_steps_per_execution(None, 96, gpu=True, strategy="multiworker") == 1  # its own loop
+    assert resolve_steps_per_execution(4, 96, gpu=False) == 4
+    # Keras would run 4 steps in an epoch of 3 at 2 per call: refused before anything is written
+    with pytest.raises(SettingError, match="steps per execution must divide the 3 steps of an epoch, got 2"):
+        fit(tiny, tmp_path / "run", steps_per_epoch=3, steps_per_execution=2, **SMALL)
+    with pytest.raises(SettingError, match="got 0"):
+        fit(tiny, tmp_path / "run", steps_per_execution=0, **SMALL)
+    assert not (tmp_path / "run").exists()
+
+
+def test_batches_prefetched_onto_a_device_train_the_same(tiny, tmp_path, monkeypatch, uninterrupted):
+    fit_module = importlib.import_module("dsxsd.train.fit")  # dsxsd.train.fit is also the function
+
+    # On this CPU nothing is prefetched; a GPU alone, without a strategy of its own, is.
+    assert fit_module.train_input_device("default") is None
+    assert fit_module.train_input_device("mirrored") is None
+    asked = []
+    monkeypatch.setattr(fit_module, "train_input_device", lambda strategy: asked.append(strategy) or "/cpu:0")
+    summary = fit(tiny, tmp_path / "run", **RESUMABLE["steps"])
+    assert asked == ["default"]
+    whole, whole_run = uninterrupted("steps")
+    assert (tmp_path / "run" / "history.csv").read_text() == (whole_run / "history.csv").read_text()
+    assert summary["loss"] == whole["loss"]

@@ -55,6 +55,7 @@ def fit(
     strategy: str = "auto",
     precision: str = "auto",
     jit: str | bool = "auto",
+    steps_per_execution: int | None = None,
     overwrite: bool = False,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -71,8 +72,11 @@ def fit(
     the same settings, training resumes from its last finished epoch; a run with other
     settings is replaced only with ``overwrite``; a folder that is not a dsxsd run is
     never touched. ``verbose``: "auto" is Keras' progress bar on a terminal and one line
-    per epoch otherwise. Returns a summary (epochs run, final and best metrics;
-    ``already_complete`` when the run had nothing left to train).
+    per epoch otherwise. ``steps_per_execution``: train steps per call of Keras' compiled
+    train function (:func:`resolve_steps_per_execution`; ``None`` chooses), so a
+    callback's ``on_train_batch_*`` runs once per execution. Returns a summary (epochs
+    run, final and best metrics; ``already_complete`` when the run had nothing left to
+    train).
 
     ``strategy``, ``precision`` and ``jit`` (XLA compilation of the train step: "auto",
     "on", "off" or a bool) are resolved by :func:`dsxsd.environment.plan_training`,
@@ -104,6 +108,11 @@ def fit(
     table = data.read_manifest(manifest)
     train_pairs = data.pair_table(table, "train", manifest)
     val_pairs = data.pair_table(table, "val", manifest)
+    # Refused here, before the run folder is touched, like every other setting.
+    per_execution = resolve_steps_per_execution(
+        steps_per_execution, steps_per_epoch or train_pairs.batches(batch_size),
+        gpu=any(device.kind == "GPU" for device in environment.devices(plan.backend)), strategy=plan.strategy,
+    )
     rows = dict(zip(table["left"], table["row"]))
     rows.update({p: min(r, rows.get(p, r)) for p, r in zip(table["right"], table["row"])})
     data.check_images(list(dict.fromkeys(list(table["left"]) + list(table["right"]))), manifest, rows)
@@ -111,8 +120,8 @@ def fit(
     config = _config(
         manifest, table, train_pairs, val_pairs, plan, dist,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
-        early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, width=width,
-        image_size=image_size, resize=resize, augment=augment, cache=str(cache),
+        early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
+        width=width, image_size=image_size, resize=resize, augment=augment, cache=str(cache),
         backbone_weights=None if backbone_weights is None else str(Path(backbone_weights).resolve()),
     )
     if chief:
@@ -191,7 +200,35 @@ def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool,
         train_pairs, augment=config["augment"], shuffle=True, seed=config["seed"], repeat=True, start=start,
         cache_key="train", **common,
     )
+    train_ds = onto_device(train_ds, train_input_device(config["strategy"]))
     return train_ds, data.pairs_dataset(val_pairs, cache_key="val", **common)
+
+
+def train_input_device(strategy: str) -> str | None:
+    """The device training batches are prefetched onto (see :func:`onto_device`), or
+    ``None`` to leave them on the host: the first GPU when one is used without a
+    ``tf.distribute`` strategy of several replicas, under Keras' TensorFlow backend.
+
+    A mirrored or multi-worker strategy distributes the dataset itself, prefetching each
+    replica's share onto its device (and ``prefetch_to_device`` must be a pipeline's last
+    step, which distributing would not be); Keras' JAX backend puts the next batch on the
+    device itself; on a CPU the batches are where the model is already.
+    """
+    if strategy != "default" or keras.backend.backend() != "tensorflow":
+        return None
+    return "/gpu:0" if tf.config.list_physical_devices("GPU") else None
+
+
+def onto_device(dataset: tf.data.Dataset, device: str | None) -> tf.data.Dataset:
+    """``dataset``, its batches copied onto ``device`` ahead of the step that takes them.
+
+    The plain version is ``dataset`` itself: each train step would then begin by copying
+    its batch from the host to the GPU, the GPU idle meanwhile. Copied ahead, the copy of
+    the next batch overlaps the current step's compute.
+    """
+    if device is None:
+        return dataset
+    return dataset.apply(tf.data.experimental.prefetch_to_device(device))
 
 
 def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> keras.Model:
@@ -208,6 +245,7 @@ def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> ke
                 loss="binary_crossentropy",
                 metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
                 jit_compile=config["jit"],
+                steps_per_execution=config["steps_per_execution"],
             )
             if checkpoint is not None:
                 _restore(model, checkpoint)
@@ -383,6 +421,40 @@ class OneDevice:
         return contextlib.nullcontext()
 
 
+# Train steps per execution on a GPU: the most Keras runs in one call of its compiled
+# train function (see resolve_steps_per_execution).
+GPU_STEPS_PER_EXECUTION = 16
+
+
+def resolve_steps_per_execution(
+    requested: int | None, steps_per_epoch: int, *, gpu: bool, strategy: str = "default"
+) -> int:
+    """How many train steps one call of Keras' compiled train function runs.
+
+    The plain version is 1: ``fit`` calls the function once per step. Each call costs
+    Keras some Python (the iterator, the callbacks, the dispatch): nothing beside a CPU
+    step of this network, but a GPU step of a small network or batch is short enough
+    that the GPU would idle through that overhead; at 16 per call it is a sixteenth
+    (benchmarks/README.md has the figures). ``None`` chooses: 1 on a
+    CPU, on a GPU the largest divisor of ``steps_per_epoch`` up to
+    :data:`GPU_STEPS_PER_EXECUTION`.
+
+    Keras runs whole executions: at 2 per execution an epoch of 7 steps would train 8, and
+    a resumed run would start its stream of batches in the wrong place. So the number
+    always divides the epoch's steps (a prime number of steps gets 1). A multi-worker run
+    trains with its own loop (:mod:`dsxsd.train.loop`), one step at a time.
+    """
+    if requested is not None and (requested < 1 or steps_per_epoch % requested):
+        raise SettingError(f"steps per execution must divide the {steps_per_epoch} steps of an epoch, got {requested}")
+    if strategy == "multiworker":
+        return 1
+    if requested is not None:
+        return requested
+    if not gpu:
+        return 1
+    return max(n for n in range(1, min(GPU_STEPS_PER_EXECUTION, steps_per_epoch) + 1) if steps_per_epoch % n == 0)
+
+
 def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM)
@@ -509,5 +581,7 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
     }
 
 
-__all__ = ["OneDevice", "PRECISIONS", "STRATEGIES", "SettingError", "TrainingInterrupted", "fit",
-           "make_strategy", "RunRecorder"]
+__all__ = [
+    "OneDevice", "PRECISIONS", "STRATEGIES", "SettingError", "TrainingInterrupted", "fit", "make_strategy",
+    "onto_device", "resolve_steps_per_execution", "RunRecorder", "train_input_device",
+]
