@@ -17,17 +17,16 @@ The figure is pairs/s from the manifest over pairs/s from memory (target: at lea
 the pipeline never starves the model). Each ``fit`` first trains one untimed epoch
 (tracing, decoding the images into the cache, starting tf.data's threads); on a CPU an
 epoch is one step, so the fastest is a step the machine's other work disturbed least
-(the new order drawn at the start of each pass over the pairs, a few ms, is then left
-out; the input pipeline's own benchmark counts it). FLOPs per pair are counted from the
-layers (:func:`benchmarks._common.forward_flops`); a train step is taken as three
-forward passes, so TFLOP/s = 3 x FLOPs x pairs/s. On a GPU a second row puts the epoch
+(the new order drawn at the start of each pass over the pairs is then left out; the
+input pipeline's own benchmark counts it). FLOPs per pair are counted from the layers
+(:func:`benchmarks._common.forward_flops`); a train step is taken as three forward passes, so TFLOP/s = 3 x FLOPs x pairs/s. On a GPU a second row puts the epoch
 against the time the same FLOPs take at the chip's dense bf16 peak
 (:data:`benchmarks._common.PEAK_BF16_TFLOPS`; other chips: unknown, no row): the goal
 for width 1.0 at 105 px under ``mixed_bfloat16`` is 40% of peak, at most 2.5x the time.
 
 The sizes are the README's CPU smoke runs (width 0.125 at 32 px, 0.25 at 64 px); the
 full network (width 1.0, 105 px, 17M parameters) is added on a GPU, or on a CPU with
-``--full-size`` (3-9 s a step of 8 pairs on 2 shared cores).
+``--full-size`` (slow there: see benchmarks/README.md).
 
     python benchmarks/bench_train.py                 # CPU sizes (and the full size on a GPU)
     python benchmarks/bench_train.py --full-size     # the full network too, even on a CPU

@@ -65,8 +65,8 @@ from ._parallel import process_pool, resolve_workers, worker_died
 from ._images import ImageFinder, for_output, open_image
 from .errors import DsxsdError, InvalidValueError, require_path
 from .model import (
-    BOX_OUT_OF_ORDER,
-    EMPTY_BOX,
+    BOX_OUT_OF_ORDER,  # noqa: F401 - re-exported: the reasons a box is not cut, with those below
+    EMPTY_BOX,  # noqa: F401
     AnnotationSet,
     BBox,
     ImageAnnotation,

@@ -124,9 +124,12 @@ def quiet_tensorflow() -> None:
         return
     driver = NVIDIA_PROC.exists() or shutil.which("nvidia-smi") is not None
     with _native_stderr_without(re.compile(_START_UP_LINES + ("" if driver else _NO_DRIVER_LINES))):
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
 
-        tf.config.list_physical_devices()  # the first look for devices, which logs too
+            tf.config.list_physical_devices()  # the first look for devices, which logs too
+        except Exception:  # a broken install: the import that needs it says what is wrong
+            return
 
 
 @contextlib.contextmanager
@@ -159,7 +162,7 @@ def keras_backend() -> str:
         import keras
 
         return keras.backend.backend()
-    except ImportError:
+    except Exception:  # not installed, or broken (its backend fails to import): as Keras reads it
         pass
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
@@ -500,11 +503,11 @@ def _usable_cpus() -> int | None:
 
 
 def _import(name: str):
-    """The module, or None where it (or what it needs) is not installed."""
+    """The module, or None where it (or what it needs) is not installed or fails to import."""
     quiet_tensorflow()  # TensorFlow may come first here
     try:
         return importlib.import_module(name)
-    except ImportError:
+    except Exception:  # ImportError, or an install broken in any other way
         return None
 
 

@@ -184,7 +184,10 @@ def _info_lines(report) -> list[str]:
     if tf["installed"]:
         lines.append(f"devices      {_devices(tf['devices'])}")
     driver = report["gpu_driver"]
-    gpus = "; ".join(f"{g['name']} {g['memory_mib']} MiB, driver {g['driver']}" for g in driver["gpus"])
+    gpus = "; ".join(
+        f"{g['name']}{'' if g['memory_mib'] is None else ' %d MiB' % g['memory_mib']}, driver {g['driver']}"
+        for g in driver["gpus"]
+    )
     if not gpus:
         gpus = "NVIDIA driver loaded (/proc/driver/nvidia), nvidia-smi gave no list" if driver["present"] else "none"
     lines.append(f"gpu driver   {gpus}")

@@ -444,7 +444,9 @@ def resolve_steps_per_execution(
     always divides the epoch's steps (a prime number of steps gets 1). A multi-worker run
     trains with its own loop (:mod:`dsxsd.train.loop`), one step at a time.
     """
-    if requested is not None and (requested < 1 or steps_per_epoch % requested):
+    if requested is not None and requested < 1:
+        raise SettingError(f"steps per execution must be at least 1, got {requested}")
+    if requested is not None and steps_per_epoch % requested:
         raise SettingError(f"steps per execution must divide the {steps_per_epoch} steps of an epoch, got {requested}")
     if strategy == "multiworker":
         return 1
