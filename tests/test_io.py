@@ -4,6 +4,7 @@ import builtins
 import errno
 import io
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -191,8 +192,16 @@ def _fill_disk(monkeypatch, raw_writes: bool = True) -> None:
             raise OSError(errno.ENOSPC, NO_SPACE)
         return real_write(fd, data)
 
+    real_path_open = pathlib.Path.open
+
+    def path_open_on_full_disk(path, mode="r", *args, **kwargs):
+        opened = real_path_open(path, mode, *args, **kwargs)
+        return _NoSpace(opened) if set(mode) & set("wax+") else opened
+
     monkeypatch.setattr(io, "open", open_on_full_disk)
     monkeypatch.setattr(builtins, "open", open_on_full_disk)
+    # Before Python 3.11, pathlib opened files through an io.open it held on to.
+    monkeypatch.setattr(pathlib.Path, "open", path_open_on_full_disk)
     if raw_writes:
         monkeypatch.setattr(os, "write", write_on_full_disk)
 
@@ -229,10 +238,10 @@ def test_the_api_raises_output_write_error(tmp_path, monkeypatch):
 # A dsxsd process whose writes never end, as if the disk stalled: killed while it writes,
 # it leaves its temporary output behind.
 STALLED_WRITES = """
-import builtins, io, sys, time
+import builtins, io, pathlib, sys, time
 from dsxsd.cli import main
 
-real_open = io.open
+real_open, real_path_open = io.open, pathlib.Path.open
 
 class Stalled:
     def __init__(self, file): self.file = file
@@ -245,7 +254,12 @@ def stalling_open(file, mode="r", *args, **kwargs):
     opened = real_open(file, mode, *args, **kwargs)
     return Stalled(opened) if set(mode) & set("wax+") else opened
 
+def stalling_path_open(path, mode="r", *args, **kwargs):
+    opened = real_path_open(path, mode, *args, **kwargs)
+    return Stalled(opened) if set(mode) & set("wax+") else opened
+
 io.open = builtins.open = stalling_open
+pathlib.Path.open = stalling_path_open  # before Python 3.11 pathlib held its own io.open
 main(sys.argv[1:], prog_name="dsxsd")
 """
 
