@@ -150,6 +150,7 @@ def test_without_tensorflow_info_says_it_is_absent_and_how_to_install_it():
     assert 'tensorflow   not installed' in text and 'pip install "dsxsd[train]"' in text
 
 
+@pytest.mark.tf  # needs JAX, which the full suite's environment has (not the core's)
 def test_under_the_jax_backend_info_reports_jax_and_its_devices():
     """A GPU machine lent with JAX and no TensorFlow: info still plans the run."""
     jax = pytest.importorskip("jax", reason="the JAX backend needs jax installed")
