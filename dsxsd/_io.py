@@ -13,13 +13,16 @@ its temporary, which may be as large as the output. So the temporary's name hold
 writing process's id, ``.<name>.<pid>.<random>.tmp``, and the temporary is locked while
 it is written; the next write of the same output removes those whose process has ended
 and whose lock nobody holds (a worker process of a dead run may still be writing).
+
+Shared by dsxsd's packages (dsxsd.cli and dsxsd.train too), with what outputs record of
+other files: a file's sha256 and a path relative to the output's folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import errno
+import hashlib
 import os
 import re
 import shutil

@@ -14,13 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import _io
-from ._io import relative_path, sha256_file
+from ._io import relative_path, sha256_file, write_text
 from .errors import OutputExistsError
 
 METRICS_FORMAT = "dsxsd.metrics"
 METRICS_VERSION = 2
-
 
 # The fields that tell one result from another: a split of one pairs manifest, and N on
 # one image source (with its split, for the images of a pairs manifest).
@@ -153,7 +151,7 @@ class MetricsFile:
 
     def save(self) -> None:
         text = json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
-        _io.write_text(self.path, text, overwrite=True)  # checked in __init__/check()
+        write_text(self.path, text, overwrite=True)  # checked in __init__/check()
 
 
 __all__ = ["METRICS_FORMAT", "METRICS_VERSION", "MetricsFile", "n_way_identity", "pairs_identity"]
