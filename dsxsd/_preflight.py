@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import _io
 from ._metrics_file import MetricsFile, n_way_identity, pairs_identity
+from .environment import configured_backend
 from .errors import (
     DsxsdError, ManifestError, ModelFileError, OutputExistsError, RunInUseError, SettingError, require_path,
 )
@@ -240,11 +241,11 @@ def check_one_shot(images: ImageList, n_way: int, seed: int | None) -> None:
 TRAIN_BACKENDS = ("tensorflow", "jax")
 
 
-def check_train_backend(backend: str | None) -> None:
-    """Refuse a Keras backend that dsxsd does not train under. ``dsxsd train`` passes
-    ``KERAS_BACKEND`` (``None`` when unset), before Keras is imported; :func:`dsxsd.train.fit`
-    the backend Keras runs."""
-    if backend is not None and backend not in TRAIN_BACKENDS:
+def check_train_backend(backend: str) -> None:
+    """Refuse a Keras backend that dsxsd does not train under. ``dsxsd train`` passes the
+    one Keras would read (KERAS_BACKEND, keras.json) before Keras is imported;
+    :func:`dsxsd.train.fit` the backend Keras runs."""
+    if backend not in TRAIN_BACKENDS:
         raise SettingError(
             f"training runs under Keras' tensorflow or jax backend, not {backend!r}: "
             "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
@@ -255,7 +256,7 @@ def check_train(manifest: str | os.PathLike[str], out: str | os.PathLike[str]) -
     """What ``dsxsd train`` can refuse at once: a Keras backend it does not train under, a
     bad pairs manifest, one without train or val pairs, a run folder that cannot be
     written or that another run holds."""
-    check_train_backend(os.environ.get("KERAS_BACKEND") or None)  # empty: unset, as Keras reads it
+    check_train_backend(configured_backend())
     check_output_folder(out)
     holder = _io.lock_holder(Path(out) / RUN_LOCK)
     if holder is not None:

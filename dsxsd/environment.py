@@ -163,7 +163,12 @@ def keras_backend() -> str:
 
         return keras.backend.backend()
     except Exception:  # not installed, or broken (its backend fails to import): as Keras reads it
-        pass
+        return configured_backend()
+
+
+def configured_backend() -> str:
+    """The Keras backend as Keras reads it, importing nothing: KERAS_BACKEND, then
+    ``~/.keras/keras.json`` (or under KERAS_HOME), else ``tensorflow``."""
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
     config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
@@ -579,6 +584,7 @@ __all__ = [
     "keras_backend",
     "plan_training",
     "problems",
+    "configured_backend",
     "quiet_tensorflow",
     "tensorflow_distributions",
     "tf_config_tasks",

@@ -204,3 +204,12 @@ def test_a_run_folder_in_use_is_refused_before_tensorflow(no_tensorflow, data, t
         done = _python(run, _env(no_tensorflow), cwd=data)
     assert done.returncode == 1, done.stderr
     assert done.stderr == f"error: {busy}: in use by process 4242; wait for it to end or choose another --out\n"
+
+
+def test_a_backend_set_in_keras_json_is_refused_before_tensorflow(no_tensorflow, data, tmp_path):
+    (tmp_path / "keras.json").write_text('{"backend": "torch"}')  # Keras' own settings file
+    run = "from dsxsd.cli import main; main(['train', 'pairs.csv', '--out', 'new-run'])"
+    done = _python(run, _env(no_tensorflow, KERAS_HOME=str(tmp_path)), cwd=data)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("error: training runs under Keras' tensorflow or jax backend, not 'torch': "
+                           "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax\n")
