@@ -21,6 +21,7 @@ from dsxsd import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, Output
 from dsxsd.cli import main
 from dsxsd._io import atomic_directory, atomic_path, write_text
 from dsxsd.report import report_path, write_skip_report
+from disk_support import FullDisk
 from dsxsd.model import SkippedFile
 
 
@@ -159,25 +160,6 @@ def test_an_output_under_a_file_names_the_output_and_the_file(tmp_path, command)
     assert sorted(os.listdir(tmp_path)) == before
 
 
-class _NoSpace:
-    """A file opened for writing on a full disk: every write fails with ENOSPC."""
-
-    def __init__(self, file):
-        self._file = file
-
-    def write(self, data):
-        raise OSError(errno.ENOSPC, NO_SPACE)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._file.close()
-
-    def __getattr__(self, name):
-        return getattr(self._file, name)
-
-
 def _fill_disk(monkeypatch, raw_writes: bool = True) -> None:
     """From here on the disk is full: files opened for writing (and, with
     ``raw_writes``, ``os.write`` to any file) fail with ENOSPC."""
@@ -185,7 +167,7 @@ def _fill_disk(monkeypatch, raw_writes: bool = True) -> None:
 
     def open_on_full_disk(file, mode="r", *args, **kwargs):
         opened = real_open(file, mode, *args, **kwargs)
-        return _NoSpace(opened) if set(mode) & set("wax+") else opened
+        return FullDisk(opened) if set(mode) & set("wax+") else opened
 
     def write_on_full_disk(fd, data):
         if fd > 2:
@@ -196,7 +178,7 @@ def _fill_disk(monkeypatch, raw_writes: bool = True) -> None:
 
     def path_open_on_full_disk(path, mode="r", *args, **kwargs):
         opened = real_path_open(path, mode, *args, **kwargs)
-        return _NoSpace(opened) if set(mode) & set("wax+") else opened
+        return FullDisk(opened) if set(mode) & set("wax+") else opened
 
     monkeypatch.setattr(io, "open", open_on_full_disk)
     monkeypatch.setattr(builtins, "open", open_on_full_disk)

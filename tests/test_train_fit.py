@@ -4,7 +4,6 @@ existing folders are refused before anything trains."""
 from __future__ import annotations
 
 import builtins
-import errno
 import importlib
 import json
 import os
@@ -26,6 +25,7 @@ import dsxsd  # noqa: E402
 from dsxsd.errors import MissingImageError, OutputExistsError  # noqa: E402
 from dsxsd.train import build_model, fit, load_images, load_model, read_run_config  # noqa: E402
 from dsxsd.train.fit import SettingError  # noqa: E402
+from disk_support import FullDisk  # noqa: E402
 from train_support import IMAGE_SIZE, WIDTH, make_shapes_manifest  # noqa: E402
 
 SMALL = dict(width=WIDTH, image_size=IMAGE_SIZE, verbose=0)
@@ -284,30 +284,6 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(tiny, tmp_path, 
     assert resumed["loss"] == whole["loss"] and resumed["val_loss"] == whole["val_loss"]
     for got, want in zip(weights(run), weights(whole_run)):
         np.testing.assert_array_equal(got, want)
-
-
-class FullDisk:
-    """A file on a disk that fills up after ``room`` bytes."""
-
-    def __init__(self, file, room):
-        self.file, self.room = file, room
-
-    def write(self, data):
-        if len(data) > self.room:
-            self.file.write(bytes(data[: self.room]))  # what fitted stays, half a file
-            self.room = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= len(data)
-        return self.file.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.file, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
 
 
 def test_a_full_disk_while_checkpointing_is_one_error_and_the_rerun_resumes(tiny, tmp_path, monkeypatch, uninterrupted):
