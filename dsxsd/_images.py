@@ -31,6 +31,10 @@ becomes :class:`HostileInputError`; only the formats of the extensions above are
 Converting (:func:`to_rgb`, :func:`for_output`): JPEG holds only 8-bit RGB here; 16-bit
 images are scaled (``value >> 8``) rather than clipped, which is what Pillow's own
 ``convert("RGB")`` does to them.
+
+Model input (:func:`model_input`, :func:`model_inputs`): the pixels a trained model sees,
+made without TensorFlow (for serving exported models) the way training's
+``dsxsd.train.data.decode_and_resize`` makes them with TensorFlow.
 """
 
 from __future__ import annotations
@@ -333,13 +337,129 @@ def for_output(image: Image.Image, fmt: Literal["JPEG", "PNG"]) -> Image.Image:
     return to_rgb(image)
 
 
+# ------------------------------------------------------------------------- model input
+
+# The formats training's decoder (TensorFlow's decode_image) reads. Pillow's JPEG plugin
+# also opens phone MPO files; TensorFlow decodes their first picture as a JPEG too.
+TRAINING_DECODERS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF")
+RESIZE_MODES: tuple[str, ...] = ("stretch", "letterbox")
+
+
+def model_input(path: str | os.PathLike[str], image_size: int, resize: str = "stretch") -> np.ndarray:
+    """One image file -> uint8 [S, S, 3] RGB, as dsxsd.train.data.decode_and_resize makes it.
+
+    Decoding follows TensorFlow's ``decode_image(channels=3)``: the EXIF orientation is
+    ignored, grey is repeated to three channels, alpha is dropped (not blended), 16-bit
+    PNG values become ``value >> 8``, a GIF's first frame has its transparent pixels black,
+    an 8-bit BMP's palette indices are read as grey (TensorFlow ignores BMP palettes) and
+    other BMP depths than 8, 24 and 32 bits are refused, as training refuses them. A CMYK
+    JPEG becomes RGB by TensorFlow's integer formula. TensorFlow decodes JPEGs with
+    libjpeg's fast integer DCT and Pillow with the accurate one (Pillow offers the fast one
+    only without the smooth chroma upsampling TensorFlow uses), so JPEG pixels come out
+    about one level apart on average, a few at most; PNG, BMP and GIF pixels are the
+    same, and the resize differs only where a value rounds from exactly .5.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+    try:
+        image = open_image(path, formats=TRAINING_DECODERS)
+    except ImageDecodeError:
+        other = _other_format(path)
+        if other is None:
+            raise
+        raise ImageDecodeError(f"not a JPEG, PNG, BMP or GIF image ({other})", file=path) from None
+    pixels = _training_rgb(image, path)
+    height, width = pixels.shape[:2]
+    if resize == "stretch":
+        return _resize(pixels, image_size, image_size)
+    # tf.image.resize_with_pad's geometry, computed in float32 as it does: scale to fit,
+    # floor the scaled size, and pad by floor of half the float leftover at top and left.
+    f = np.float32
+    ratio = max(f(width) / f(image_size), f(height) / f(image_size))
+    new_h, new_w = f(height) / ratio, f(width) / ratio
+    if int(new_h) == 0 or int(new_w) == 0:
+        raise ImageDecodeError(
+            f"{width}x{height} is too thin to letterbox into {image_size}x{image_size}", file=path
+        )
+    top = max(0, int(np.floor((f(image_size) - new_h) / f(2))))
+    left = max(0, int(np.floor((f(image_size) - new_w) / f(2))))
+    out = np.zeros((image_size, image_size, 3), np.uint8)
+    out[top : top + int(new_h), left : left + int(new_w)] = _resize(pixels, int(new_h), int(new_w))
+    return out
+
+
+def model_inputs(
+    paths: Sequence[str | os.PathLike[str]], image_size: int, resize: str = "stretch"
+) -> np.ndarray:
+    """Images as float32 [N, S, S, 3] raw 0-255 RGB (:func:`model_input` each), as
+    ``dsxsd.train.load_images`` gives them."""
+    if not paths:
+        return np.zeros((0, image_size, image_size, 3), np.float32)
+    return np.stack([model_input(p, image_size, resize) for p in paths]).astype(np.float32)
+
+
+def _other_format(path: str | os.PathLike[str]) -> str | None:
+    """The format of an image Pillow can identify but training cannot decode (TIFF, WebP)."""
+    try:
+        with Image.open(path, formats=DECODERS) as image:
+            return None if image.format in TRAINING_DECODERS else image.format
+    except Exception:  # unidentified or broken: the decode error already says so
+        return None
+
+
+def _training_rgb(image: Image.Image, path: str | os.PathLike[str]) -> np.ndarray:
+    """uint8 [H, W, 3] with TensorFlow's decoder's choices where they differ from Pillow's."""
+    if image.format == "BMP":
+        with open(path, "rb") as file:
+            bits = int.from_bytes(file.read(30)[28:30], "little")
+        if bits not in (8, 24, 32):
+            raise ImageDecodeError(
+                f"cannot be decoded (a {bits}-bit BMP; training reads 8, 24 and 32 bits)", file=path
+            )
+        if bits == 8:  # the indices of a "P" image, 0/1 of a two-colour "1" one
+            return np.repeat(np.asarray(image).astype(np.uint8)[..., None], 3, axis=2)
+    if image.mode == "CMYK":
+        # Pillow reads every CMYK JPEG as Adobe's inverted kind; TensorFlow inverts only
+        # files with an Adobe marker. Then its formula, truncating: R = (255-C)(255-K)/255.
+        ink = np.asarray(image).astype(np.int32)
+        if "adobe" not in image.info:
+            ink = 255 - ink
+        return ((255 - ink[..., :3]) * (255 - ink[..., 3:]) // 255).astype(np.uint8)
+    rgb = np.array(to_rgb(image))
+    transparent = image.info.get("transparency")
+    if image.format == "GIF" and isinstance(transparent, int) and image.mode in ("P", "L"):
+        # TensorFlow leaves a first frame's transparent pixels black.
+        rgb[np.asarray(image) == transparent] = 0
+    return rgb
+
+
+def _resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """TensorFlow's antialiased bilinear resize, rounded half to even as tf.round does.
+
+    Pillow's BILINEAR is the same scaled triangle filter with the same half-pixel centres,
+    but in 8-bit mode it rounds between its two passes; a float ("F") resize per channel
+    keeps full precision, so only values at exactly .5 can round differently.
+    """
+    if pixels.shape[:2] == (height, width):  # both filters are the identity there
+        return pixels
+    channels = [
+        Image.fromarray(pixels[..., c].astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
+        for c in range(3)
+    ]
+    return np.clip(np.rint(np.stack([np.asarray(c) for c in channels], axis=2)), 0, 255).astype(np.uint8)
+
+
 __all__ = [
     "DECODERS",
     "IMAGE_SUFFIXES",
     "PNG_MODES",
+    "RESIZE_MODES",
+    "TRAINING_DECODERS",
     "ImageFinder",
     "find_image",
     "for_output",
+    "model_input",
+    "model_inputs",
     "open_image",
     "to_rgb",
 ]
