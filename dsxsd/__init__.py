@@ -16,9 +16,11 @@ from .errors import (
     InvalidValueError,
     MalformedFileError,
     ManifestError,
+    MissingDependencyError,
     MissingFieldError,
     MissingImageError,
     MissingPathError,
+    ModelFileError,
     OutputExistsError,
     OutputWriteError,
     RunInUseError,
@@ -46,12 +48,20 @@ _LAZY = {
     "list_images": "dsxsd.listing",
     "dataset_stats": "dsxsd.statistics",
     "draw": "dsxsd.drawing",
+    # Using a model: TensorFlow loads only for a .keras model, never for an .onnx.
+    "Scorer": "dsxsd.inference",
+    "ExportInfo": "dsxsd.serve",
+    # Exporting a model runs TensorFlow's converters: TensorFlow loads on first use.
+    "export": "dsxsd.train.exporting",
 }
 
 if TYPE_CHECKING:
     from .conversion import ConvertReport, convert
     from .crops import CropReport, crop
     from .drawing import draw
+    from .inference import Scorer
+    from .serve import ExportInfo
+    from .train.exporting import export
     from .listing import list_images
     from .pairs import make_pairs, read_pairs
     from .statistics import dataset_stats
@@ -76,21 +86,25 @@ __all__ = [
     "ConvertReport",
     "CropReport",
     "DsxsdError",
+    "ExportInfo",
     "HostileInputError",
     "ImageAnnotation",
     "InvalidAnnotationError",
     "InvalidValueError",
     "MalformedFileError",
     "ManifestError",
+    "MissingDependencyError",
     "MissingFieldError",
     "MissingImageError",
     "MissingPathError",
+    "ModelFileError",
     "ObjectAnnotation",
     "OutputExistsError",
     "OutputWriteError",
     "Problem",
     "RunInUseError",
     "RunSaveError",
+    "Scorer",
     "SettingError",
     "SettingWarning",
     "SkippedFile",
@@ -100,6 +114,7 @@ __all__ = [
     "crop",
     "dataset_stats",
     "draw",
+    "export",
     "format_names",
     "get_format",
     "guess_format",

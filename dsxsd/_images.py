@@ -353,11 +353,10 @@ def model_input(path: str | os.PathLike[str], image_size: int, resize: str = "st
     PNG values become ``value >> 8``, a GIF's first frame has its transparent pixels black,
     an 8-bit BMP's palette indices are read as grey (TensorFlow ignores BMP palettes) and
     other BMP depths than 8, 24 and 32 bits are refused, as training refuses them. A CMYK
-    JPEG becomes RGB by TensorFlow's integer formula. TensorFlow decodes JPEGs with
-    libjpeg's fast integer DCT and Pillow with the accurate one (Pillow offers the fast one
-    only without the smooth chroma upsampling TensorFlow uses), so JPEG pixels come out
-    about one level apart on average, a few at most; PNG, BMP and GIF pixels are the
-    same, and the resize differs only where a value rounds from exactly .5.
+    JPEG becomes RGB by TensorFlow's integer formula. JPEGs are decoded as TensorFlow
+    decodes them, with libjpeg-turbo's fast integer DCT and smooth chroma upsampling
+    (:func:`_jpeg_as_training_decodes`); PNG, BMP and GIF pixels are Pillow's, which are
+    the same. The resize then differs only where a value rounds from exactly .5.
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
@@ -368,7 +367,9 @@ def model_input(path: str | os.PathLike[str], image_size: int, resize: str = "st
         if other is None:
             raise
         raise ImageDecodeError(f"not a JPEG, PNG, BMP or GIF image ({other})", file=path) from None
-    pixels = _training_rgb(image, path)
+    pixels = _jpeg_as_training_decodes(path) if image.format == "JPEG" else None
+    if pixels is None:
+        pixels = _training_rgb(image, path)
     height, width = pixels.shape[:2]
     if resize == "stretch":
         return _resize(pixels, image_size, image_size)
@@ -404,6 +405,28 @@ def _other_format(path: str | os.PathLike[str]) -> str | None:
         with Image.open(path, formats=DECODERS) as image:
             return None if image.format in TRAINING_DECODERS else image.format
     except Exception:  # unidentified or broken: the decode error already says so
+        return None
+
+
+def _jpeg_as_training_decodes(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """uint8 [H, W, 3] exactly as TensorFlow's ``decode_image`` decodes this JPEG, or
+    ``None`` where that takes Pillow (:func:`_training_rgb`).
+
+    TensorFlow decodes with libjpeg-turbo's fast integer DCT and smooth ("fancy") chroma
+    upsampling. Pillow offers the fast DCT only together with plain upsampling (its draft
+    mode), and its accurate DCT leaves pixels about a level brighter than training's,
+    which a steep model turns into scores 1e-3 apart. simplejpeg (the serve extra's JPEG
+    decoder, libjpeg-turbo) takes the two settings apart. Without it Pillow decodes.
+    """
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
+    except ValueError:  # a file Pillow opened but libjpeg-turbo will not: Pillow's word on it
         return None
 
 

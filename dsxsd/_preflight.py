@@ -21,7 +21,8 @@ from . import _io
 from ._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .environment import configured_backend
 from .errors import (
-    DsxsdError, ManifestError, ModelFileError, OutputExistsError, RunInUseError, SettingError, require_path,
+    DsxsdError, ManifestError, MissingDependencyError, ModelFileError, OutputExistsError, RunInUseError,
+    SettingError, require_path,
 )
 
 if TYPE_CHECKING:
@@ -355,3 +356,62 @@ __all__ = [
     "read_pairs_frame",
     "require_split",
 ]
+
+
+# --------------------------------------------------------------------------- export
+
+EXPORT_FORMATS = ("onnx", "saved_model", "litert")
+EXPORT_MODELS = {"best": "best.keras", "final": "model.keras"}
+
+
+def export_source(run: str | os.PathLike[str], model: str = "best") -> Path:
+    """The ``.keras`` file an export of ``run`` reads: ``best.keras`` or ``model.keras``
+    of a run folder (``model`` = ``best`` or ``final``), or ``run`` itself when it is a
+    file."""
+    run = require_path(run)
+    if model not in EXPORT_MODELS:
+        raise SettingError(f"--model must be one of {', '.join(EXPORT_MODELS)}, not {model!r}")
+    if run.is_file():
+        return run
+    path = run / EXPORT_MODELS[model]
+    if not path.is_file():
+        other = next((k for k, name in EXPORT_MODELS.items() if k != model and (run / name).is_file()), None)
+        hint = f" (it has {EXPORT_MODELS[other]}: --model {other})" if other else ": not a trained run folder"
+        raise ModelFileError(f"no {EXPORT_MODELS[model]} in this folder{hint}", file=run)
+    return path
+
+
+def check_export(
+    run: str | os.PathLike[str], out: str | os.PathLike[str], format: str, part: str,
+    model: str = "best", overwrite: bool = False,
+) -> Path:
+    """What ``dsxsd export`` can refuse at once: an unknown format or part, a run without
+    the model, a backend or converter export cannot use, an output in the way (the export
+    and, beside a SavedModel or LiteRT file, its JSON). Returns the ``.keras`` file."""
+    import importlib.util
+
+    from .serve import PARTS, info_file
+
+    if format not in EXPORT_FORMATS:
+        raise SettingError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    if part not in PARTS:
+        raise SettingError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+    source = export_source(run, model)
+    backend = configured_backend()
+    if backend != "tensorflow":
+        raise SettingError(
+            f"export runs TensorFlow's converters, under Keras' tensorflow backend, not {backend!r}: "
+            "set KERAS_BACKEND=tensorflow"
+        )
+    if format == "onnx":
+        if Path(out).suffix.lower() != ".onnx":
+            # predict, embed and search tell an ONNX model by its name.
+            raise SettingError("an ONNX export's name must end in .onnx", file=out)
+        if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnx") is None:
+            raise MissingDependencyError(
+                'the ONNX export needs tf2onnx and onnx, which are not installed: pip install "dsxsd[train]"'
+            )
+    else:
+        check_output_file(info_file(out), overwrite)
+    check_output_file(out, overwrite)
+    return source

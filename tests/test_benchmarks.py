@@ -239,3 +239,17 @@ def test_train_benchmark_puts_a_gpu_epoch_against_the_chips_peak():
     other_precision = bench.figures(size, "mixed_float16", 16, "NVIDIA H100 PCIe", 1.0, 1.0, flops)
     assert bench.rows_of(other_precision)[1].target is None
     assert len(bench.rows_of(bench.figures(size, "mixed_bfloat16", 16, "Some GPU", 1.0, 1.0, flops))) == 1
+
+
+@pytest.mark.tf
+def test_serve_benchmark_times_the_onnx_command_against_the_keras_one_and_pairs_per_second():
+    bench = importlib.import_module("benchmarks.bench_serve")
+    speedup, seconds, scoring = bench.measure(quick=True)
+    assert (speedup.stage, speedup.kind, speedup.target) == ("serve", "speedup", 5.0)
+    assert speedup.baseline == "the same command from model.keras"
+    assert "dsxsd predict siamese.onnx a.jpg b.jpg" in speedup.what
+    assert speedup.seconds == seconds.seconds > 0 and speedup.baseline_s > 0
+    assert (seconds.kind, seconds.target) == ("seconds", 1.0)
+    assert (scoring.kind, scoring.target) == ("speedup", None)
+    pairs = bench.QUICK.batch * 2  # two calls of one batch, the best pass kept
+    assert f"{pairs / scoring.seconds:,.0f} pairs/s (Keras {pairs / scoring.baseline_s:,.0f})" in scoring.what

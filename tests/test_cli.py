@@ -60,6 +60,7 @@ MISSING = {
     "embed": ["{missing}", "{file}", "--out", "{out}.npz"],
     "search": ["{missing}", "{image}"],
     "search --model": ["{file}", "{image}", "--model", "{missing}"],
+    "export": ["{missing}", "--out", "{out}.onnx"],
 }
 
 
@@ -211,7 +212,9 @@ def test_every_command_help_shows_an_example(name):
 
 def test_the_commands_reading_annotations_take_a_format():
     with_format = {n for n, c in main.commands.items() if any("--format" in p.opts for p in c.params)}
-    assert with_format == {"validate", "stats", "draw", "crop"}
+    # export's --format is the format it writes (onnx, saved_model, litert)
+    assert with_format == {"validate", "stats", "draw", "crop", "export"}
+    assert "onnx" in " ".join(invoke("export", "--help").output.split())
 
 
 @pytest.mark.parametrize("name", ["validate", "stats", "draw", "crop"])

@@ -1,5 +1,5 @@
 """Commands that use a trained model: ``evaluate``, ``predict``, ``embed``, ``search``,
-and ``demo``, which runs the whole pipeline on generated data.
+``export``, and ``demo``, which runs the whole pipeline on generated data.
 
 A path given on the command line that does not exist (a model, a manifest, an image to
 score) is a usage error, exit 2, found by click before TensorFlow is imported; an image
@@ -34,6 +34,15 @@ def _shown(path: str | os.PathLike[str]) -> str:
     except ValueError:
         return str(path)
     return str(path) if relative.startswith("..") else relative
+
+
+def _need_runtime(model: str | os.PathLike[str]) -> None:
+    """An exported .onnx runs on onnxruntime (checked when it loads); anything else on
+    Keras, which needs TensorFlow."""
+    from ..inference import ONNX_SUFFIX
+
+    if Path(model).suffix.lower() != ONNX_SUFFIX:
+        need_tensorflow()
 
 
 def _f(value: float) -> str:
@@ -160,12 +169,14 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
 def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, as_json) -> None:
     """Score two images (the probability they show the same class), or a whole manifest.
 
-    MODEL is model.keras (or its run folder). Images of any size and mode are resized as
+    MODEL is model.keras (or its run folder), or an .onnx made by dsxsd export, which
+    runs without TensorFlow (the serve extra). Images of any size and mode are resized as
     in training. The verdict uses the run's calibrated threshold (written by dsxsd
-    evaluate) unless --threshold is given.
+    evaluate, carried by an export) unless --threshold is given.
 
     \b
     dsxsd predict run/model.keras a.jpg b.jpg
+    dsxsd predict siamese.onnx a.jpg b.jpg
     dsxsd predict run/model.keras --pairs pairs.csv --out scores.csv
     """
     if pairs is not None:
@@ -177,16 +188,16 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
         raise click.UsageError("give two images to compare (or --pairs MANIFEST --out FILE)")
     elif out is not None or split is not None:
         raise click.UsageError("--out and --split go with --pairs")
-    need_tensorflow()
+    _need_runtime(model)
     if pairs is None:
         _preflight.check_model(model)
     else:
         count = _preflight.check_predict_pairs(model, pairs, out, split, overwrite)
-    from ..train import infer
+    from .. import inference
 
-    scorer = infer.load_scorer(model)
+    scorer = inference.Scorer.load(model)
     if pairs is None:
-        result = infer.predict(scorer, images[0], images[1], threshold=threshold)
+        result = inference.predict(scorer, images[0], images[1], threshold=threshold)
         if as_json:
             print_json(result.as_dict())
             return
@@ -197,7 +208,7 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
         )
         return
     with progress(count, "embedding") as advance:
-        summary = infer.predict_pairs(
+        summary = inference.predict_pairs(
             scorer, pairs, out, split=split, threshold=threshold, batch_size=batch_size,
             overwrite=overwrite, progress=advance,
         )
@@ -225,20 +236,22 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
 def embed(model, source, out, split, batch_size, overwrite, as_json) -> None:
     """Store the feature vector of every image of SOURCE in a search index.
 
-    SOURCE is a crops manifest, a folder of class folders, or a pairs manifest. The index
-    (.npz) holds each image's features (the shared tower's output), path, class and the
-    model's path.
+    MODEL is model.keras (or its run folder), or an .onnx made by dsxsd export. SOURCE is
+    a crops manifest, a folder of class folders, or a pairs manifest. The index (.npz)
+    holds each image's features (the shared tower's output), path, class and the model's
+    path.
 
     \b
     dsxsd embed run/model.keras crops/crops.csv --out index.npz
+    dsxsd embed siamese.onnx crops/crops.csv --out index.npz
     """
-    need_tensorflow()
+    _need_runtime(model)
     count = _preflight.check_embed(model, source, out, split, overwrite)
-    from ..train import infer
+    from .. import inference
 
-    scorer = infer.load_scorer(model)
+    scorer = inference.Scorer.load(model)
     with progress(count, "embedding") as advance:
-        index = infer.embed(
+        index = inference.embed(
             scorer, source, out, split=split, batch_size=batch_size, overwrite=overwrite,
             progress=advance,
         )
@@ -268,16 +281,17 @@ def search(index, query, k, model, as_json) -> None:
     """The K images of INDEX most similar to QUERY, best first: path, class, score.
 
     Scores are the model's own (its head applied to the query's and each entry's
-    features), so they read like dsxsd predict's.
+    features), so they read like dsxsd predict's. An index made with an .onnx is searched
+    without TensorFlow.
 
     \b
     dsxsd search index.npz query.jpg -k 5
     """
-    need_tensorflow()
     loaded = _preflight.check_search(index, model)
-    from ..train import infer
+    _need_runtime(model if model is not None else loaded.model)
+    from .. import inference
 
-    hits = infer.search(loaded, query, k=k, model=model)
+    hits = inference.search(loaded, query, k=k, model=model)
     if as_json:
         print_json([hit.as_dict() for hit in hits])
         return
@@ -285,6 +299,62 @@ def search(index, query, k, model, as_json) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     for path, name, score in rows:
         click.echo(f"{path.ljust(widths[0])}  {name.ljust(widths[1])}  {score}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+@click.command("export", short_help="Export a trained model as ONNX, SavedModel or LiteRT.")
+@click.argument("run", type=_INPUT)
+@click.option(
+    "--format", "fmt", type=click.Choice(_preflight.EXPORT_FORMATS), default="onnx", show_default=True,
+    help="onnx: a .onnx file (predict, embed and search run it without TensorFlow); "
+    "saved_model: a SavedModel folder; litert: a .tflite file.",
+)
+@click.option("--out", type=_PATH, required=True, help="The file (or, for saved_model, the folder) to write.")
+@click.option(
+    "--part", type=click.Choice(["siamese", "tower"]), default="siamese", show_default=True,
+    help="siamese: scores a pair of images; tower: maps an image to its feature vector.",
+)
+@click.option(
+    "--model", "which", type=click.Choice(list(_preflight.EXPORT_MODELS)), default="best", show_default=True,
+    help="best: best.keras (the best validation epoch); final: model.keras.",
+)
+@overwrite_option
+@json_option
+def export(run, fmt, out, part, which, overwrite, as_json) -> None:
+    """Export a trained model out of its run folder, to serve it elsewhere.
+
+    RUN is a run folder (or a .keras file). The export takes raw 0-255 RGB images,
+    float32 [N, S, S, 3], and carries the input size, the resize mode, the calibrated
+    threshold (from metrics.json), dsxsd's version and the sha256 of the run's
+    config.json: as ONNX metadata properties, or in OUT.json beside a SavedModel or a
+    LiteRT file.
+
+    \b
+    dsxsd export run/ --out siamese.onnx
+    dsxsd export run/ --format saved_model --part tower --out tower_saved_model
+    dsxsd export run/ --format litert --out siamese.tflite
+    """
+    need_tensorflow()
+    _preflight.check_export(run, out, fmt, part, which, overwrite)
+    from ..train.exporting import export as export_model
+
+    result = export_model(run, out, format=fmt, part=part, model=which, overwrite=overwrite)
+    written = [p for p in (result.path, result.info_path) if p is not None]
+    if as_json:
+        print_json({
+            "format": result.format, "part": result.part, "source": str(result.source),
+            "files": [str(p) for p in written], "threshold": result.info.threshold,
+            "info": result.info.as_dict(),
+        })
+        return
+    threshold = "none" if result.info.threshold is None else _f(result.info.threshold)
+    click.echo(
+        f"exported {_shown(result.source)} ({result.part}, {result.info.image_size}x"
+        f"{result.info.image_size} inputs, threshold {threshold}) as {result.format}: "
+        f"wrote {', '.join(_shown(p) for p in written)}"
+    )
 
 
 # --------------------------------------------------------------------------- demo
@@ -320,4 +390,4 @@ def demo(out, seed, quick, overwrite, as_json) -> None:
         print_json(result.as_dict())
 
 
-COMMANDS = [evaluate, predict, embed, search, demo]
+COMMANDS = [evaluate, predict, embed, search, export, demo]

@@ -29,7 +29,8 @@ from .._io import sha256_file
 from .._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .._preflight import CALIBRATION_SPLIT, check_one_shot, read_image_list, read_pairs_frame, require_split
 from ..errors import ManifestError
-from .infer import Progress, Scorer, _nothing, load_scorer, score_pairs
+from ..inference import Progress, Scorer, _nothing, score_pairs
+from .infer import load_scorer
 
 def _round(value: float) -> float:
     # Kept at full precision: a rounded threshold could flip pairs scored next to it.

@@ -1,0 +1,375 @@
+"""Use a trained model, whichever form it takes: score pairs, embed images, search an index.
+
+A Siamese model is a shared tower and a small head. Everything here embeds each image
+once with the tower and then scores pairs of feature vectors with the head, vectorised:
+scoring a manifest costs one tower pass per distinct image, and a search costs one tower
+pass for the query however large the index. The head is the model's own (the L1 distance,
+the dense layer and the sigmoid, sharing the trained weights), so these scores are the
+model's scores, not a cosine-similarity stand-in.
+
+A model is a :class:`Scorer`: a ``model.keras`` (or its run folder), run by Keras
+(:mod:`dsxsd.train.infer`, which needs TensorFlow), or an exported ``.onnx``, run by
+onnxruntime (:mod:`dsxsd.serve`, which does not). This module needs neither: it imports
+the one the model asks for when the model is loaded.
+
+Each function reads and checks its inputs (:mod:`dsxsd._preflight`) before it loads a
+model, so a bad manifest fails in a moment rather than after a model has loaded.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import _io
+from ._io import relative_path
+from ._preflight import (
+    INDEX_FORMAT,
+    INDEX_VERSION,
+    Index,
+    check_index_file,
+    check_index_model,
+    check_output_file,
+    load_index,
+    read_image_list,
+    read_pairs_frame,
+)
+from .errors import DsxsdError, ModelFileError, require_path
+
+Progress = Callable[[int], None]
+DEFAULT_THRESHOLD = 0.5
+# The suffix of an exported model that onnxruntime runs (dsxsd export --format onnx).
+ONNX_SUFFIX = ".onnx"
+
+
+def _nothing(n: int = 1) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class Scorer(abc.ABC):
+    """A trained Siamese model as a tower (images to feature vectors) and a head (pairs of
+    feature vectors to the probability of "same class").
+
+    ``image_size`` and ``resize`` are how the model was trained to see images;
+    ``threshold`` is the run's calibrated decision threshold (``None`` when the run was
+    never evaluated). Load one with :meth:`load`:
+
+    >>> scorer = Scorer.load("export/siamese.onnx")          # doctest: +SKIP
+    >>> features = scorer.embed(["a.jpg", "b.jpg"])           # doctest: +SKIP
+    >>> float(scorer.score(features[0], features[1:])[0])     # doctest: +SKIP
+    0.93
+    """
+
+    path: Path
+    image_size: int
+    resize: str
+    threshold: float | None
+    feature_dim: int
+    # Where ``threshold`` was read, as predictions report it.
+    threshold_source: str = "metrics.json"
+
+    @staticmethod
+    def load(path: str | os.PathLike[str]) -> Scorer:
+        """An exported ``.onnx`` (:meth:`from_onnx`), else a ``model.keras`` or the run
+        folder that holds one (:meth:`from_keras`)."""
+        if Path(path).suffix.lower() == ONNX_SUFFIX:
+            return Scorer.from_onnx(path)
+        return Scorer.from_keras(path)
+
+    @staticmethod
+    def from_onnx(path: str | os.PathLike[str]) -> Scorer:
+        """A model exported by ``dsxsd export --format onnx``, run by onnxruntime: needs
+        the ``serve`` extra only (numpy, Pillow, onnxruntime), never TensorFlow."""
+        from .serve import OnnxScorer
+
+        return OnnxScorer.from_file(path)
+
+    @staticmethod
+    def from_keras(path: str | os.PathLike[str]) -> Scorer:
+        """``model.keras`` (or its run folder), run by Keras: needs the ``train`` extra."""
+        from .train.infer import load_scorer
+
+        return load_scorer(path)
+
+    def embed(
+        self, paths: Sequence[str | os.PathLike[str]], batch_size: int = 64,
+        progress: Progress = _nothing,
+    ) -> np.ndarray:
+        """Feature vectors ``[N, D]`` float32, one tower pass per image, in batches so that
+        memory stays bounded however many images there are."""
+        paths = [str(p) for p in paths]
+        chunks = []
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            chunks.append(np.asarray(self.embed_batch(batch), dtype=np.float32))
+            progress(len(batch))
+        if not chunks:
+            return np.zeros((0, self.feature_dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def score(self, left: np.ndarray, right: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Scores ``[N]`` of feature pairs through the head; ``left`` may be one vector
+        ``[D]`` scored against every row of ``right`` (a search)."""
+        right = np.asarray(right, dtype=np.float32)
+        left = np.asarray(left, dtype=np.float32)
+        if left.ndim == 1:
+            left = np.broadcast_to(left, right.shape)
+        scores = [
+            np.asarray(
+                self.score_batch(
+                    np.ascontiguousarray(left[i : i + batch_size]),
+                    np.ascontiguousarray(right[i : i + batch_size]),
+                ),
+                dtype=np.float64,
+            ).reshape(-1)
+            for i in range(0, len(right), batch_size)
+        ]
+        return np.concatenate(scores) if scores else np.zeros(0)
+
+    @abc.abstractmethod
+    def embed_batch(self, paths: list[str]) -> np.ndarray:
+        """The tower's features ``[n, D]`` of a few image files, decoded and resized as in
+        training."""
+
+    @abc.abstractmethod
+    def score_batch(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """The head's scores ``[n]`` or ``[n, 1]`` of ``n`` pairs of feature vectors."""
+
+
+def load_scorer(path: str | os.PathLike[str]) -> Scorer:
+    """:meth:`Scorer.load`."""
+    return Scorer.load(path)
+
+
+def read_threshold(run_dir: str | os.PathLike[str]) -> float | None:
+    """The calibrated threshold in ``run_dir/metrics.json``, ``None`` without one."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text("utf-8")).get("threshold")
+    except (ValueError, AttributeError):
+        raise DsxsdError("not a dsxsd metrics file (expected a JSON object)", file=path) from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise DsxsdError(f"threshold must be a number, got {value!r}", file=path, field="threshold")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A scored pair: ``same`` is ``score >= threshold``."""
+
+    left: str
+    right: str
+    score: float
+    threshold: float
+    threshold_source: str  # "--threshold", "metrics.json", "export" (an .onnx) or "default"
+    same: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _threshold(scorer: Scorer, threshold: float | None) -> tuple[float, str]:
+    if threshold is not None:
+        return float(threshold), "--threshold"
+    if scorer.threshold is not None:
+        return scorer.threshold, scorer.threshold_source
+    return DEFAULT_THRESHOLD, "default"
+
+
+def predict(
+    model: str | os.PathLike[str] | Scorer,
+    left: str | os.PathLike[str],
+    right: str | os.PathLike[str],
+    threshold: float | None = None,
+) -> Prediction:
+    """Score one pair of images: the probability that they show the same class, and the
+    verdict at ``threshold`` (else the run's calibrated one, else 0.5)."""
+    for image in (left, right):
+        require_path(image)
+    scorer = model if isinstance(model, Scorer) else Scorer.load(model)
+    features = scorer.embed([left, right])
+    score = float(scorer.score(features[:1], features[1:])[0])
+    value, source = _threshold(scorer, threshold)
+    return Prediction(str(left), str(right), score, value, source, score >= value)
+
+
+@dataclass(frozen=True)
+class PairScores:
+    output: Path
+    pairs: int
+    images: int
+    threshold: float
+    threshold_source: str
+    predicted_same: int
+
+
+def predict_pairs(
+    model: str | os.PathLike[str] | Scorer,
+    pairs: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    threshold: float | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    progress: Progress = _nothing,
+) -> PairScores:
+    """Score every pair of a pairs manifest (or of one ``split``) into a CSV.
+
+    ``out`` has the manifest's columns, with ``left``/``right`` rewritten relative to
+    ``out``'s folder (the dsxsd manifest convention), then ``score`` and ``predicted``
+    (1 = same at the threshold). Each distinct image is embedded once.
+    """
+    out = check_output_file(out, overwrite)
+    frame = read_pairs_frame(pairs, split)  # a bad manifest fails before a model loads
+    scorer = model if isinstance(model, Scorer) else Scorer.load(model)
+    scores, images = score_pairs(scorer, frame["left"], frame["right"], batch_size, progress)
+    value, source = _threshold(scorer, threshold)
+    frame["score"] = scores
+    frame["predicted"] = (scores >= value).astype(int)
+    for side in ("left", "right"):
+        frame[side] = [relative_path(p, out.parent) for p in frame[side]]
+    with _io.atomic_path(out, overwrite) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
+    return PairScores(out, len(frame), images, value, source, int(frame["predicted"].sum()))
+
+
+def score_pairs(
+    scorer: Scorer, left: Sequence[str], right: Sequence[str], batch_size: int = 64,
+    progress: Progress = _nothing,
+) -> tuple[np.ndarray, int]:
+    """``(scores [N], number of distinct images)``: each image embedded once."""
+    distinct = list(dict.fromkeys([*left, *right]))
+    position = {path: i for i, path in enumerate(distinct)}
+    features = scorer.embed(distinct, batch_size, progress)
+    a = features[[position[p] for p in left]]
+    b = features[[position[p] for p in right]]
+    return scorer.score(a, b), len(distinct)
+
+
+# --------------------------------------------------------------------------- embed and search
+
+
+def embed(
+    model: str | os.PathLike[str] | Scorer,
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    progress: Progress = _nothing,
+) -> Index:
+    """Embed every image of ``source`` (crops manifest, class-folder tree or pairs
+    manifest) and store the index in ``out`` (``.npz``, strings as unicode arrays so it
+    loads with ``allow_pickle=False``)."""
+    out = check_index_file(out, overwrite)
+    images = read_image_list(source, split)  # a bad source fails before a model loads
+    scorer = model if isinstance(model, Scorer) else Scorer.load(model)
+    features = scorer.embed(images.paths, batch_size, progress)
+    folder = out.parent
+    with _io.atomic_path(out, overwrite) as tmp:
+        with open(tmp, "wb") as handle:  # a file object: np.savez leaves its name alone
+            np.savez(
+                handle,
+                format=np.array(INDEX_FORMAT),
+                version=np.array(INDEX_VERSION),
+                features=features,
+                paths=np.array([relative_path(p, folder) for p in images.paths], dtype=np.str_),
+                classes=np.array(images.classes, dtype=np.str_),
+                model=np.array(relative_path(scorer.path, folder)),
+                image_size=np.array(scorer.image_size),
+            )
+    return Index(
+        features,
+        tuple(str(Path(p).resolve()) for p in images.paths),
+        images.classes,
+        scorer.path.resolve(),
+        scorer.image_size,
+        out,
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    path: str
+    class_name: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "path": self.path, "class": self.class_name, "score": self.score}
+
+
+def search(
+    index: str | os.PathLike[str] | Index,
+    query: str | os.PathLike[str],
+    k: int = 5,
+    model: str | os.PathLike[str] | Scorer | None = None,
+) -> list[Hit]:
+    """The ``k`` index entries most similar to ``query``, best first.
+
+    The query is embedded once; the model's head then scores it against every entry's
+    stored features in one vectorised pass. ``model`` defaults to the model the index was
+    made with. Equal scores keep index order.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    require_path(query)
+    index = index if isinstance(index, Index) else load_index(index)
+    if model is None:
+        check_index_model(index)
+    if isinstance(model, Scorer):
+        scorer = model
+    else:
+        scorer = Scorer.load(model if model is not None else index.model)
+    if scorer.feature_dim != index.features.shape[1]:
+        raise ModelFileError(
+            f"the model makes {scorer.feature_dim}-long features, the index holds "
+            f"{index.features.shape[1]}-long ones: it was made with another model "
+            f"({index.model})",
+            file=scorer.path,
+        )
+    if len(index.features) == 0:
+        raise DsxsdError("the index is empty", file=index.file or "index")
+    query_features = scorer.embed([query])[0]
+    scores = scorer.score(query_features, index.features)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [
+        Hit(rank, index.paths[i], index.classes[i], float(scores[i]))
+        for rank, i in enumerate(order, start=1)
+    ]
+
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Hit",
+    "Index",
+    "PairScores",
+    "Prediction",
+    "Scorer",
+    "embed",
+    "load_index",
+    "load_scorer",
+    "predict",
+    "predict_pairs",
+    "read_threshold",
+    "score_pairs",
+    "search",
+]
