@@ -150,20 +150,31 @@ def load_scorer(path: str | os.PathLike[str]) -> Scorer:
     return Scorer.load(path)
 
 
-def read_threshold(run_dir: str | os.PathLike[str]) -> float | None:
-    """The calibrated threshold in ``run_dir/metrics.json``, ``None`` without one."""
+def read_threshold(run_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> float | None:
+    """The calibrated threshold in ``run_dir/metrics.json``, ``None`` without one, or when
+    ``model`` is given and metrics.json was measured on another model (its
+    ``model_sha256``): a threshold belongs to the model it was calibrated on, and a run
+    folder holds two (``model.keras``, ``best.keras``)."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text("utf-8")).get("threshold")
+        metrics = json.loads(path.read_text("utf-8"))
+        value = metrics.get("threshold")
     except (ValueError, AttributeError):
         raise DsxsdError("not a dsxsd metrics file (expected a JSON object)", file=path) from None
-    if value is None:
+    if value is None or (model is not None and not measured_on(metrics, model)):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise DsxsdError(f"threshold must be a number, got {value!r}", file=path, field="threshold")
     return float(value)
+
+
+def measured_on(metrics: dict[str, Any], model: str | os.PathLike[str]) -> bool:
+    """Whether a metrics.json (read) holds results of ``model``: its sha256 is the one
+    recorded (a file without one, written by hand, is taken at its word)."""
+    recorded = metrics.get("model_sha256")
+    return recorded is None or recorded == _io.sha256_file(model)
 
 
 # --------------------------------------------------------------------------- predict

@@ -174,6 +174,22 @@ def test_a_mixed_precision_model_exports_in_float32(tmp_path):
     np.testing.assert_allclose(session.run(None, {"left": a, "right": b})[0], np.asarray(copy([a, b])), atol=1e-5)
 
 
+def test_a_threshold_measured_on_the_other_model_is_not_carried(run, tmp_path):
+    # metrics.json as `dsxsd evaluate run/` writes it: of model.keras, named by its sha256
+    digest = hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
+    metrics = {"format": "dsxsd.metrics", "model": "model.keras", "model_sha256": digest, "threshold": THRESHOLD}
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    result = invoke("export", run, "--out", tmp_path / "best.onnx")  # best.keras, by default
+    assert result.exit_code == 0
+    assert f"warning: {run / 'metrics.json'} holds the threshold of another model than best.keras, " in result.output
+    assert dsxsd.serve.read_info(tmp_path / "best.onnx").threshold is None
+    assert dsxsd.Scorer.load(run / "best.keras").threshold is None  # nor does predict use it
+    assert dsxsd.Scorer.load(run).threshold == THRESHOLD
+    result = invoke("export", run, "--model", "final", "--out", tmp_path / "final.onnx")
+    assert result.exit_code == 0 and "warning" not in result.output
+    assert dsxsd.serve.read_info(tmp_path / "final.onnx").threshold == THRESHOLD
+
+
 # --------------------------------------------------------------------------- the command
 
 

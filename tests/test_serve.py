@@ -78,7 +78,7 @@ def exported(workspace, tmp_path_factory) -> dict[str, Path]:
         # Enough epochs at a brisk rate that the scores spread (about 0.1 to 0.45 here), so a
         # decoding difference would show in them.
         fit(workspace.pairs, run, epochs=8, batch_size=8, lr=3e-3, width=0.125, image_size=32, verbose=0)
-        evaluate(run, workspace.pairs, "test", plots=False)
+        evaluate(run / "best.keras", workspace.pairs, "test", plots=False)  # what export takes
         for part in ("siamese", "tower"):
             dsxsd.export(run, folder / f"{part}.onnx", part=part)
         threshold = json.loads((run / "metrics.json").read_text("utf-8"))["threshold"]
@@ -259,3 +259,17 @@ def test_the_readmes_onnxruntime_example_scores_as_dsxsd_does(workspace, exporte
     expected = inference.predict(exported["siamese"], "a.jpg", "b.jpg")
     assert abs(names["score"] - expected.score) < 1e-2
     assert names["same"] == expected.same
+
+
+@pytest.mark.tf
+def test_evaluate_measures_an_export_as_its_run(workspace, exported, tmp_path):
+    result = invoke("evaluate", exported["siamese"], workspace.pairs, "--out", tmp_path, "--no-plots", "--json")
+    assert result.exit_code == 0, result.output
+    onnx_metrics = json.loads(result.output)
+    run_metrics = json.loads((exported["run"] / "metrics.json").read_text("utf-8"))
+    # The same scores within 1e-3 give the same ranking and the same decisions at 0.5; the
+    # calibrated threshold may land elsewhere on a plateau of equal val accuracy.
+    keras_test = run_metrics["pairs"][0]
+    assert onnx_metrics["roc_auc"] == pytest.approx(keras_test["roc_auc"], abs=1e-9)
+    assert onnx_metrics["at_0.5"] == keras_test["at_0.5"]
+    assert json.loads((tmp_path / "metrics.json").read_text("utf-8"))["model"].endswith("siamese.onnx")

@@ -76,7 +76,8 @@ def _f(value: float) -> str:
 def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots, overwrite, as_json) -> None:
     """Measure a trained model on held-out pairs, or by N-way one-shot trials.
 
-    RUN is a run folder (or its model.keras). SOURCE is a pairs manifest; label 1 means
+    RUN is a run folder (or its model.keras, or an .onnx made by dsxsd export, whose
+    metrics.json then goes beside it). SOURCE is a pairs manifest; label 1 means
     "same class". The decision threshold is the one that maximises accuracy on the val
     split, then measured on --split. Results are added to RUN/metrics.json (or
     --out/metrics.json), with roc.png and scores.png; replacing results already there for
@@ -89,11 +90,11 @@ def evaluate(run, source, split, n_way, trials, seed, out, batch_size, no_plots,
     """
     need_tensorflow()
     count = _preflight.check_evaluate(run, source, split, n_way, seed, out, overwrite)
+    from ..inference import Scorer
     from ..train.evaluate import evaluate as evaluate_pairs
     from ..train.evaluate import evaluate_n_way
-    from ..train.infer import load_scorer
 
-    scorer = load_scorer(run)
+    scorer = Scorer.load(run)
     if n_way is not None:
         with progress(count, "embedding") as advance:
             result = evaluate_n_way(
@@ -326,10 +327,10 @@ def export(run, fmt, out, part, which, overwrite, as_json) -> None:
     """Export a trained model out of its run folder, to serve it elsewhere.
 
     RUN is a run folder (or a .keras file). The export takes raw 0-255 RGB images,
-    float32 [N, S, S, 3], and carries the input size, the resize mode, the calibrated
-    threshold (from metrics.json), dsxsd's version and the sha256 of the run's
-    config.json: as ONNX metadata properties, or in OUT.json beside a SavedModel or a
-    LiteRT file.
+    float32 [N, S, S, 3], and carries the input size, the resize mode, dsxsd's version,
+    the sha256 of the run's config.json and the calibrated threshold, where metrics.json
+    holds one of the exported model (dsxsd evaluate RUN/best.keras PAIRS): as ONNX
+    metadata properties, or in OUT.json beside a SavedModel or a LiteRT file.
 
     \b
     dsxsd export run/ --out siamese.onnx
@@ -346,9 +347,11 @@ def export(run, fmt, out, part, which, overwrite, as_json) -> None:
         print_json({
             "format": result.format, "part": result.part, "source": str(result.source),
             "files": [str(p) for p in written], "threshold": result.info.threshold,
-            "info": result.info.as_dict(),
+            "info": result.info.as_dict(), "warning": result.warning,
         })
         return
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
     threshold = "none" if result.info.threshold is None else _f(result.info.threshold)
     click.echo(
         f"exported {_shown(result.source)} ({result.part}, {result.info.image_size}x"

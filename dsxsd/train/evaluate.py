@@ -30,7 +30,6 @@ from .._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .._preflight import CALIBRATION_SPLIT, check_one_shot, read_image_list, read_pairs_frame, require_split
 from ..errors import ManifestError
 from ..inference import Progress, Scorer, _nothing, score_pairs
-from .infer import load_scorer
 
 def _round(value: float) -> float:
     # Kept at full precision: a rounded threshold could flip pairs scored next to it.
@@ -121,7 +120,7 @@ def evaluate(
     pairs = Path(pairs)
     frame = read_pairs_frame(pairs)  # a bad manifest fails before the model loads
     require_split(frame, split, pairs)
-    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    scorer = model if isinstance(model, Scorer) else Scorer.load(model)
     folder = Path(out) if out is not None else scorer.path.parent
     record = MetricsFile(folder, scorer.path, overwrite)
     identity = pairs_identity(pairs, split, folder)
@@ -248,7 +247,7 @@ def evaluate_n_way(
     # Bad settings for this data fail before the model loads and any image is embedded.
     images = read_image_list(source, split)
     check_one_shot(images, n_way, seed)
-    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    scorer = model if isinstance(model, Scorer) else Scorer.load(model)
     folder = Path(out) if out is not None else scorer.path.parent
     record = MetricsFile(folder, scorer.path, overwrite)
     split = split if images.kind == "pairs" else None  # only a pairs manifest has splits

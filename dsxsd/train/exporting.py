@@ -53,7 +53,8 @@ ONNX_OPSET = 17
 @dataclass(frozen=True)
 class ExportResult:
     """What :func:`export` wrote: the model (``path``) and, for SavedModel and LiteRT,
-    the JSON beside it (``info_path``)."""
+    the JSON beside it (``info_path``); ``warning``: why the export carries no threshold
+    although the run has one."""
 
     path: Path
     info_path: Path | None
@@ -61,6 +62,7 @@ class ExportResult:
     part: str
     source: Path
     info: ExportInfo
+    warning: str | None = None
 
 
 def export(
@@ -92,15 +94,22 @@ def export(
         image_size=int(tower.input.shape[1]),
         resize=run_resize(source.parent),
         feature_dim=int(tower.output.shape[-1]),
-        threshold=read_threshold(source.parent),
+        threshold=read_threshold(source.parent, source),
         dsxsd_version=__version__,
         config_sha256=_io.sha256_file(config) if config.is_file() else None,
         source_model=source.name,
     )
+    warning = None
+    if info.threshold is None and read_threshold(source.parent) is not None:
+        warning = (
+            f"{source.parent / 'metrics.json'} holds the threshold of another model than "
+            f"{source.name}, so the export carries none: evaluate {source} (with --overwrite) "
+            "and export again"
+        )
     if format == "onnx":
         with _io.atomic_path(path, overwrite) as tmp:
             tmp.write_bytes(onnx_bytes(network, tower, head, info))
-        return ExportResult(path, None, format, part, source, info)
+        return ExportResult(path, None, format, part, source, info, warning)
     beside = info_file(path)
     if format == "saved_model":
         with _io.atomic_directory(path, overwrite) as tmp, _io.atomic_path(beside, overwrite) as tmp_info:
@@ -110,7 +119,7 @@ def export(
         with _io.atomic_path(path, overwrite) as tmp, _io.atomic_path(beside, overwrite) as tmp_info:
             tmp.write_bytes(litert_bytes(network, tower, part))
             tmp_info.write_text(json.dumps(info.as_dict(), indent=2) + "\n", encoding="utf-8")
-    return ExportResult(path, beside, format, part, source, info)
+    return ExportResult(path, beside, format, part, source, info, warning)
 
 
 def float32_model(model: keras.Model) -> keras.Model:

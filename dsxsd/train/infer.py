@@ -89,7 +89,7 @@ def load_scorer(path: str | os.PathLike[str]) -> KerasScorer:
         path=model_path,
         image_size=int(tower.input.shape[1]),
         resize=run_resize(run_dir),
-        threshold=read_threshold(run_dir),
+        threshold=read_threshold(run_dir, model_path),
     )
 
 
