@@ -367,7 +367,8 @@ def model_input(path: str | os.PathLike[str], image_size: int, resize: str = "st
         if other is None:
             raise
         raise ImageDecodeError(f"not a JPEG, PNG, BMP or GIF image ({other})", file=path) from None
-    pixels = _jpeg_as_training_decodes(path) if image.format == "JPEG" else None
+    # MPO: a phone's JPEG with more pictures after the first, which is what is decoded.
+    pixels = _jpeg_as_training_decodes(path, image) if image.format in ("JPEG", "MPO") else None
     if pixels is None:
         pixels = _training_rgb(image, path)
     height, width = pixels.shape[:2]
@@ -408,9 +409,9 @@ def _other_format(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
-def _jpeg_as_training_decodes(path: str | os.PathLike[str]) -> np.ndarray | None:
-    """uint8 [H, W, 3] exactly as TensorFlow's ``decode_image`` decodes this JPEG, or
-    ``None`` where that takes Pillow (:func:`_training_rgb`).
+def _jpeg_as_training_decodes(path: str | os.PathLike[str], image: Image.Image) -> np.ndarray | None:
+    """uint8 [H, W, 3] exactly as TensorFlow's ``decode_image`` decodes this JPEG
+    (``image``, opened by Pillow), or ``None`` where that takes Pillow (:func:`_training_rgb`).
 
     TensorFlow decodes with libjpeg-turbo's fast integer DCT and smooth ("fancy") chroma
     upsampling. Pillow offers the fast DCT only together with plain upsampling (its draft
@@ -424,10 +425,19 @@ def _jpeg_as_training_decodes(path: str | os.PathLike[str]) -> np.ndarray | None
         return None
     with open(path, "rb") as file:
         data = file.read()
+    cmyk = image.mode == "CMYK"
     try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
+        pixels = simplejpeg.decode_jpeg(data, colorspace="CMYK" if cmyk else "RGB", fastdct=True, fastupsample=False)
     except ValueError:  # a file Pillow opened but libjpeg-turbo will not: Pillow's word on it
         return None
+    return _cmyk_rgb(pixels.astype(np.int32), adobe="adobe" in image.info) if cmyk else pixels
+
+
+def _cmyk_rgb(stored: np.ndarray, adobe: bool) -> np.ndarray:
+    """RGB of a CMYK JPEG's stored values as TensorFlow makes it: a file with an Adobe
+    marker stores the inks inverted; then R = (255 - C)(255 - K) / 255, truncated."""
+    ink = 255 - stored if adobe else stored
+    return ((255 - ink[..., :3]) * (255 - ink[..., 3:]) // 255).astype(np.uint8)
 
 
 def _training_rgb(image: Image.Image, path: str | os.PathLike[str]) -> np.ndarray:
@@ -441,13 +451,8 @@ def _training_rgb(image: Image.Image, path: str | os.PathLike[str]) -> np.ndarra
             )
         if bits == 8:  # the indices of a "P" image, 0/1 of a two-colour "1" one
             return np.repeat(np.asarray(image).astype(np.uint8)[..., None], 3, axis=2)
-    if image.mode == "CMYK":
-        # Pillow reads every CMYK JPEG as Adobe's inverted kind; TensorFlow inverts only
-        # files with an Adobe marker. Then its formula, truncating: R = (255-C)(255-K)/255.
-        ink = np.asarray(image).astype(np.int32)
-        if "adobe" not in image.info:
-            ink = 255 - ink
-        return ((255 - ink[..., :3]) * (255 - ink[..., 3:]) // 255).astype(np.uint8)
+    if image.mode == "CMYK":  # Pillow inverts every CMYK JPEG's stored values on reading
+        return _cmyk_rgb(255 - np.asarray(image).astype(np.int32), adobe="adobe" in image.info)
     rgb = np.array(to_rgb(image))
     transparent = image.info.get("transparency")
     if image.format == "GIF" and isinstance(transparent, int) and image.mode in ("P", "L"):

@@ -331,36 +331,11 @@ def check_index_model(index: Index) -> None:
         )
 
 
-__all__ = [
-    "CALIBRATION_SPLIT",
-    "RUN_LOCK",
-    "INDEX_FORMAT",
-    "INDEX_VERSION",
-    "ImageList",
-    "Index",
-    "check_embed",
-    "check_evaluate",
-    "check_index_file",
-    "check_index_model",
-    "check_model",
-    "check_one_shot",
-    "check_output_file",
-    "check_output_folder",
-    "check_predict_pairs",
-    "check_search",
-    "check_train",
-    "check_train_backend",
-    "distinct_images",
-    "load_index",
-    "read_image_list",
-    "read_pairs_frame",
-    "require_split",
-]
-
-
 # --------------------------------------------------------------------------- export
 
 EXPORT_FORMATS = ("onnx", "saved_model", "litert")
+# siamese: a pair of images -> P(same); tower: an image -> its feature vector.
+EXPORT_PARTS = ("siamese", "tower")
 EXPORT_MODELS = {"best": "best.keras", "final": "model.keras"}
 
 
@@ -390,12 +365,12 @@ def check_export(
     and, beside a SavedModel or LiteRT file, its JSON). Returns the ``.keras`` file."""
     import importlib.util
 
-    from .serve import PARTS, info_file
+    from .serve import info_file
 
     if format not in EXPORT_FORMATS:
         raise SettingError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
-    if part not in PARTS:
-        raise SettingError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+    if part not in EXPORT_PARTS:
+        raise SettingError(f"unknown part {part!r}; expected one of {', '.join(EXPORT_PARTS)}")
     source = export_source(run, model)
     backend = configured_backend()
     if backend != "tensorflow":
@@ -415,3 +390,35 @@ def check_export(
         check_output_file(info_file(out), overwrite)
     check_output_file(out, overwrite)
     return source
+
+
+__all__ = [
+    "CALIBRATION_SPLIT",
+    "EXPORT_FORMATS",
+    "EXPORT_MODELS",
+    "EXPORT_PARTS",
+    "RUN_LOCK",
+    "INDEX_FORMAT",
+    "INDEX_VERSION",
+    "ImageList",
+    "Index",
+    "check_embed",
+    "check_export",
+    "check_evaluate",
+    "check_index_file",
+    "check_index_model",
+    "check_model",
+    "check_one_shot",
+    "check_output_file",
+    "check_output_folder",
+    "check_predict_pairs",
+    "check_search",
+    "check_train",
+    "check_train_backend",
+    "distinct_images",
+    "export_source",
+    "load_index",
+    "read_image_list",
+    "read_pairs_frame",
+    "require_split",
+]

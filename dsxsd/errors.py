@@ -164,6 +164,14 @@ class WorkerProcessError(DsxsdError):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a foreign library's error (Keras, tf2onnx, onnxruntime, the
+    LiteRT converter write pages), or its type where it says nothing: what one
+    ``error:`` line can hold."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 __all__ = [
     "DsxsdError",
     "InvalidAnnotationError",
@@ -186,4 +194,5 @@ __all__ = [
     "RunSaveError",
     "RunInUseError",
     "WorkerProcessError",
+    "first_line",
 ]

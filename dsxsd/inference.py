@@ -145,11 +145,6 @@ class Scorer(abc.ABC):
         """The head's scores ``[n]`` or ``[n, 1]`` of ``n`` pairs of feature vectors."""
 
 
-def load_scorer(path: str | os.PathLike[str]) -> Scorer:
-    """:meth:`Scorer.load`."""
-    return Scorer.load(path)
-
-
 def read_threshold(run_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> float | None:
     """The calibrated threshold in ``run_dir/metrics.json``, ``None`` without one, or when
     ``model`` is given and metrics.json was measured on another model (its
@@ -172,7 +167,9 @@ def read_threshold(run_dir: str | os.PathLike[str], model: str | os.PathLike[str
 
 def measured_on(metrics: dict[str, Any], model: str | os.PathLike[str]) -> bool:
     """Whether a metrics.json (read) holds results of ``model``: its sha256 is the one
-    recorded (a file without one, written by hand, is taken at its word)."""
+    recorded (a file without one, written by hand, is taken at its word). Hashing the
+    model costs a fraction of a second at full size; a threshold of another model would
+    give wrong verdicts without a word."""
     recorded = metrics.get("model_sha256")
     return recorded is None or recorded == _io.sha256_file(model)
 
@@ -377,7 +374,6 @@ __all__ = [
     "Scorer",
     "embed",
     "load_index",
-    "load_scorer",
     "predict",
     "predict_pairs",
     "read_threshold",

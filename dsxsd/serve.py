@@ -25,8 +25,8 @@ The part's own inputs are required and its output comes first; the others are op
 is the score and a consumer never sees the rest. dsxsd itself embeds each image once
 (``image``) and scores pairs of features (the head), whichever part it is given.
 
-Images are decoded and resized with Pillow (:func:`dsxsd._images.model_inputs`), to the
-pixels TensorFlow gave the model in training.
+Images are decoded (JPEG with simplejpeg, the rest with Pillow) and resized to the pixels
+TensorFlow gave the model in training (:func:`dsxsd._images.model_inputs`).
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import MissingDependencyError, ModelFileError, require_path
-from .inference import Scorer
+from ._images import RESIZE_MODES, model_inputs
+from ._preflight import EXPORT_PARTS
+from .errors import MissingDependencyError, ModelFileError, first_line, require_path
+from .inference import Scorer, read_threshold
 
 EXPORT_FORMAT = "dsxsd.export"
 EXPORT_VERSION = 1
-PARTS = ("siamese", "tower")
-RESIZE_MODES = ("stretch", "letterbox")
+PARTS = EXPORT_PARTS
 INPUT = "float32 [N, S, S, 3]: raw 0-255 RGB, resized to S x S as in training; preprocessing is inside the model"
 # Graph inputs and outputs of every ONNX export (the table above).
 PAIR_INPUTS = ("left", "right")
@@ -176,27 +177,32 @@ def _onnx_session(path: Path) -> tuple[Any, ExportInfo]:
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own kinds (InvalidProtobuf, Fail, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"onnxruntime cannot load it: {first}", file=path) from None
+        raise ModelFileError(f"onnxruntime cannot load it: {first_line(exc)}", file=path) from None
     info = ExportInfo.from_properties(session.get_modelmeta().custom_metadata_map, path)
-    inputs = {i.name for i in session.get_inputs()} | {i.name for i in session.get_overridable_initializers()}
+    inputs = {i.name: list(i.shape[1:]) for i in (*session.get_inputs(), *session.get_overridable_initializers())}
     outputs = {o.name for o in session.get_outputs()}
     needed_inputs = {IMAGE_INPUT, *FEATURE_INPUTS, *PRIMARY[info.part][0]}
-    missing = sorted((needed_inputs - inputs) | ({FEATURES_OUTPUT, HEAD_OUTPUT} - outputs))
+    missing = sorted((needed_inputs - inputs.keys()) | ({FEATURES_OUTPUT, HEAD_OUTPUT} - outputs))
     if missing:
         raise ModelFileError(f"a dsxsd export without {', '.join(missing)}: export it again", file=path)
+    size, dim = info.image_size, info.feature_dim
+    if inputs[IMAGE_INPUT] != [size, size, 3] or any(inputs[name] != [dim] for name in FEATURE_INPUTS):
+        raise ModelFileError(
+            f"its metadata says {size}x{size} images and {dim} features, its graph takes "
+            f"{inputs[IMAGE_INPUT]} and {inputs[FEATURE_INPUTS[0]]}: export it again",
+            file=path,
+        )
     return session, info
 
 
 class OnnxScorer(Scorer):
-    """An exported ``.onnx`` run by onnxruntime, with numpy and Pillow: no TensorFlow.
+    """An exported ``.onnx`` run by onnxruntime, images read with simplejpeg and Pillow:
+    no TensorFlow.
 
     >>> scorer = OnnxScorer.from_file("export/siamese.onnx")   # doctest: +SKIP
     >>> scorer.info.threshold                                  # doctest: +SKIP
     0.62
     """
-
-    threshold_source = "export"
 
     def __init__(self, session: Any, info: ExportInfo, path: Path) -> None:
         self.session = session
@@ -204,8 +210,12 @@ class OnnxScorer(Scorer):
         self.path = path
         self.image_size = info.image_size
         self.resize = info.resize
-        self.threshold = info.threshold
         self.feature_dim = info.feature_dim
+        # A threshold dsxsd evaluate calibrated on this very file wins over the one the
+        # export carries from its run.
+        measured = read_threshold(path.parent, path)
+        self.threshold = info.threshold if measured is None else measured
+        self.threshold_source = "export" if measured is None else "metrics.json"
         # The part's required inputs are fed an empty batch when dsxsd runs another graph.
         self._empty = {
             i.name: np.zeros((0, *[d if isinstance(d, int) else 1 for d in i.shape[1:]]), np.float32)
@@ -219,11 +229,12 @@ class OnnxScorer(Scorer):
         return cls(session, info, path)
 
     def _run(self, output: str, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run([output], {**self._empty, **feed})[0]
+        try:
+            return self.session.run([output], {**self._empty, **feed})[0]
+        except Exception as exc:  # onnxruntime's own kinds (InvalidArgument, Fail, ...)
+            raise ModelFileError(f"onnxruntime failed: {first_line(exc)}", file=self.path) from None
 
     def embed_batch(self, paths: list[str]) -> np.ndarray:
-        from ._images import model_inputs
-
         return self._run(FEATURES_OUTPUT, {IMAGE_INPUT: model_inputs(paths, self.image_size, self.resize)})
 
     def score_batch(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:

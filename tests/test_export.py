@@ -167,7 +167,8 @@ def test_a_mixed_precision_model_exports_in_float32(tmp_path):
     run.mkdir()
     mixed.save(run / "best.keras")
     out = tmp_path / "m.onnx"
-    dsxsd.export(run, out)
+    result = dsxsd.export(run, out)
+    assert result.warnings == (f"no config.json beside {run / 'best.keras'}: the export assumes images were resized with stretch",)
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -205,7 +206,8 @@ def test_cli_export_summary_and_json(run, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["files"] == [str(tmp_path / "t.tflite"), str(tmp_path / "t.tflite.json")]
-    assert (summary["format"], summary["part"], summary["threshold"]) == ("litert", "tower", THRESHOLD)
+    assert (summary["format"], summary["part"], summary["info"]["threshold"]) == ("litert", "tower", THRESHOLD)
+    assert summary["warnings"] == []
 
 
 def test_overwrite_rules(run, tmp_path):
@@ -277,14 +279,14 @@ def test_a_failed_conversion_writes_nothing(run, tmp_path, monkeypatch):
     import tf2onnx
 
     def fail(*args, **kwargs):
-        raise RuntimeError("unsupported op Foo")
+        raise RuntimeError("unsupported op Foo\n  in node 12\n  (a page of details)")
 
     monkeypatch.setattr(tf2onnx.convert, "from_function", fail)
     out = tmp_path / "exports" / "s.onnx"
     out.parent.mkdir()
     result = invoke("export", run, "--out", out)
     assert result.exit_code == 1
-    assert result.output == "error: tf2onnx could not convert the model: unsupported op Foo\n"
+    assert result.output == f"error: {run / 'best.keras'}: tf2onnx could not convert the model: unsupported op Foo\n"
     assert list(out.parent.iterdir()) == []
 
 

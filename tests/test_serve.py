@@ -186,6 +186,7 @@ def test_python_scorer_from_onnx(workspace, exported):
 # --------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.serve
 def test_an_onnx_that_is_not_a_dsxsd_export(tmp_path):
     # An ONNX model of one Identity node, as onnx.helper makes it: valid, not dsxsd's.
     path = tmp_path / "plain.onnx"
@@ -201,6 +202,7 @@ def test_an_onnx_that_is_not_a_dsxsd_export(tmp_path):
     )
 
 
+@pytest.mark.serve
 def test_a_file_that_is_not_onnx(tmp_path):
     path = tmp_path / "broken.onnx"
     path.write_bytes(b"this is not a protobuf")
@@ -273,3 +275,52 @@ def test_evaluate_measures_an_export_as_its_run(workspace, exported, tmp_path):
     assert onnx_metrics["roc_auc"] == pytest.approx(keras_test["roc_auc"], abs=1e-9)
     assert onnx_metrics["at_0.5"] == keras_test["at_0.5"]
     assert json.loads((tmp_path / "metrics.json").read_text("utf-8"))["model"].endswith("siamese.onnx")
+
+
+@pytest.mark.tf
+def test_a_threshold_calibrated_on_the_onnx_itself_wins(workspace, exported, tmp_path):
+    model = tmp_path / "siamese.onnx"
+    shutil.copy(exported["siamese"], model)
+    assert invoke("evaluate", model, workspace.pairs, "--no-plots").exit_code == 0
+    calibrated = json.loads((tmp_path / "metrics.json").read_text("utf-8"))["threshold"]
+    result = invoke("predict", model, workspace.images[0], workspace.images[1], "--json")
+    prediction = json.loads(result.output)
+    assert (prediction["threshold"], prediction["threshold_source"]) == (calibrated, "metrics.json")
+
+
+@pytest.mark.tf
+def test_a_letterbox_run_is_served_as_it_was_trained(workspace, tmp_path):
+    """The export says how images were resized, and the .onnx path resizes so: a run's
+    letterbox (the images here are not square) gives the Keras model's features."""
+    run = tmp_path / "run"
+    shutil.copytree(workspace.run, run)
+    config = json.loads((run / "config.json").read_text("utf-8"))
+    (run / "config.json").write_text(json.dumps({**config, "resize": "letterbox"}), encoding="utf-8")
+    dsxsd.export(run, tmp_path / "m.onnx", model="final")
+    onnx_scorer, keras_scorer = dsxsd.Scorer.load(tmp_path / "m.onnx"), dsxsd.Scorer.load(run)
+    assert onnx_scorer.resize == keras_scorer.resize == "letterbox"
+    images = workspace.images[:8]
+    np.testing.assert_allclose(onnx_scorer.embed(images), keras_scorer.embed(images), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.tf
+def test_an_index_of_one_form_is_searched_with_the_other(workspace, exported, tmp_path):
+    from dsxsd import inference
+
+    keras_index = inference.embed(exported["run"] / "best.keras", workspace.crops, tmp_path / "k.npz")
+    query = workspace.images[3]
+    hits = inference.search(keras_index, query, k=3, model=exported["siamese"])
+    expected = inference.search(keras_index, query, k=3)
+    np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-3)
+    onnx_index = inference.embed(exported["tower"], workspace.crops, tmp_path / "o.npz")
+    hits = inference.search(onnx_index, query, k=3, model=exported["run"] / "best.keras")
+    np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-3)
+    # an .onnx of a model with another feature size is refused, as a .keras one is
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    from dsxsd.train.network import build_model
+
+    build_model(image_size=32, width=0.25).save(wide / "best.keras")
+    dsxsd.export(wide, wide / "wide.onnx")
+    with pytest.raises(dsxsd.ModelFileError, match="makes 128-long features, the index holds 64-long ones"):
+        inference.search(keras_index, query, model=wide / "wide.onnx")

@@ -314,7 +314,7 @@ def search(index, query, k, model, as_json) -> None:
 )
 @click.option("--out", type=_PATH, required=True, help="The file (or, for saved_model, the folder) to write.")
 @click.option(
-    "--part", type=click.Choice(["siamese", "tower"]), default="siamese", show_default=True,
+    "--part", type=click.Choice(_preflight.EXPORT_PARTS), default="siamese", show_default=True,
     help="siamese: scores a pair of images; tower: maps an image to its feature vector.",
 )
 @click.option(
@@ -346,12 +346,12 @@ def export(run, fmt, out, part, which, overwrite, as_json) -> None:
     if as_json:
         print_json({
             "format": result.format, "part": result.part, "source": str(result.source),
-            "files": [str(p) for p in written], "threshold": result.info.threshold,
-            "info": result.info.as_dict(), "warning": result.warning,
+            "files": [str(p) for p in written], "info": result.info.as_dict(),
+            "warnings": list(result.warnings),
         })
         return
-    if result.warning:
-        click.echo(f"warning: {result.warning}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     threshold = "none" if result.info.threshold is None else _f(result.info.threshold)
     click.echo(
         f"exported {_shown(result.source)} ({result.part}, {result.info.image_size}x"

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from .._images import RESIZE_MODES
 from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
 from ..pairs import read_pairs
 
 AUTOTUNE = tf.data.AUTOTUNE
-RESIZE_MODES = ("stretch", "letterbox")
 # Augmentation strengths: brightness shift as a fraction of 255, contrast factor range.
 BRIGHTNESS_DELTA = 0.2
 CONTRAST_RANGE = (0.8, 1.2)

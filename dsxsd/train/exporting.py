@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from .. import __version__, _io
 from .._preflight import check_export
-from ..errors import DsxsdError, MissingDependencyError
+from ..errors import DsxsdError, MissingDependencyError, first_line
 from ..inference import read_threshold
 from ..serve import (
     FEATURE_INPUTS, FEATURES_OUTPUT, HEAD_OUTPUT, IMAGE_INPUT, PAIR_INPUTS, PAIR_OUTPUT, PRIMARY,
@@ -53,8 +53,8 @@ ONNX_OPSET = 17
 @dataclass(frozen=True)
 class ExportResult:
     """What :func:`export` wrote: the model (``path``) and, for SavedModel and LiteRT,
-    the JSON beside it (``info_path``); ``warning``: why the export carries no threshold
-    although the run has one."""
+    the JSON beside it (``info_path``); ``warnings``: what the export had to assume or
+    leave out (no config.json beside the model, a threshold of another model)."""
 
     path: Path
     info_path: Path | None
@@ -62,7 +62,7 @@ class ExportResult:
     part: str
     source: Path
     info: ExportInfo
-    warning: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def export(
@@ -78,8 +78,8 @@ def export(
 
     ``format``: ``onnx`` (a ``.onnx`` file), ``saved_model`` (a folder) or ``litert`` (a
     ``.tflite`` file). ``part``: ``siamese`` scores a pair of images, ``tower`` maps an
-    image to its feature vector. ``model``: ``best`` (``best.keras``, the best validation
-    epoch) or ``final`` (``model.keras``).
+    image to its feature vector. ``model``, for a run folder: ``best`` (``best.keras``, the
+    best validation epoch) or ``final`` (``model.keras``).
 
     >>> export("run", "siamese.onnx")                                # doctest: +SKIP
     >>> export("run", "tower_saved_model", format="saved_model", part="tower")  # doctest: +SKIP
@@ -99,27 +99,32 @@ def export(
         config_sha256=_io.sha256_file(config) if config.is_file() else None,
         source_model=source.name,
     )
-    warning = None
+    notes = []
+    if not config.is_file():
+        notes.append(f"no config.json beside {source}: the export assumes images were resized with stretch")
     if info.threshold is None and read_threshold(source.parent) is not None:
-        warning = (
+        notes.append(
             f"{source.parent / 'metrics.json'} holds the threshold of another model than "
-            f"{source.name}, so the export carries none: evaluate {source} (with --overwrite) "
-            "and export again"
+            f"{source.name}, so the export carries none: export the model it was measured on "
+            f"(--model), or evaluate {source} (--overwrite replaces the other model's results "
+            "there) and export again"
         )
     if format == "onnx":
         with _io.atomic_path(path, overwrite) as tmp:
-            tmp.write_bytes(onnx_bytes(network, tower, head, info))
-        return ExportResult(path, None, format, part, source, info, warning)
+            tmp.write_bytes(onnx_bytes(network, tower, head, info, source))
+        return ExportResult(path, None, format, part, source, info, tuple(notes))
+    # The model is put in place first and its JSON last: a failure between the two leaves
+    # a model that read_info refuses, never a new JSON describing an old model.
     beside = info_file(path)
     if format == "saved_model":
-        with _io.atomic_directory(path, overwrite) as tmp, _io.atomic_path(beside, overwrite) as tmp_info:
+        with _io.atomic_path(beside, overwrite) as tmp_info, _io.atomic_directory(path, overwrite) as tmp:
             write_saved_model(network, tower, part, tmp)
             tmp_info.write_text(json.dumps(info.as_dict(), indent=2) + "\n", encoding="utf-8")
     else:
-        with _io.atomic_path(path, overwrite) as tmp, _io.atomic_path(beside, overwrite) as tmp_info:
-            tmp.write_bytes(litert_bytes(network, tower, part))
+        with _io.atomic_path(beside, overwrite) as tmp_info, _io.atomic_path(path, overwrite) as tmp:
+            tmp.write_bytes(litert_bytes(network, tower, part, source))
             tmp_info.write_text(json.dumps(info.as_dict(), indent=2) + "\n", encoding="utf-8")
-    return ExportResult(path, beside, format, part, source, info, warning)
+    return ExportResult(path, beside, format, part, source, info, tuple(notes))
 
 
 def float32_model(model: keras.Model) -> keras.Model:
@@ -132,19 +137,35 @@ def float32_model(model: keras.Model) -> keras.Model:
         return model
     copy = keras.Model.from_config(float32)
     copy.set_weights(model.get_weights())
+    left = [layer.name for layer in _layers(copy) if layer.compute_dtype != "float32"]
+    if left:
+        raise DsxsdError(f"cannot make the model compute in float32 for export (layers {', '.join(left[:3])})")
     return copy
 
 
 def _float32_policies(config: Any) -> Any:
     """``config`` with every dtype policy (``mixed_float16``, ``mixed_bfloat16``) made
-    ``float32``."""
+    ``float32``: a policy object's config, or a bare name as some Keras versions save it."""
     if isinstance(config, dict):
         if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
             return {**config, "config": {**config.get("config", {}), "name": "float32"}}
-        return {key: _float32_policies(value) for key, value in config.items()}
+        return {
+            key: "float32" if key == "dtype" and str(value).startswith("mixed_") else _float32_policies(value)
+            for key, value in config.items()
+        }
     if isinstance(config, list):
         return [_float32_policies(value) for value in config]
     return config
+
+
+def _layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, those of nested models (the tower) included."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(_layers(layer))
+    return found
 
 
 def _image_spec(size: int, name: str) -> tf.TensorSpec:
@@ -154,9 +175,11 @@ def _image_spec(size: int, name: str) -> tf.TensorSpec:
 # --------------------------------------------------------------------------- ONNX
 
 
-def onnx_bytes(network: keras.Model, tower: keras.Model, head: keras.Model, info: ExportInfo) -> bytes:
+def onnx_bytes(
+    network: keras.Model, tower: keras.Model, head: keras.Model, info: ExportInfo, source: Path,
+) -> bytes:
     """The ONNX model of ``info.part``, with the other graphs dsxsd uses (see
-    :mod:`dsxsd.serve`), as bytes."""
+    :mod:`dsxsd.serve`), as bytes; a failure names ``source``, the ``.keras`` file."""
     try:
         import tf2onnx
     except ImportError:
@@ -191,7 +214,7 @@ def onnx_bytes(network: keras.Model, tower: keras.Model, head: keras.Model, info
     try:
         proto, _ = tf2onnx.convert.from_function(graphs, input_signature=signature, opset=ONNX_OPSET)
     except Exception as exc:  # tf2onnx raises what its handlers raise
-        raise DsxsdError(f"tf2onnx could not convert the model: {exc}") from None
+        raise DsxsdError(f"tf2onnx could not convert the model: {first_line(exc)}", file=source) from None
     _finish_onnx(proto, info)
     return proto.SerializeToString()
 
@@ -246,8 +269,9 @@ def write_saved_model(network: keras.Model, tower: keras.Model, part: str, folde
     archive.write_out(str(folder), verbose=False)
 
 
-def litert_bytes(network: keras.Model, tower: keras.Model, part: str) -> bytes:
-    """The part as a LiteRT (``.tflite``) flatbuffer, converted from its SavedModel."""
+def litert_bytes(network: keras.Model, tower: keras.Model, part: str, source: Path) -> bytes:
+    """The part as a LiteRT (``.tflite``) flatbuffer, converted from its SavedModel; a
+    failure names ``source``, the ``.keras`` file."""
     converter_class = getattr(getattr(tf, "lite", None), "TFLiteConverter", None)
     if converter_class is None:
         raise MissingDependencyError(
@@ -260,8 +284,7 @@ def litert_bytes(network: keras.Model, tower: keras.Model, part: str) -> bytes:
         try:
             return converter.convert()
         except Exception as exc:  # the converter's own kinds (ConverterError, ...)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DsxsdError(f"the LiteRT converter failed: {first}") from None
+            raise DsxsdError(f"the LiteRT converter failed: {first_line(exc)}", file=source) from None
 
 
 __all__ = ["ExportResult", "export", "float32_model"]

@@ -18,7 +18,7 @@ import re
 import keras
 from keras import layers, ops
 
-from ..errors import ModelFileError, require_path
+from ..errors import ModelFileError, first_line, require_path
 
 # Keras' VGG16 block layout: (number of convolutions, filters at width 1.0).
 VGG16_BLOCKS: tuple[tuple[int, int], ...] = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -236,8 +236,7 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     try:
         model = keras.models.load_model(path)
     except Exception as exc:  # Keras raises many kinds (ValueError, OSError, zipfile...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"cannot load this model file: {first}", file=path) from None
+        raise ModelFileError(f"cannot load this model file: {first_line(exc)}", file=path) from None
     names = {layer.name for layer in getattr(model, "layers", [])}
     if not {"tower", "l1_distance", "score"} <= names:
         raise ModelFileError("a Keras model, but not a dsxsd Siamese model (no 'tower' layer)", file=path)
