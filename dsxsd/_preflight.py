@@ -37,6 +37,9 @@ INDEX_VERSION = 1
 CALIBRATION_SPLIT = "val"
 # The lock file a training run holds in its run folder (dsxsd.train.run.lock_run_folder).
 RUN_LOCK = ".lock"
+# The --backbone-weights value that asks for Keras' own VGG16 ImageNet weights, as
+# keras.applications.VGG16(weights="imagenet") does (dsxsd.train.network).
+IMAGENET_WEIGHTS = "imagenet"
 
 
 # --------------------------------------------------------------------------- image lists
@@ -253,10 +256,24 @@ def check_train_backend(backend: str) -> None:
         )
 
 
-def check_train(manifest: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
-    """What ``dsxsd train`` can refuse at once: a Keras backend it does not train under, a
-    bad pairs manifest, one without train or val pairs, a run folder that cannot be
-    written or that another run holds."""
+def check_backbone_weights(backbone_weights: str | os.PathLike[str] | None, width: float) -> None:
+    """Refuse ImageNet weights for a tower they cannot fit: Keras publishes VGG16's
+    weights at full width only, while any image size fits them (no-top convolutions)."""
+    if isinstance(backbone_weights, str) and backbone_weights == IMAGENET_WEIGHTS and width != 1.0:
+        raise SettingError(
+            f"--backbone-weights imagenet needs --width 1.0, not {width:g}: Keras' ImageNet VGG16 "
+            "weights exist at full width only"
+        )
+
+
+def check_train(
+    manifest: str | os.PathLike[str], out: str | os.PathLike[str], *, width: float = 1.0,
+    backbone_weights: str | os.PathLike[str] | None = None,
+) -> None:
+    """What ``dsxsd train`` can refuse at once: settings that cannot work together, a
+    Keras backend it does not train under, a bad pairs manifest, one without train or val
+    pairs, a run folder that cannot be written or that another run holds."""
+    check_backbone_weights(backbone_weights, width)
     check_train_backend(configured_backend())
     check_output_folder(out)
     holder = _io.lock_holder(Path(out) / RUN_LOCK)
@@ -397,11 +414,13 @@ __all__ = [
     "EXPORT_FORMATS",
     "EXPORT_MODELS",
     "EXPORT_PARTS",
+    "IMAGENET_WEIGHTS",
     "RUN_LOCK",
     "INDEX_FORMAT",
     "INDEX_VERSION",
     "ImageList",
     "Index",
+    "check_backbone_weights",
     "check_embed",
     "check_export",
     "check_evaluate",

@@ -7,10 +7,12 @@ command work without the ``train`` extra, and these say how to get it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .. import _preflight
-from ._common import input_path, json_option, need_tensorflow, overwrite_option, print_json, setting_warnings
+from ._common import _InputPath, input_path, json_option, need_tensorflow, overwrite_option, print_json, setting_warnings
 
 INSTALL_HINT = 'pip install "dsxsd[train]"'
 # What the train extra brings (h5py comes with Keras).
@@ -36,6 +38,17 @@ def import_train():
     return train_package
 
 
+class _BackboneWeights(_InputPath):
+    """``imagenet``, or a local weights file that must exist (checked as every input path is)."""
+
+    name = "imagenet|FILE"
+
+    def convert(self, value, param, ctx):
+        if value == _preflight.IMAGENET_WEIGHTS:
+            return value
+        return super().convert(value, param, ctx)
+
+
 def _cache(value: str) -> str:
     return value if value in ("memory", "none") else click.format_filename(value)
 
@@ -55,7 +68,7 @@ def _cache(value: str) -> str:
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch", show_default=True, help="letterbox keeps the aspect ratio and pads.")
 @click.option("--augment", is_flag=True, help="Random flips, brightness and contrast on training images.")
 @click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
-@click.option("--backbone-weights", type=input_path(dir_okay=False), default=None, help="A local Keras VGG16 no-top weights file (never downloaded); switches to VGG16's preprocessing.")
+@click.option("--backbone-weights", type=_BackboneWeights(dir_okay=False, path_type=Path), default=None, metavar="imagenet|FILE", help="Start the tower from VGG16 weights, with VGG16's preprocessing. imagenet: Keras' ImageNet weights (--width 1.0 only), downloaded once into Keras' cache (~/.keras/models, or $KERAS_HOME/models) and used from there; FILE: a local Keras VGG16 no-top weights file, never downloaded.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="auto: mirrored over 2+ GPUs, multiworker with TF_CONFIG, else default (one device). mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]), default="auto", show_default=True, help="auto: mixed_float16 on a GPU, float32 on a CPU.")
 @click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA compilation of the train step. auto: on with a GPU (and under JAX), off on a CPU and under mirrored or multiworker.")
@@ -77,10 +90,12 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     \b
     dsxsd train pairs.csv --out run/
     dsxsd train pairs.csv --out smoke/ --width 0.125 --image-size 32 --epochs 2
+    dsxsd train pairs.csv --out run/ --backbone-weights imagenet
     KERAS_BACKEND=jax dsxsd train pairs.csv --out run/   (JAX, one device)
     """
     need_tensorflow()
-    _preflight.check_train(manifest, out)  # before the seconds TensorFlow takes to import
+    # Before the seconds TensorFlow takes to import.
+    _preflight.check_train(manifest, out, width=width, backbone_weights=backbone_weights)
     train_package = import_train()
     with setting_warnings():
         summary = train_package.fit(

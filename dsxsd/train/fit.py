@@ -74,7 +74,10 @@ def fit(
     never touched. ``verbose``: "auto" is Keras' progress bar on a terminal and one line
     per epoch otherwise. ``steps_per_execution``: train steps per call of Keras' compiled
     train function (:func:`resolve_steps_per_execution`; ``None`` chooses), so a
-    callback's ``on_train_batch_*`` runs once per execution. Returns a summary (epochs
+    callback's ``on_train_batch_*`` runs once per execution. ``backbone_weights``:
+    ``"imagenet"`` (Keras' VGG16 ImageNet weights, at width 1.0 only, downloaded into
+    Keras' cache the first time) or a local VGG16 no-top weights file; config.json keeps
+    the file's sha256, and a run resumes only with the same weights. Returns a summary (epochs
     run, final and best metrics; ``already_complete`` when the run had nothing left to
     train).
 
@@ -93,6 +96,7 @@ def fit(
     """
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
+    _preflight.check_backbone_weights(backbone_weights, width)
     backend = environment.keras_backend()
     _preflight.check_train_backend(backend)  # the backend Keras runs, ~/.keras/keras.json too
     plan = environment.plan_training(strategy, precision, jit, backend=backend)
@@ -116,13 +120,15 @@ def fit(
     rows = dict(zip(table["left"], table["row"]))
     rows.update({p: min(r, rows.get(p, r)) for p, r in zip(table["right"], table["row"])})
     data.check_images(list(dict.fromkeys(list(table["left"]) + list(table["right"]))), manifest, rows)
+    # The ImageNet weights download here, if they must, once everything else is known to work.
+    weights_file = None if backbone_weights is None else network.backbone_weights_file(backbone_weights)
 
     config = _config(
-        manifest, table, train_pairs, val_pairs, plan, dist,
+        manifest, table, train_pairs, val_pairs, plan, dist, weights_file,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
         width=width, image_size=image_size, resize=resize, augment=augment, cache=str(cache),
-        backbone_weights=None if backbone_weights is None else str(Path(backbone_weights).resolve()),
+        backbone_weights=_backbone_setting(backbone_weights, weights_file),
     )
     if chief:
         _refuse_foreign(out)  # before the lock file is made in it
@@ -469,18 +475,32 @@ def _verbosity(verbose: int | str) -> int:
     return int(verbose)
 
 
-def _config(manifest: Path, table, train_pairs, val_pairs, plan: TrainingPlan, dist, **settings) -> dict[str, Any]:
+def _backbone_setting(backbone_weights, weights_file: Path | None) -> str | None:
+    """``backbone_weights`` as config.json records it: ``"imagenet"`` as given, so the
+    run builds from Keras' cache wherever it resumes; a local file by its absolute path."""
+    if weights_file is None:
+        return None
+    if isinstance(backbone_weights, str) and backbone_weights == _preflight.IMAGENET_WEIGHTS:
+        return backbone_weights
+    return str(weights_file.resolve())
+
+
+def _config(
+    manifest: Path, table, train_pairs, val_pairs, plan: TrainingPlan, dist, weights_file: Path | None,
+    **settings,
+) -> dict[str, Any]:
     from .. import __version__
 
-    weights = settings["backbone_weights"]
     return {
         "format": run.RUN_FORMAT,
         "version": 1,
         "manifest": str(manifest),
         "manifest_sha256": run.sha256_file(manifest),
         **settings,
-        "backbone_weights_sha256": None if weights is None else run.sha256_file(weights),
-        "preprocessing": "unit" if weights is None else "caffe",
+        # Of the file itself, "imagenet" too: a resume key, so a run continues only from
+        # the weights it started from.
+        "backbone_weights_sha256": None if weights_file is None else run.sha256_file(weights_file),
+        "preprocessing": "unit" if weights_file is None else "caffe",
         "head_units": network.HEAD_UNITS,
         "label": "1 = same class",
         "precision": plan.precision,

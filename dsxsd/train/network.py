@@ -12,12 +12,18 @@ distance, Dense(512, relu) (2,359,808) and Dense(1, sigmoid) (513): 17,075,009 i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
+from pathlib import Path
 
 import keras
 from keras import layers, ops
 
+from .. import _preflight
+from .._preflight import IMAGENET_WEIGHTS
 from ..errors import ModelFileError, first_line, require_path
 
 # Keras' VGG16 block layout: (number of convolutions, filters at width 1.0).
@@ -29,6 +35,17 @@ HEAD_UNITS = 512
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # Five 2x2 poolings: smaller inputs would pool a side down to zero.
 MIN_IMAGE_SIZE = 32
+
+# Keras' VGG16 no-top ImageNet weights, named, fetched and checked exactly as
+# keras.applications.VGG16(weights="imagenet", include_top=False) does it, so that either
+# finds the other's download in Keras' cache.
+IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# An md5, as Keras checks it: a literal inside VGG16() there, not a constant to import.
+IMAGENET_WEIGHTS_HASH = "6d6bbae143d832006294945121d1f1fc"
+try:  # Keras' own constant, though its module is not public API.
+    from keras.src.applications.vgg16 import WEIGHTS_PATH_NO_TOP as IMAGENET_WEIGHTS_URL
+except ImportError:
+    IMAGENET_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_WEIGHTS_FILE
 
 
 @keras.saving.register_keras_serializable(package="dsxsd")
@@ -105,20 +122,22 @@ def build_model(
 ) -> keras.Model:
     """The Siamese model: ``[left, right]`` raw 0-255 RGB -> P(same class) [B, 1].
 
-    ``backbone_weights``: a local Keras VGG16 no-top weights file (``.h5`` or
-    ``.weights.h5``, e.g. ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``) loaded
-    into the tower by layer name; the tower then uses VGG16's own preprocessing. Nothing is
-    ever downloaded. Uses the current Keras dtype policy (mixed precision), except that
+    ``backbone_weights``: VGG16 weights for the tower (:func:`backbone_weights_file`): the
+    string ``"imagenet"`` for Keras' ImageNet weights (width 1.0 only; downloaded into
+    Keras' cache the first time), or a local Keras VGG16 no-top weights file (``.h5`` or
+    ``.weights.h5``), loaded into the tower by layer name; the tower then uses VGG16's own
+    preprocessing. Uses the current Keras dtype policy (mixed precision), except that
     the final sigmoid is always float32 so the probabilities and the loss stay stable.
     """
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size {image_size} is too small: five 2x2 poolings need at least {MIN_IMAGE_SIZE}")
     if not width > 0:
         raise ValueError(f"width must be positive, got {width}")
+    _preflight.check_backbone_weights(backbone_weights, width)
     preprocessing = "unit" if backbone_weights is None else "caffe"
     tower = build_tower(image_size, width, preprocessing)
     if backbone_weights is not None:
-        load_backbone_weights(tower, backbone_weights)
+        load_backbone_weights(tower, backbone_weights_file(backbone_weights))
 
     left = keras.Input((image_size, image_size, 3), name="left")
     right = keras.Input((image_size, image_size, 3), name="right")
@@ -126,6 +145,60 @@ def build_model(
     hidden = layers.Dense(head_units, activation="relu", name="head_dense")(distance)
     score = layers.Dense(1, activation="sigmoid", dtype="float32", name="score")(hidden)
     return keras.Model([left, right], score, name="siamese")
+
+
+def backbone_weights_file(backbone_weights: str | os.PathLike[str]) -> Path:
+    """The weights file ``--backbone-weights`` names: for the string ``"imagenet"`` Keras'
+    cached VGG16 no-top weights (:func:`imagenet_weights_file`), else the local file
+    itself (a file named ``imagenet`` is ``./imagenet``)."""
+    if isinstance(backbone_weights, str) and backbone_weights == IMAGENET_WEIGHTS:
+        return imagenet_weights_file()
+    return require_path(backbone_weights)
+
+
+def imagenet_weights_file() -> Path:
+    """Keras' VGG16 no-top ImageNet weights in Keras' cache (``$KERAS_HOME/models``, by
+    default ``~/.keras/models``), fetched by Keras' own loader, ``keras.utils.get_file``,
+    which uses a file already there whose hash is right and downloads it otherwise. The
+    only network access in dsxsd, and only when asked for.
+
+    A download that fails (offline, a proxy, a bad hash) raises
+    :class:`~dsxsd.errors.ModelFileError`: which file to download, from where, and where
+    to put it, or that a local file works as well.
+    """
+    try:
+        # Keras prints its download and progress bar on stdout, which --json keeps for JSON.
+        with contextlib.redirect_stdout(sys.stderr):
+            path = keras.utils.get_file(
+                IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_URL, cache_subdir="models", file_hash=IMAGENET_WEIGHTS_HASH
+            )
+    except Exception as exc:  # Keras rewraps urllib's errors in a bare Exception
+        # Keras' "URL fetch failure on <origin>: <code or None> -- <reason>": the origin is
+        # said below.
+        reason = re.sub(r"^URL fetch failure on \S+: (None -- )?", "", first_line(exc))
+        raise ModelFileError(
+            f"not in Keras' cache and the download failed ({reason}): download {IMAGENET_WEIGHTS_URL} "
+            f"to {keras_cache_file(IMAGENET_WEIGHTS_FILE)}, or give a local copy: --backbone-weights path/to/file.h5",
+            file=IMAGENET_WEIGHTS_FILE,
+        ) from None
+    return Path(path)
+
+
+def keras_cache_file(name: str) -> Path:
+    """Where ``keras.utils.get_file(name, cache_subdir="models")`` looks for ``name``:
+    ``models/`` under Keras' home (KERAS_HOME as Keras read it at import, else
+    ``~/.keras``), or under ``/tmp/.keras`` where that home is not writable, as get_file
+    decides."""
+    try:
+        from keras.src.backend.config import keras_home  # private, but Keras' own answer
+
+        home = keras_home()
+    except ImportError:
+        home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    home = os.path.expanduser(home)
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(home, "models", name)
 
 
 def load_backbone_weights(tower: keras.Model, path: str | os.PathLike[str]) -> None:
@@ -253,8 +326,13 @@ __all__ = [
     "ImagePreprocess",
     "L1Distance",
     "build_model",
+    "IMAGENET_WEIGHTS_FILE",
+    "IMAGENET_WEIGHTS_HASH",
+    "IMAGENET_WEIGHTS_URL",
+    "backbone_weights_file",
     "build_tower",
     "conv_widths",
+    "imagenet_weights_file",
     "load_backbone_weights",
     "load_model",
     "model_image_size",
