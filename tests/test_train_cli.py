@@ -69,6 +69,29 @@ def test_train_command_writes_a_run_and_guards_it(tmp_path):
     assert usage.exit_code == 2 and "--image-size" in usage.output
 
 
+@pytest.mark.tf
+def test_resampling_flags_reach_config_and_are_part_of_the_run(tmp_path):
+    pytest.importorskip("tensorflow")
+    from train_support import make_shapes_manifest
+
+    from dsxsd.train import read_run_config
+
+    manifest = make_shapes_manifest(tmp_path, per_class=8, positives=1)
+    args = small_train_args(tmp_path, manifest, "--epochs", "1", "--steps-per-epoch", "1")
+    result = CliRunner().invoke(main, [*args, "--resample-negatives", "--resample-positives"])
+    assert result.exit_code == 0, result.output
+    config = read_run_config(tmp_path / "run")
+    assert config["resample_negatives"] is True and config["resample_positives"] is True
+    without = CliRunner().invoke(main, [*args, "--resample-negatives"])  # a run of other settings
+    assert without.exit_code == 2
+    assert "resample_positives: True -> False" in without.output and "--overwrite" in without.output
+    plain = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert plain.exit_code == 0, plain.output
+    config = read_run_config(tmp_path / "run")
+    assert config["resample_negatives"] is False and config["resample_positives"] is False
+    assert "--resample-negatives" in CliRunner().invoke(main, ["train", "--help"]).output
+
+
 def small_train_args(tmp_path, manifest, *more):
     return ["train", str(manifest), "--out", str(tmp_path / "run"), "--width", "0.125", "--image-size", "32",
             "--batch-size", "8", *more]

@@ -248,3 +248,130 @@ def test_bad_manifests_are_refused(tmp_path):
     with pytest.raises(ManifestError, match="label") as info:
         make_dataset(bad, "train")
     assert str(bad) in str(info.value)
+
+
+# ------------------------------------------------------------- resampled partners
+
+# Train: class a of 4 images, b of 1 (a self-pair: nothing else to draw), c of 3, d of 2.
+# Val and test hold images of a and c too: a partner drawn from them would be a leak.
+SPLIT_IMAGES = {
+    "train": {"a": 4, "b": 1, "c": 3, "d": 2},
+    "val": {"a": 2, "c": 1},
+    "test": {"a": 1, "c": 1},
+}
+TRAIN_PAIRS = [("a0", "a1", 1), ("a2", "a3", 1), ("b0", "b0", 1), ("c0", "c1", 1), ("d0", "d1", 1),
+               ("a0", "b0", 0), ("b0", "c2", 0), ("c0", "d0", 0), ("d1", "a3", 0), ("a1", "c2", 0),
+               ("c1", "a2", 0), ("d0", "b0", 0)]
+
+
+@pytest.fixture(scope="module")
+def coloured(tmp_path_factory):
+    """A hand-made manifest over one-colour images whose red value names the image:
+    returns (manifest, red value -> image name)."""
+    root = tmp_path_factory.mktemp("coloured")
+    names = [f"{prefix}{cls}{i}" for prefix, split in (("", "train"), ("v", "val"), ("t", "test"))
+             for cls, n in SPLIT_IMAGES[split].items() for i in range(n)]
+    red = {}
+    for k, name in enumerate(names):
+        red[10 * k + 5] = name
+        Image.new("RGB", (20, 20), (10 * k + 5, 100, 50)).save(root / f"{name}.png")
+    rows = [(f"{a}.png", f"{b}.png", y, a[0], b[0], "train") for a, b, y in TRAIN_PAIRS]
+    rows += [("va0.png", "va1.png", 1, "a", "a", "val"), ("va0.png", "vc0.png", 0, "a", "c", "val"),
+             ("ta0.png", "tc0.png", 0, "a", "c", "test")]
+    return write_pairs(root / "pairs.csv", rows), red
+
+
+def names_of(side, red) -> np.ndarray:
+    """The image names a batch side holds, [pairs]."""
+    return np.array([red[int(v)] for v in side[:, 0, 0, 0]])
+
+
+def passes(ds, red, n, per_pass=len(TRAIN_PAIRS)):
+    """The first ``n`` passes of an endless dataset as (left, right, label) name arrays [n, pairs]."""
+    lefts, rights, labels = [], [], []
+    for (a, b), y in ds.take(n * per_pass // 4):
+        lefts.append(names_of(a.numpy(), red))
+        rights.append(names_of(b.numpy(), red))
+        labels.append(y.numpy())
+    return [np.concatenate(x).reshape(n, per_pass) for x in (lefts, rights, labels)]
+
+
+def test_resampled_partners_stay_in_their_split_and_class_relation(coloured):
+    manifest, red = coloured
+    ds = make_dataset(manifest, "train", image_size=SIZE, batch_size=4, shuffle=False, repeat=True,
+                      resample_negatives=True, resample_positives=True)
+    left, right, label = passes(ds, red, 40)
+    # the left side and the labels are the manifest's, pass after pass (no shuffle here)
+    assert (left == np.array([a for a, _, _ in TRAIN_PAIRS])).all()
+    assert (label == np.array([y for _, _, y in TRAIN_PAIRS], np.float32)).all()
+    partners = {}
+    for i, (a, _, y) in enumerate(TRAIN_PAIRS):
+        partners.setdefault((a, y), set()).update(right[:, i])
+    train = {f"{c}{i}" for c, n in SPLIT_IMAGES["train"].items() for i in range(n)}
+    # over 40 passes each left image meets every possible partner, and nothing else
+    for (a, y), seen in partners.items():
+        same = {img for img in train if img[0] == a[0]}
+        expected = same - {a} if y == 1 else train - same
+        assert seen == (expected or {a}), (a, y)  # b0, alone in its class, keeps its self-pair
+    assert partners[("d0", 1)] == {"d1"}  # a class of two: the other one, every pass
+    assert not (right[0] == right[1]).all()  # each pass draws anew
+    # draws are uniform: a0's six candidates of other classes each come up about 40/6 times
+    counts = collections.Counter(right[:, TRAIN_PAIRS.index(("a0", "b0", 0))])
+    assert min(counts.values()) >= 2
+
+
+def test_negatives_and_positives_are_resampled_separately(coloured):
+    manifest, red = coloured
+    kwargs = dict(image_size=SIZE, batch_size=4, shuffle=False, repeat=True)
+    fixed = np.array([b for _, b, _ in TRAIN_PAIRS])
+    positive = np.array([y for _, _, y in TRAIN_PAIRS]) == 1
+    _, right, _ = passes(make_dataset(manifest, "train", resample_negatives=True, **kwargs), red, 5)
+    assert (right[:, positive] == fixed[positive]).all() and not (right[:, ~positive] == fixed[~positive]).all()
+    _, right, _ = passes(make_dataset(manifest, "train", resample_positives=True, **kwargs), red, 5)
+    assert (right[:, ~positive] == fixed[~positive]).all() and not (right[:, positive] == fixed[positive]).all()
+    _, right, _ = passes(make_dataset(manifest, "train", **kwargs), red, 2)
+    assert (right == fixed).all()  # off by default
+    val = make_dataset(manifest, "val", image_size=SIZE, batch_size=4)  # fit resamples train only
+    assert names_of(collect(val)[1], red).tolist() == ["va1", "vc0"]
+
+
+def test_resampling_is_a_function_of_seed_and_pass(coloured):
+    manifest, red = coloured
+
+    def stream(seed=7, resample=True, start=0):
+        pairs = data.pair_table(data.read_manifest(manifest), "train", manifest)
+        ds = data.pairs_dataset(pairs, image_size=SIZE, batch_size=4, shuffle=True, seed=seed, repeat=True,
+                                start=start, resample_negatives=resample, resample_positives=resample)
+        return passes(ds, red, 3 - start // 3)
+
+    first = stream()
+    for got, want in zip(stream(), first):  # another dataset, built separately
+        np.testing.assert_array_equal(got, want)
+    from_manifest = make_dataset(manifest, "train", image_size=SIZE, batch_size=4, seed=7, repeat=True,
+                                 resample_negatives=True, resample_positives=True)
+    for got, want in zip(passes(from_manifest, red, 3), first):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(stream(start=3), first):  # one pass (3 batches) in: passes 2 and 3
+        np.testing.assert_array_equal(got, want[1:])
+    # resampling leaves the shuffled order, so the left side and labels, as they were
+    plain = stream(resample=False)
+    np.testing.assert_array_equal(first[0], plain[0])
+    np.testing.assert_array_equal(first[2], plain[2])
+    assert not (first[1] == plain[1]).all()
+    assert not (stream(seed=8)[1] == first[1]).all()
+    # without repeat, each iteration (each epoch of a model.fit) draws new partners
+    once = make_dataset(manifest, "train", image_size=SIZE, batch_size=12, shuffle=False,
+                        resample_negatives=True, resample_positives=True)
+    epochs = [names_of(collect(once)[1], red) for _ in range(2)]
+    assert not (epochs[0] == epochs[1]).all()
+
+
+def test_an_image_of_two_classes_is_refused(tmp_path):
+    for name in ("x", "y", "z"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    manifest = write_pairs(tmp_path / "pairs.csv", [("x.png", "y.png", 0, "cat", "dog", "train"),
+                                                    ("z.png", "y.png", 1, "cow", "cow", "train")])
+    with pytest.raises(ManifestError) as info:
+        make_dataset(manifest, "train", image_size=SIZE)
+    assert str(info.value) == (f"{manifest}, row 3: image {tmp_path / 'y.png'} is class 'cow' here "
+                               "but 'dog' in row 2")

@@ -253,6 +253,8 @@ def weights(run):
 RESUMABLE = {
     "epochs": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, **SMALL),
     "steps": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, steps_per_epoch=3, augment=True, **SMALL),
+    "resampled": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, steps_per_epoch=3, resample_negatives=True,
+                      resample_positives=True, **SMALL),
 }
 
 
@@ -280,10 +282,57 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(tiny, tmp_path, 
     assert pd.read_csv(run / "history.csv").epoch.tolist() == [1, 2]
     resumed = fit(tiny, run, **RESUMABLE[name])  # the same command again
     assert resumed["initial_epoch"] == 2
+    config = read_run_config(run)
+    for key in ("resample_negatives", "resample_positives"):
+        assert config[key] is RESUMABLE[name].get(key, False)
     assert (run / "history.csv").read_text() == (whole_run / "history.csv").read_text()
     assert resumed["loss"] == whole["loss"] and resumed["val_loss"] == whole["val_loss"]
     for got, want in zip(weights(run), weights(whole_run)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_resampling_draws_training_partners_and_leaves_validation_as_the_manifest_says(tiny, tmp_path, monkeypatch):
+    from dsxsd.train import data
+
+    pipeline, built = data.pairs_dataset, {}
+
+    def keep(pairs, **kwargs):  # the datasets fit trains and validates on
+        built[kwargs["cache_key"]] = pairs, pipeline(pairs, **kwargs)
+        return built[kwargs["cache_key"]][1]
+
+    monkeypatch.setattr(data, "pairs_dataset", keep)
+    fit(tiny, tmp_path / "run", epochs=1, batch_size=4, steps_per_epoch=1, resample_negatives=True,
+        resample_positives=True, **SMALL)
+
+    def right_side(split, batches):
+        pairs, ds = built[split]
+        images = np.concatenate([b.numpy() for (_, b), _ in ds.take(batches)])
+        return [image.tobytes() for image in images], pairs
+
+    def as_batches(paths):  # load_images gives float32, the pipeline uint8
+        return [image.astype(np.uint8).tobytes() for image in load_images(paths, IMAGE_SIZE)]
+
+    got, pairs = right_side("val", 100)
+    assert got == as_batches([pairs.paths[i] for i in pairs.right])
+    got, pairs = right_side("train", len(pairs) // 4)  # 28 pairs, batch 4: the first pass
+    train_images = as_batches(pairs.paths)
+    manifest_rights = [train_images[i] for i in pairs.right]
+    assert set(got) <= set(train_images)  # partners from the split's own images
+    assert sorted(got) != sorted(manifest_rights)  # but not the manifest's
+
+
+def test_a_run_from_before_resampling_resumes_and_refuses_other_settings(tiny, tmp_path, uninterrupted):
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(uninterrupted("epochs")[1], run)
+    config = json.loads((run / "config.json").read_text())
+    del config["resample_negatives"], config["resample_positives"]  # what older versions wrote
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OutputExistsError, match="resample_negatives: False -> True"):
+        fit(tiny, run, **{**RESUMABLE["epochs"], "epochs": 4, "resample_negatives": True})
+    resumed = fit(tiny, run, **{**RESUMABLE["epochs"], "epochs": 4})
+    assert resumed["initial_epoch"] == 3 and resumed["epochs"] == 4
 
 
 def test_a_full_disk_while_checkpointing_is_one_error_and_the_rerun_resumes(tiny, tmp_path, monkeypatch, uninterrupted):

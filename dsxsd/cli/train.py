@@ -67,6 +67,8 @@ def _cache(value: str) -> str:
 @click.option("--image-size", type=click.IntRange(min=32), default=105, show_default=True, help="Input side in pixels.")
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch", show_default=True, help="letterbox keeps the aspect ratio and pads.")
 @click.option("--augment", is_flag=True, help="Random flips, brightness and contrast on training images.")
+@click.option("--resample-negatives", is_flag=True, help="Each epoch, give every different-class training pair a new partner of another class, drawn from the train split's images (against memorising a small dataset).")
+@click.option("--resample-positives", is_flag=True, help="Each epoch, give every same-class training pair a new partner: another image of its class from the train split.")
 @click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
 @click.option("--backbone-weights", type=_BackboneWeights(dir_okay=False, path_type=Path), default=None, metavar="imagenet|FILE", help="Start the tower from VGG16 weights, with VGG16's preprocessing. imagenet: Keras' ImageNet weights (--width 1.0 only), downloaded once into Keras' cache (~/.keras/models, or $KERAS_HOME/models) and used from there; FILE: a local Keras VGG16 no-top weights file, never downloaded.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="auto: mirrored over 2+ GPUs, multiworker with TF_CONFIG, else default (one device). mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
@@ -75,7 +77,8 @@ def _cache(value: str) -> str:
 @overwrite_option
 @json_option
 def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
-          image_size, resize, augment, cache, backbone_weights, strategy, precision, jit, overwrite, as_json) -> None:
+          image_size, resize, augment, resample_negatives, resample_positives, cache, backbone_weights, strategy,
+          precision, jit, overwrite, as_json) -> None:
     """Train the Siamese VGG16 network on MANIFEST (a pairs.csv from make-pairs).
 
     Fits on the 'train' split, validates on 'val' (label 1 = same class), and writes
@@ -112,6 +115,8 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
             image_size=image_size,
             resize=resize,
             augment=augment,
+            resample_negatives=resample_negatives,
+            resample_positives=resample_positives,
             cache=_cache(cache),
             backbone_weights=backbone_weights,
             strategy=strategy,

@@ -157,6 +157,10 @@ class PairTable:
     right: np.ndarray  # int32 [P]
     labels: np.ndarray  # float32 [P], 1.0 = same class
     rows: dict[str, int]  # path -> first manifest row naming it (spreadsheet rows)
+    # int32 [N], each image's class as an index into the split's sorted class names: what
+    # resampled partners are drawn by (:func:`_partner_sampler`). None in a table built by
+    # hand, which then cannot resample.
+    classes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -200,7 +204,34 @@ def pair_table(table, split: str, manifest: str | os.PathLike[str] | None = None
         right=np.array([index[p] for p in rows["right"]], np.int32),
         labels=rows["label"].to_numpy(np.float32),
         rows=first_row,
+        classes=_image_classes(rows, index, manifest),
     )
+
+
+def _image_classes(rows, index: dict[str, int], manifest) -> np.ndarray:
+    """Each image's class id: its class's place among the split's sorted class names.
+
+    An image the manifest gives two classes is refused: its labels contradict each other
+    (it would be "the same class" as images of both), and a partner drawn for it by class
+    would be as wrong.
+    """
+    sides = pd.DataFrame({
+        "path": np.concatenate([rows["left"].to_numpy(str), rows["right"].to_numpy(str)]),
+        "cls": np.concatenate([rows["left_class"].to_numpy(str), rows["right_class"].to_numpy(str)]),
+        "row": np.concatenate([rows["row"].to_numpy(), rows["row"].to_numpy()]),
+    }).sort_values("row", kind="stable")
+    first = sides.drop_duplicates("path").set_index("path")
+    clash = sides[sides["cls"].to_numpy() != first["cls"].reindex(sides["path"]).to_numpy()]
+    if not clash.empty:
+        path, cls, row = clash.iloc[0][["path", "cls", "row"]]
+        raise ManifestError(
+            f"image {path} is class {cls!r} here but {first.at[path, 'cls']!r} in row {first.at[path, 'row']}",
+            file=manifest, row=int(row),
+        )
+    names = first["cls"].to_numpy(str)
+    classes = np.empty(len(index), np.int32)
+    classes[[index[p] for p in first.index]] = np.searchsorted(np.unique(names), names)
+    return classes
 
 
 # -------------------------------------------------------------------------- the dataset
@@ -215,6 +246,8 @@ def make_dataset(
     resize: str = "stretch",
     augment: bool = False,
     shuffle: bool | None = None,
+    resample_negatives: bool = False,
+    resample_positives: bool = False,
     cache: str | os.PathLike[str] | None = "memory",
     seed: int = 0,
     repeat: bool = False,
@@ -227,7 +260,10 @@ def make_dataset(
     The images stay uint8 because the model casts them itself (its first layer): a
     quarter of the bytes of float32 to write per batch and to copy to an accelerator,
     which measurably brings an epoch closer to the bare decode cost. ``shuffle`` defaults to on for ``train`` only; without it batches follow
-    the manifest's row order. ``cache``: ``"memory"`` decodes the split's images once
+    the manifest's row order. ``resample_negatives`` / ``resample_positives`` give each
+    different-class / same-class pair a fresh right-hand partner from the split's own
+    images every pass (see :func:`pairs_dataset`; :func:`dsxsd.train.fit` does it for
+    ``train`` only). ``cache``: ``"memory"`` decodes the split's images once
     for the whole run, a folder keeps them on disk across runs, ``None``/``"none"``
     decodes each distinct image once per epoch. ``repeat`` makes it endless (for
     ``steps_per_epoch``). ``check`` refuses missing/undecodable images up front.
@@ -243,6 +279,8 @@ def make_dataset(
         resize=resize,
         augment=augment,
         shuffle=split == "train" if shuffle is None else shuffle,
+        resample_negatives=resample_negatives,
+        resample_positives=resample_positives,
         cache=cache,
         seed=seed,
         repeat=repeat,
@@ -259,6 +297,8 @@ def pairs_dataset(
     resize: str = "stretch",
     augment: bool = False,
     shuffle: bool = False,
+    resample_negatives: bool = False,
+    resample_positives: bool = False,
     cache: str | os.PathLike[str] | None = "memory",
     seed: int = 0,
     repeat: bool = False,
@@ -270,13 +310,17 @@ def pairs_dataset(
 
     One element of ``images`` is the whole split's decoded images [N, S, S, 3] uint8;
     each pass over the pairs shuffles the pair indices (a fresh, seeded permutation per
-    pass), cuts them into batches, gathers each batch's images and augments them.
+    pass), cuts them into batches, gathers each batch's images and augments them. With
+    ``resample_negatives`` / ``resample_positives`` each pass also draws every
+    different-class / same-class pair a new right-hand image (:func:`_partner_sampler`);
+    the left images, the labels and the order stay what they would be without.
 
-    With ``repeat`` the dataset is one endless stream of passes, and pass ``p``'s order
-    and augmentation are a function of ``(seed, p)`` alone; ``start`` begins the stream
-    that many batches in. A resumed run passes the batches its finished epochs took, so
-    it sees exactly the batches an uninterrupted run would have. Without ``repeat`` each
-    iteration of the dataset (each epoch of a ``model.fit``) draws a new order.
+    With ``repeat`` the dataset is one endless stream of passes, and pass ``p``'s order,
+    partners and augmentation are a function of ``(seed, p)`` alone; ``start`` begins the
+    stream that many batches in. A resumed run passes the batches its finished epochs
+    took, so it sees exactly the batches an uninterrupted run would have. Without
+    ``repeat`` each iteration of the dataset (each epoch of a ``model.fit``) draws a new
+    order and new partners.
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
@@ -308,6 +352,7 @@ def pairs_dataset(
     left = tf.constant(pairs.left)
     right = tf.constant(pairs.right)
     labels = tf.constant(pairs.labels)
+    partners = _partner_sampler(pairs, resample_negatives, resample_positives)
 
     def one_epoch(decoded: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(len(pairs), dtype=tf.int32)
@@ -315,23 +360,27 @@ def pairs_dataset(
             order = tf.random.experimental.stateless_shuffle(
                 order, seed=tf.stack([epoch_seed, tf.constant(seed, tf.int64)])
             )
-        # The epoch's batch steps, each with the epoch's images and order. No function
+        rights = right
+        if partners is not None:
+            rights = partners(tf.random.experimental.stateless_fold_in(
+                tf.stack([epoch_seed, tf.constant(seed, tf.int64)]), 1))
+        # The epoch's batch steps, each with the epoch's images and pairs. No function
         # runs in here: a map inside would be instantiated anew each epoch, after the
-        # images are decoded, ~10 ms every epoch before its first batch. The images and
-        # order travel wrapped in an Optional, a handle: tf.data's cost per element grows
-        # with the size of the tensors in it (best gather-only epochs ~10% quicker).
-        shared = tf.experimental.Optional.from_value((decoded, order))
+        # images are decoded, ~10 ms every epoch before its first batch. The images, order
+        # and partners travel wrapped in an Optional, a handle: tf.data's cost per element
+        # grows with the size of the tensors in it (best gather-only epochs ~10% quicker).
+        shared = tf.experimental.Optional.from_value((decoded, order, rights))
         epoch = tf.data.Dataset.from_tensors((shared, epoch_seed)).repeat()
         return tf.data.Dataset.zip(epoch, tf.data.Dataset.range(n_batches))
 
     def gather(epoch, step: tf.Tensor):
         shared, epoch_seed = epoch
-        decoded, order = shared.get_value()
+        decoded, order, rights = shared.get_value()
         # A batch is a slice of the epoch's order: batching the order's scalars one by one
         # cost more per epoch than gathering the images.
         idx = order[step * batch_size : (step + 1) * batch_size]
         a = tf.gather(decoded, tf.gather(left, idx))
-        b = tf.gather(decoded, tf.gather(right, idx))
+        b = tf.gather(decoded, tf.gather(rights, idx))
         if augment:
             a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
             b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
@@ -347,6 +396,51 @@ def pairs_dataset(
     # Workers of a multi-worker run each see every image and take every n-th batch.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _partner_sampler(pairs: PairTable, negatives: bool, positives: bool):
+    """A function from a pass's seed to that pass's right-hand image of every pair, or
+    ``None`` when nothing is resampled.
+
+    Why: a manifest fixes each image's partners, so on a small dataset the model sees the
+    same few pairs every epoch and memorises them. Drawn afresh each pass, a
+    different-class pair's partner is any image of another class and a same-class pair's
+    any other image of its class (a class of one image keeps its pair). Partners come
+    only from the split's own images, so splits stay leak-free.
+
+    Vectorised, no Python per pair: ``by_class`` lists the images class by class, class
+    ``c`` being the block ``start[c] : start[c] + count[c]``. A different-class partner is
+    a uniform ``r`` in ``[0, n - count[c])`` stepped over c's block; a same-class one a
+    uniform ``r`` in ``[0, count[c] - 1)`` stepped over the left image's own place in it.
+    A pair left as it is draws too, from a span of one that lands on its own partner.
+    """
+    if not (negatives or positives):
+        return None
+    if pairs.classes is None:
+        raise ValueError("resampling partners needs the PairTable's classes (pair_table gives them)")
+    classes = pairs.classes.astype(np.int64)
+    n = len(classes)
+    by_class = np.argsort(classes, kind="stable")
+    place = np.empty(n, np.int64)
+    place[by_class] = np.arange(n)
+    count = np.bincount(classes)
+    start = np.cumsum(count) - count
+    c = classes[pairs.left]
+    negative = pairs.labels == 0
+    drawn = np.where(negative, negatives, positives & (count[c] > 1))
+    span = np.where(drawn, np.where(negative, n - count[c], count[c] - 1), 1)
+    base = np.where(drawn, np.where(negative, 0, start[c]), place[pairs.right])
+    step_at = np.where(drawn, np.where(negative, start[c], place[pairs.left] - start[c]), 1)
+    step_by = np.where(drawn, np.where(negative, count[c], 1), 0)
+    by_class, span, base, step_at, step_by = map(tf.constant, (by_class, span, base, step_at, step_by))
+
+    def partners(pass_seed: tf.Tensor) -> tf.Tensor:
+        # Full-range integers modulo the span: uniform but for a bias of span / 2**64.
+        draw = tf.random.stateless_uniform([len(pairs)], pass_seed, minval=None, maxval=None, dtype=tf.int64)
+        r = tf.math.floormod(draw, span)
+        return tf.cast(tf.gather(by_class, base + r + tf.where(r >= step_at, step_by, 0)), tf.int32)
+
+    return partners
 
 
 def _cached(images: tf.data.Dataset, cache, pairs: PairTable, image_size: int, resize: str, key: str) -> tf.data.Dataset:

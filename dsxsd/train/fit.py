@@ -50,6 +50,8 @@ def fit(
     image_size: int = 105,
     resize: str = "stretch",
     augment: bool = False,
+    resample_negatives: bool = False,
+    resample_positives: bool = False,
     cache: str | os.PathLike[str] = "memory",
     backbone_weights: str | os.PathLike[str] | None = None,
     strategy: str = "auto",
@@ -80,6 +82,13 @@ def fit(
     the file's sha256, and a run resumes only with the same weights. Returns a summary (epochs
     run, final and best metrics; ``already_complete`` when the run had nothing left to
     train).
+
+    ``resample_negatives`` gives every different-class training pair a fresh right-hand
+    image of another class each pass over the pairs, ``resample_positives`` every
+    same-class pair a fresh other image of its class: drawn from the ``train`` split's own
+    images, as a function of ``seed`` and the pass, so a resumed run still sees what an
+    uninterrupted one would. Validation keeps the manifest's pairs, so its loss compares
+    across epochs.
 
     ``strategy``, ``precision`` and ``jit`` (XLA compilation of the train step: "auto",
     "on", "off" or a bool) are resolved by :func:`dsxsd.environment.plan_training`,
@@ -127,7 +136,8 @@ def fit(
         manifest, table, train_pairs, val_pairs, plan, dist, weights_file,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
-        width=width, image_size=image_size, resize=resize, augment=augment, cache=str(cache),
+        width=width, image_size=image_size, resize=resize, augment=augment,
+        resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache),
         backbone_weights=_backbone_setting(backbone_weights, weights_file),
     )
     if chief:
@@ -204,6 +214,7 @@ def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool,
     common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"], cache=cache)
     train_ds = data.pairs_dataset(
         train_pairs, augment=config["augment"], shuffle=True, seed=config["seed"], repeat=True, start=start,
+        resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
         cache_key="train", **common,
     )
     train_ds = onto_device(train_ds, train_input_device(config["strategy"]))

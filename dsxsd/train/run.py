@@ -42,6 +42,8 @@ RESUME_KEYS = (
     "width",
     "resize",
     "augment",
+    "resample_negatives",
+    "resample_positives",
     "batch_size",
     "lr",
     "optimizer",
@@ -72,8 +74,14 @@ def write_config(out: Path, config: dict[str, Any]) -> None:
     write_text(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n", overwrite=True)
 
 
+# Resume keys added after runs were first written, and the value a run without one had:
+# an older run folder still resumes when the new setting is left at that value.
+RESUME_DEFAULTS = {"resample_negatives": False, "resample_positives": False}
+
+
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The resume-relevant settings that differ, as ``name: old -> new``."""
+    old = {**RESUME_DEFAULTS, **old}
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)]
 
 
