@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from .. import _preflight
+from .. import _preflight, presets
+from ..presets import PRESETS
 from ._common import _InputPath, input_path, json_option, need_tensorflow, overwrite_option, print_json, setting_warnings
 
 INSTALL_HINT = 'pip install "dsxsd[train]"'
@@ -56,19 +57,24 @@ def _cache(value: str) -> str:
 @click.command("train", short_help="Train the Siamese network on a pairs manifest into a run folder.")
 @click.argument("manifest", type=input_path(dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The run folder to write (or resume).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs to train in all (raise it to continue a finished run).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size (split across replicas).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 1e-4 adam, 1e-2 sgd].")
+@click.option(
+    "--preset", type=click.Choice(list(PRESETS)), default=None,
+    help="A recipe for the options not given: reference (the default: the reference network) or cpu "
+    "(a laptop and a small real dataset: width 0.125, 64 px, 10 epochs, lr 1e-3, partners resampled).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs to train in all (raise it to continue a finished run) [default: 20, or the preset's].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch size (split across replicas) [default: 32].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 1e-4 adam, 1e-2 sgd, or the preset's].")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True, help="sgd uses momentum 0.9.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, shuffling and augmentation.")
 @click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="N", help="Stop after N epochs without a lower validation loss.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None, help="Batches per epoch (the training pairs repeat) [default: all pairs once].")
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Scales every conv width; 0.125 makes a CPU-sized model.")
-@click.option("--image-size", type=click.IntRange(min=32), default=105, show_default=True, help="Input side in pixels.")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None, help="Scales every conv width; 0.125 makes a CPU-sized model [default: 1.0, or the preset's].")
+@click.option("--image-size", type=click.IntRange(min=32), default=None, help="Input side in pixels [default: 105, or the preset's].")
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch", show_default=True, help="letterbox keeps the aspect ratio and pads.")
-@click.option("--augment", is_flag=True, help="Random flips, brightness and contrast on training images.")
-@click.option("--resample-negatives", is_flag=True, help="Each epoch, give every different-class training pair a new partner of another class, drawn from the train split's images (against memorising a small dataset).")
-@click.option("--resample-positives", is_flag=True, help="Each epoch, give every same-class training pair a new partner: another image of its class from the train split.")
+@click.option("--augment/--no-augment", default=None, help="Random flips, brightness and contrast on training images [default: off].")
+@click.option("--resample-negatives/--no-resample-negatives", default=None, help="Each epoch, give every different-class training pair a new partner of another class, drawn from the train split's images (against memorising a small dataset) [default: off, on with --preset cpu].")
+@click.option("--resample-positives/--no-resample-positives", default=None, help="Each epoch, give every same-class training pair a new partner: another image of its class from the train split [default: off, on with --preset cpu].")
 @click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
 @click.option("--backbone-weights", type=_BackboneWeights(dir_okay=False, path_type=Path), default=None, metavar="imagenet|FILE", help="Start the tower from VGG16 weights, with VGG16's preprocessing. imagenet: Keras' ImageNet weights (--width 1.0 only), downloaded once into Keras' cache (~/.keras/models, or $KERAS_HOME/models) and used from there; FILE: a local Keras VGG16 no-top weights file, never downloaded.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="auto: mirrored over 2+ GPUs, multiworker with TF_CONFIG, else default (one device). mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
@@ -76,7 +82,7 @@ def _cache(value: str) -> str:
 @click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA compilation of the train step. auto: on with a GPU (and under JAX), off on a CPU and under mirrored or multiworker.")
 @overwrite_option
 @json_option
-def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
+def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
           image_size, resize, augment, resample_negatives, resample_positives, cache, backbone_weights, strategy,
           precision, jit, overwrite, as_json) -> None:
     """Train the Siamese VGG16 network on MANIFEST (a pairs.csv from make-pairs).
@@ -92,31 +98,32 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
 
     \b
     dsxsd train pairs.csv --out run/
+    dsxsd train pairs.csv --out run/ --preset cpu
     dsxsd train pairs.csv --out smoke/ --width 0.125 --image-size 32 --epochs 2
     dsxsd train pairs.csv --out run/ --backbone-weights imagenet
     KERAS_BACKEND=jax dsxsd train pairs.csv --out run/   (JAX, one device)
     """
     need_tensorflow()
+    recipe = presets.resolve(preset, dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, width=width, image_size=image_size, augment=augment,
+        resample_negatives=resample_negatives, resample_positives=resample_positives,
+    ))
     # Before the seconds TensorFlow takes to import.
-    _preflight.check_train(manifest, out, width=width, backbone_weights=backbone_weights)
+    _preflight.check_train(manifest, out, width=recipe["width"], backbone_weights=backbone_weights)
+    if preset is not None and not as_json:
+        click.echo(presets.describe(preset))
     train_package = import_train()
     with setting_warnings():
         summary = train_package.fit(
             manifest,
             out,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
+            preset=preset,
+            **recipe,
             optimizer=optimizer,
             seed=seed,
             early_stopping=early_stopping,
             steps_per_epoch=steps_per_epoch,
-            width=width,
-            image_size=image_size,
             resize=resize,
-            augment=augment,
-            resample_negatives=resample_negatives,
-            resample_positives=resample_positives,
             cache=_cache(cache),
             backbone_weights=backbone_weights,
             strategy=strategy,
@@ -128,7 +135,7 @@ def train(manifest, out, epochs, batch_size, lr, optimizer, seed, early_stopping
     if as_json:
         print_json(summary)
     elif summary["already_complete"]:
-        click.echo(f"{out} is already complete {_done(summary, epochs)}")
+        click.echo(f"{out} is already complete {_done(summary, recipe['epochs'])}")
     else:
         resumed = f" (resumed after epoch {summary['initial_epoch']})" if summary["resumed"] else ""
         stopped = ", stopped early" if summary["stopped_early"] else ""

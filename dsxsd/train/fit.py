@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from .. import _preflight, environment
+from .. import _preflight, environment, presets
 from .._io import write_text
 from ..environment import PRECISIONS, STRATEGIES, TrainingPlan
 from ..errors import OutputExistsError, SettingError, SettingWarning, require_path
@@ -39,19 +39,20 @@ def fit(
     manifest: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    epochs: int = 20,
-    batch_size: int = 32,
+    preset: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     lr: float | None = None,
     optimizer: str = "adam",
     seed: int = 0,
     early_stopping: int | None = None,
     steps_per_epoch: int | None = None,
-    width: float = 1.0,
-    image_size: int = 105,
+    width: float | None = None,
+    image_size: int | None = None,
     resize: str = "stretch",
-    augment: bool = False,
-    resample_negatives: bool = False,
-    resample_positives: bool = False,
+    augment: bool | None = None,
+    resample_negatives: bool | None = None,
+    resample_positives: bool | None = None,
     cache: str | os.PathLike[str] = "memory",
     backbone_weights: str | os.PathLike[str] | None = None,
     strategy: str = "auto",
@@ -63,6 +64,11 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train on ``manifest``'s ``train`` split, validate on ``val``, write ``out``.
+
+    ``preset`` (:mod:`dsxsd.presets`: ``reference``, the default, or ``cpu``) fills in
+    each of ``epochs``, ``batch_size``, ``lr``, ``width``, ``image_size``, ``augment``
+    and ``resample_negatives``/``resample_positives`` left ``None``; the reference recipe
+    is 20 epochs of batch 32 at width 1.0 and 105 px, nothing resampled or augmented.
 
     Under Keras' TensorFlow backend ``strategy`` picks the devices; under its JAX
     backend (``KERAS_BACKEND=jax``) the model trains on one device, fed by the same
@@ -103,6 +109,14 @@ def fit(
     (a full disk) raises :class:`dsxsd.RunSaveError`, and the rerun resumes
     from the last complete checkpoint.
     """
+    recipe = presets.resolve(preset, dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, width=width, image_size=image_size, augment=augment,
+        resample_negatives=resample_negatives, resample_positives=resample_positives,
+    ))
+    epochs, batch_size, lr, width, image_size = (recipe[k] for k in ("epochs", "batch_size", "lr", "width", "image_size"))
+    augment, resample_negatives, resample_positives = (
+        recipe[k] for k in ("augment", "resample_negatives", "resample_positives")
+    )
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
     _preflight.check_backbone_weights(backbone_weights, width)
@@ -134,7 +148,7 @@ def fit(
 
     config = _config(
         manifest, table, train_pairs, val_pairs, plan, dist, weights_file,
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+        preset=preset or "reference", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
         width=width, image_size=image_size, resize=resize, augment=augment,
         resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache),
