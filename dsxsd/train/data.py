@@ -405,7 +405,7 @@ def _partner_sampler(pairs: PairTable, negatives: bool, positives: bool):
     Why: a manifest fixes each image's partners, so on a small dataset the model sees the
     same few pairs every epoch and memorises them. Drawn afresh each pass, a
     different-class pair's partner is any image of another class and a same-class pair's
-    any other image of its class (a class of one image keeps its pair). Partners come
+    any other image of its class (a pair with none to draw from keeps its partner). Partners come
     only from the split's own images, so splits stay leak-free.
 
     Vectorised, no Python per pair: ``by_class`` lists the images class by class, class
@@ -427,7 +427,8 @@ def _partner_sampler(pairs: PairTable, negatives: bool, positives: bool):
     start = np.cumsum(count) - count
     c = classes[pairs.left]
     negative = pairs.labels == 0
-    drawn = np.where(negative, negatives, positives & (count[c] > 1))
+    # A pair with nothing to draw from (a class of one image; a split of one class) keeps its partner.
+    drawn = np.where(negative, negatives & (n > count[c]), positives & (count[c] > 1))
     span = np.where(drawn, np.where(negative, n - count[c], count[c] - 1), 1)
     base = np.where(drawn, np.where(negative, 0, start[c]), place[pairs.right])
     step_at = np.where(drawn, np.where(negative, start[c], place[pairs.left] - start[c]), 1)
