@@ -214,6 +214,7 @@ class DemoResult:
     one_shot: dict[str, Any] = field(default_factory=dict)
     predictions: list[dict[str, Any]] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
+    served: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -226,6 +227,7 @@ class DemoResult:
             "one_shot": self.one_shot,
             "predictions": self.predictions,
             "search": self.search,
+            "served": self.served,
             "seconds": self.seconds,
         }
 
@@ -283,7 +285,7 @@ def run_demo(
     _prepare(out, overwrite)
     clock = time.monotonic()
     step_started = clock
-    steps = 8
+    steps = 9
 
     def step(number: int, text: str) -> None:
         nonlocal step_started
@@ -397,6 +399,26 @@ def run_demo(
         "hits": [hit.as_dict() for hit in hits],
     }
     done("search")
+
+    step(9, "exporting the model to ONNX and scoring the same pairs without TensorFlow (dsxsd export)")
+    import keras
+
+    if keras.backend.backend() == "tensorflow":  # export runs TensorFlow's converters
+        from .inference import Scorer
+        from .train.exporting import export
+
+        onnx_path = out / "siamese.onnx"
+        export(run, onnx_path, model="final")  # model.keras: what was evaluated and predicted
+        served = Scorer.from_onnx(onnx_path)
+        scores = [predict(served, p["left"], p["right"]).score for p in result.predictions]
+        result.files["onnx"] = onnx_path
+        result.served = {
+            "scores": scores,
+            "largest_difference": max(abs(a - p["score"]) for a, p in zip(scores, result.predictions)),
+        }
+    else:
+        say(f"      skipped: export runs under Keras' tensorflow backend, not {keras.backend.backend()}")
+    done("export")
     result.seconds["total"] = round(time.monotonic() - clock, 1)
 
     summary_path = out / "summary.json"
@@ -440,6 +462,9 @@ def _print_summary(r: DemoResult, say: Callable[[str], None]) -> None:
         say(f"predict {p['truth']} pair: score {p['score']:.3f} -> {p['verdict']}")
     say(f"search for a {r.search['query_class']}: top {len(r.search['hits'])} classes "
         + ", ".join(h["class"] for h in r.search["hits"]))
+    if r.served:
+        say(f"the ONNX export scores those pairs the same (largest difference "
+            f"{r.served['largest_difference']:.1g}) with onnxruntime, no TensorFlow")
     say("")
     say(f"everything is in {_shown(r.out)}/ ({r.seconds['total']:.0f} s):")
     width = max(len(name) for name in r.files)
@@ -447,9 +472,11 @@ def _print_summary(r: DemoResult, say: Callable[[str], None]) -> None:
         say(f"  {name.ljust(width)}  {_shown(path)}")
     say("")
     # Files the demo made, so that the commands run as printed: the same-class test pair
-    # it predicted and the image it searched with.
+    # it predicted and the image it searched with; the export where there is one, a
+    # command that answers in well under a second.
     same = r.predictions[0]
-    shell = [shlex.quote(_shown(p)) for p in (r.files["model"], same["left"], same["right"], r.files["index"], r.search["query"])]
+    model = r.files.get("onnx", r.files["model"])
+    shell = [shlex.quote(_shown(p)) for p in (model, same["left"], same["right"], r.files["index"], r.search["query"])]
     say(f"next: dsxsd predict {shell[0]} {shell[1]} {shell[2]}")
     say(f"      dsxsd search {shell[3]} {shell[4]} -k 5")
 

@@ -99,8 +99,8 @@ def test_quick_demo_makes_every_file_it_claims_and_prints_what_it_measured(tmp_p
     assert result.exit_code == 0, result.output
     out = tmp_path / "dsxsd-demo"
     output = result.output
-    for n in range(1, 9):
-        assert f"[{n}/8]" in output
+    for n in range(1, 10):
+        assert f"[{n}/9]" in output
 
     # Every file listed under "everything is in" exists, and they are the summary's files.
     listing = output.split("everything is in", 1)[1].splitlines()[1:]
@@ -114,7 +114,7 @@ def test_quick_demo_makes_every_file_it_claims_and_prints_what_it_measured(tmp_p
     assert listed == {name: os.path.relpath(path) for name, path in summary["files"].items()}
     for name, path in listed.items():
         assert Path(path).exists(), name
-    assert {"annotations", "labels", "crops", "pairs", "model", "metrics", "roc", "scores", "index"} <= set(listed)
+    assert {"annotations", "labels", "crops", "pairs", "model", "metrics", "roc", "scores", "index", "onnx"} <= set(listed)
 
     # The data flowed through every step.
     annotations = dsxsd.read(out / "shapes" / "annotations", "voc")
@@ -149,6 +149,13 @@ def test_quick_demo_makes_every_file_it_claims_and_prints_what_it_measured(tmp_p
     assert len(hits) == 3 and [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert "top 3 classes " + ", ".join(h["class"] for h in hits) in output
 
+    # The export scored the same pairs as Keras, without TensorFlow.
+    served = summary["served"]
+    assert served["largest_difference"] == max(
+        abs(a - p["score"]) for a, p in zip(served["scores"], summary["predictions"])
+    ) < 1e-4
+    assert f"the ONNX export scores those pairs the same (largest difference {served['largest_difference']:.1g})" in output
+
     # Training said how it went, epoch by epoch.
     assert re.search(r"^      epoch 1/1: loss \d\.\d{3}, val_accuracy \d\.\d{3} \(\d+ s\)$", output, re.M)
 
@@ -158,7 +165,7 @@ def test_quick_demo_makes_every_file_it_claims_and_prints_what_it_measured(tmp_p
     tokens = predict_line.split()
     assert tokens[:3] == ["next:", "dsxsd", "predict"] and len(tokens) == 6
     model, left, right = tokens[3:]
-    assert model == listed["model"] and Path(left).is_file() and Path(right).is_file()
+    assert model == listed["onnx"] and Path(left).is_file() and Path(right).is_file()
     assert Path(left).parent == Path(right).parent and Path(left).parent.parent == out.relative_to(tmp_path) / "crops"
     index, query = search_line.split()[2:4]
     assert search_line.split()[:2] == ["dsxsd", "search"] and index == listed["index"]
@@ -178,7 +185,7 @@ def test_the_steps_before_training_show_before_tensorflow_loads(tmp_path):
 
         def echo(line):
             print(line, flush=True)
-            if line.startswith("[5/8]"):
+            if line.startswith("[5/9]"):
                 print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
                 raise SystemExit(0)
 
@@ -188,7 +195,7 @@ def test_the_steps_before_training_show_before_tensorflow_loads(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert [line[:5] for line in lines[:5]] == ["[1/8]", "[2/8]", "[3/8]", "[4/8]", "[5/8]"]
+    assert [line[:5] for line in lines[:5]] == ["[1/9]", "[2/9]", "[3/9]", "[4/9]", "[5/9]"]
     assert lines[5] == "[]"
 
 
