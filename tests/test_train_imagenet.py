@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from dsxsd.cli import main
 
 
+@pytest.mark.tf  # installed, so that the check is what stops the command; never imported
 def test_imagenet_at_another_width_is_a_usage_error_before_tensorflow_loads(tmp_path):
     (tmp_path / "pairs.csv").write_text("left,right,label\n", encoding="utf-8")
     script = textwrap.dedent(
