@@ -105,7 +105,8 @@ def fit(
     an epoch costs the head's few layers only. ``fine_tune_epochs`` then trains
     :data:`FINE_TUNE_BLOCKS` of the tower and the head that many epochs more, on images,
     at :data:`FINE_TUNE_LR_FACTOR` times ``lr``. A run resumes in either stage; the run
-    folder's models are the whole Siamese model in both. Augmentation cannot be combined
+    folder's models are the whole Siamese model in both; ``early_stopping`` counts across
+    both and stopping ends the run, fine-tuning included. Augmentation cannot be combined
     with a frozen tower (:func:`dsxsd._preflight.check_frozen_backbone`).
 
     ``strategy``, ``precision`` and ``jit`` (XLA compilation of the train step: "auto",
