@@ -45,6 +45,7 @@ STAGES = {
     "pairs": "make-pairs at 1M crops, and against a pure-Python sampler",
     "import": "`import dsxsd` in a fresh interpreter, and the heavy modules it loads",
     "train": "model.fit fed by the pipeline against fed from memory; FLOPs, TFLOP/s, GPU peak",
+    "frozen": "--freeze-backbone: a head epoch on cached features against the frozen tower run per pair",
     "serve": "dsxsd predict from the exported .onnx against from model.keras; onnxruntime against Keras",
 }
 

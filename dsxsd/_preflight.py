@@ -266,14 +266,32 @@ def check_backbone_weights(backbone_weights: str | os.PathLike[str] | None, widt
         )
 
 
+def check_frozen_backbone(freeze_backbone: bool, fine_tune_epochs: int, augment: bool) -> None:
+    """Refuse what a frozen tower cannot do. Its features are computed once per image and
+    the head trains on those; an augmented image is a new image every batch, whose
+    features would have to be computed every batch: the tower run per pair, which is what
+    freezing it exists to avoid. Refused rather than quietly run that slow way."""
+    if fine_tune_epochs < 0:
+        raise SettingError(f"fine-tune epochs must be at least 0, got {fine_tune_epochs}")
+    if fine_tune_epochs and not freeze_backbone:
+        raise SettingError("--fine-tune-epochs needs --freeze-backbone: it fine-tunes after the frozen stage")
+    if freeze_backbone and augment:
+        raise SettingError(
+            "--augment cannot be combined with --freeze-backbone: the frozen tower's features are computed "
+            "once per image, and augmented images would need the tower run for every pair; drop one of the two"
+        )
+
+
 def check_train(
     manifest: str | os.PathLike[str], out: str | os.PathLike[str], *, width: float = 1.0,
-    backbone_weights: str | os.PathLike[str] | None = None,
+    backbone_weights: str | os.PathLike[str] | None = None, augment: bool = False, freeze_backbone: bool = False,
+    fine_tune_epochs: int = 0,
 ) -> None:
     """What ``dsxsd train`` can refuse at once: settings that cannot work together, a
     Keras backend it does not train under, a bad pairs manifest, one without train or val
     pairs, a run folder that cannot be written or that another run holds."""
     check_backbone_weights(backbone_weights, width)
+    check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment)
     check_train_backend(configured_backend())
     check_output_folder(out)
     holder = _io.lock_holder(Path(out) / RUN_LOCK)

@@ -266,3 +266,31 @@ def test_quality_benchmark_trains_evaluates_and_reports_each_recipe():
     row = bench.table([result]).splitlines()[2]
     assert row.startswith("| small | --preset cpu, 1 epoch, 32 px | ")
     assert f"| {result.roc_auc:.3f} | {result.eer:.3f} | {result.one_shot:.3f} (5-way) |" in row
+
+
+@pytest.mark.tf
+def test_frozen_benchmark_times_a_head_epoch_on_features_against_the_tower_per_pair():
+    bench = importlib.import_module("benchmarks.bench_frozen")
+    speed, ceiling = bench.measure(quick=True)
+    assert (speed.stage, speed.kind, speed.target) == ("frozen backbone", "speedup", None)
+    assert (ceiling.kind, ceiling.target) == ("seconds", 0.5) and ceiling.seconds == speed.seconds > 0
+    assert speed.baseline.startswith("the model, tower frozen, on image pairs: ")
+    assert "width 0.125, 32 px, batch 32" in speed.what
+    # The epoch on images is scaled from its timed batches: the same pairs both ways.
+    pairs = int(speed.what.split("head epoch on cached features: ")[1].split(" pairs")[0].replace(",", ""))
+    assert f"{pairs / speed.seconds:,.0f} pairs/s" in speed.what
+    images_per_s = float(speed.baseline.split(": ")[1].split(" pairs/s")[0].replace(",", ""))
+    assert pairs / speed.baseline_s == pytest.approx(images_per_s, rel=0.01, abs=1)
+
+
+def test_frozen_benchmark_scales_the_epoch_on_images_from_its_timed_batches():
+    bench = importlib.import_module("benchmarks.bench_frozen")
+    size = bench.Size(0.125, 64, 32, 8, 3, 2)
+    result = bench.figures(size, 3000, 900, 94, 8, head_s=0.2, images_s=2.56, features_s=1.5)
+    assert result["slow_pairs"] == 256 and result["images_pairs_per_s"] == pytest.approx(100.0)
+    assert result["images_epoch_s"] == pytest.approx(30.0) and result["head_pairs_per_s"] == pytest.approx(15000.0)
+    speed, ceiling = bench.rows_of(result)
+    assert speed.ratio == pytest.approx(150.0) and speed.figure() == "150.00x faster"
+    assert "3,000 pairs" in speed.what and "features of 900 images computed once in 1.50 s" in speed.what
+    assert "100 pairs/s (first 256 pairs timed, scaled to the epoch)" in speed.baseline
+    assert ceiling.met is True and bench.rows_of({**result, "head_s": 0.6})[1].met is False

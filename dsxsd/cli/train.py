@@ -62,7 +62,7 @@ def _cache(value: str) -> str:
     help="A recipe for the options not given: reference (the default: the reference network) or cpu "
     "(a laptop and a small real dataset: width 0.125, 64 px, 10 epochs, lr 1e-3, partners resampled).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs to train in all (raise it to continue a finished run) [default: 20, or the preset's].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs to train in all (raise it to continue a finished run); with --freeze-backbone, those of the frozen stage [default: 20, or the preset's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch size (split across replicas) [default: 32].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 1e-4 adam, 1e-2 sgd, or the preset's].")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True, help="sgd uses momentum 0.9.")
@@ -77,14 +77,16 @@ def _cache(value: str) -> str:
 @click.option("--resample-positives/--no-resample-positives", default=None, help="Each epoch, give every same-class training pair a new partner: another image of its class from the train split [default: off, on with --preset cpu].")
 @click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
 @click.option("--backbone-weights", type=_BackboneWeights(dir_okay=False, path_type=Path), default=None, metavar="imagenet|FILE", help="Start the tower from VGG16 weights, with VGG16's preprocessing. imagenet: Keras' ImageNet weights (--width 1.0 only), downloaded once into Keras' cache (~/.keras/models, or $KERAS_HOME/models) and used from there; FILE: a local Keras VGG16 no-top weights file, never downloaded.")
+@click.option("--freeze-backbone", is_flag=True, default=False, help="Train the head only, the tower fixed (meant with --backbone-weights): the tower runs once per image and the head trains on its features, so an epoch costs the head alone. Not with --augment.")
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True, metavar="N", help="After --freeze-backbone's --epochs, train the tower's last block (block5) and the head N epochs more, on images, at a tenth of --lr.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", show_default=True, help="auto: mirrored over 2+ GPUs, multiworker with TF_CONFIG, else default (one device). mirrored: all local GPUs; multiworker: the machines in TF_CONFIG.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]), default="auto", show_default=True, help="auto: mixed_float16 on a GPU, float32 on a CPU.")
 @click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA compilation of the train step. auto: on with a GPU (and under JAX), off on a CPU and under mirrored or multiworker.")
 @overwrite_option
 @json_option
 def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
-          image_size, resize, augment, resample_negatives, resample_positives, cache, backbone_weights, strategy,
-          precision, jit, overwrite, as_json) -> None:
+          image_size, resize, augment, resample_negatives, resample_positives, cache, backbone_weights,
+          freeze_backbone, fine_tune_epochs, strategy, precision, jit, overwrite, as_json) -> None:
     """Train the Siamese VGG16 network on MANIFEST (a pairs.csv from make-pairs).
 
     Fits on the 'train' split, validates on 'val' (label 1 = same class), and writes
@@ -101,6 +103,7 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
     dsxsd train pairs.csv --out run/ --preset cpu
     dsxsd train pairs.csv --out smoke/ --width 0.125 --image-size 32 --epochs 2
     dsxsd train pairs.csv --out run/ --backbone-weights imagenet
+    dsxsd train pairs.csv --out run/ --backbone-weights imagenet --freeze-backbone --epochs 5 --fine-tune-epochs 5
     KERAS_BACKEND=jax dsxsd train pairs.csv --out run/   (JAX, one device)
     """
     need_tensorflow()
@@ -109,7 +112,8 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
         resample_negatives=resample_negatives, resample_positives=resample_positives,
     ))
     # Before the seconds TensorFlow takes to import.
-    _preflight.check_train(manifest, out, width=recipe["width"], backbone_weights=backbone_weights)
+    _preflight.check_train(manifest, out, width=recipe["width"], backbone_weights=backbone_weights,
+                           augment=recipe["augment"], freeze_backbone=freeze_backbone, fine_tune_epochs=fine_tune_epochs)
     if preset is not None and not as_json:
         click.echo(presets.describe(preset))
     train_package = import_train()
@@ -126,6 +130,8 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
             resize=resize,
             cache=_cache(cache),
             backbone_weights=backbone_weights,
+            freeze_backbone=freeze_backbone,
+            fine_tune_epochs=fine_tune_epochs,
             strategy=strategy,
             precision=precision,
             jit=jit,
@@ -135,7 +141,7 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
     if as_json:
         print_json(summary)
     elif summary["already_complete"]:
-        click.echo(f"{out} is already complete {_done(summary, recipe['epochs'])}")
+        click.echo(f"{out} is already complete {_done(summary, recipe['epochs'], fine_tune_epochs)}")
     else:
         resumed = f" (resumed after epoch {summary['initial_epoch']})" if summary["resumed"] else ""
         stopped = ", stopped early" if summary["stopped_early"] else ""
@@ -146,11 +152,13 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
         )
 
 
-def _done(summary, epochs: int) -> str:
+def _done(summary, epochs: int, fine_tune_epochs: int = 0) -> str:
     """What a finished run holds, and how to get more out of it."""
     trained = summary["epochs"]
     if summary["stopped_early"]:
         return f"(stopped early after epoch {trained}); pass --overwrite to train it again"
+    if fine_tune_epochs:  # its stages are fixed: --epochs and --fine-tune-epochs are resume keys
+        return f"({trained} epochs, {fine_tune_epochs} of them fine-tuning); pass --overwrite to train it again"
     if trained > epochs:
         return f"({trained} epochs); raise --epochs above {trained} to train more"
     return f"({trained} of {epochs} epochs); raise --epochs to train more"

@@ -308,8 +308,8 @@ def pairs_dataset(
 ) -> tf.data.Dataset:
     """The pipeline behind :func:`make_dataset`, from a :class:`PairTable`.
 
-    One element of ``images`` is the whole split's decoded images [N, S, S, 3] uint8;
-    each pass over the pairs shuffles the pair indices (a fresh, seeded permutation per
+    One element holds the whole split's decoded images [N, S, S, 3] uint8
+    (:func:`split_images`); each pass over the pairs shuffles the pair indices (a fresh, seeded permutation per
     pass), cuts them into batches, gathers each batch's images and augments them. With
     ``resample_negatives`` / ``resample_positives`` each pass also draws every
     different-class / same-class pair a new right-hand image (:func:`_partner_sampler`);
@@ -324,17 +324,66 @@ def pairs_dataset(
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+    images = split_images(pairs, image_size=image_size, resize=resize, cache=cache, cache_key=cache_key)
+    return _pair_batches(
+        pairs, images, batch_size=batch_size, augment=augment, shuffle=shuffle,
+        resample_negatives=resample_negatives, resample_positives=resample_positives, seed=seed, repeat=repeat,
+        drop_remainder=drop_remainder, start=start,
+    )
+
+
+def features_dataset(
+    pairs: PairTable,
+    features,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    resample_negatives: bool = False,
+    resample_positives: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    start: int = 0,
+) -> tf.data.Dataset:
+    """:func:`pairs_dataset`'s batches with each image replaced by its row of ``features``
+    ([N, ...], one row per image of ``pairs.paths``): ``((left, right), label)``.
+
+    The same settings give the same pairs, in the same order, with the same resampled
+    partners, as :func:`pairs_dataset`'s: both gather from one tensor of the split's
+    distinct images by the pairs' indices, and only what a row holds differs. What
+    :func:`dsxsd.train.fit` trains a head on while the tower is frozen.
+    """
+    return _pair_batches(
+        pairs, tf.data.Dataset.from_tensors(features), batch_size=batch_size, augment=False, shuffle=shuffle,
+        resample_negatives=resample_negatives, resample_positives=resample_positives, seed=seed, repeat=repeat,
+        drop_remainder=drop_remainder, start=start,
+    )
+
+
+def split_images(
+    pairs: PairTable, *, image_size: int, resize: str = "stretch", cache: str | os.PathLike[str] | None = "memory",
+    cache_key: str = "",
+) -> tf.data.Dataset:
+    """A dataset of one element: the split's distinct images, uint8 [N, S, S, 3] in the
+    order of ``pairs.paths``, decoded once (and kept, see ``cache`` in :func:`make_dataset`)."""
+    images = (
+        tf.data.Dataset.from_tensor_slices(pairs.paths)
+        .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
+        .batch(len(pairs.paths))
+    )
+    return _cached(images, cache, pairs, image_size, resize, cache_key)
+
+
+def _pair_batches(
+    pairs: PairTable, images: tf.data.Dataset, *, batch_size: int, augment: bool, shuffle: bool,
+    resample_negatives: bool, resample_positives: bool, seed: int, repeat: bool, drop_remainder: bool, start: int,
+) -> tf.data.Dataset:
+    """The batches of :func:`pairs_dataset` and :func:`features_dataset`, gathered from
+    ``images``: one element holding a row per distinct image (an image, or its features)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if start and not repeat:
         raise ValueError("start needs repeat: only the endless stream has a position to start at")
-    n_images = len(pairs.paths)
-    images = (
-        tf.data.Dataset.from_tensor_slices(pairs.paths)
-        .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
-        .batch(n_images)
-    )
-    images = _cached(images, cache, pairs, image_size, resize, cache_key)
     n_batches = pairs.batches(batch_size, drop_remainder)
     first_pass, skip = divmod(start, n_batches)
     if repeat:
@@ -354,7 +403,7 @@ def pairs_dataset(
     labels = tf.constant(pairs.labels)
     partners = _partner_sampler(pairs, resample_negatives, resample_positives)
 
-    def one_epoch(decoded: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
+    def one_epoch(rows: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(len(pairs), dtype=tf.int32)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(
@@ -366,21 +415,21 @@ def pairs_dataset(
                 tf.stack([epoch_seed, tf.constant(seed, tf.int64)]), 1))
         # The epoch's batch steps, each with the epoch's images and pairs. No function
         # runs in here: a map inside would be instantiated anew each epoch, after the
-        # images are decoded, ~10 ms every epoch before its first batch. The images, order
+        # images are decoded, ~10 ms every epoch before its first batch. The rows, order
         # and partners travel wrapped in an Optional, a handle: tf.data's cost per element
         # grows with the size of the tensors in it (best gather-only epochs ~10% quicker).
-        shared = tf.experimental.Optional.from_value((decoded, order, rights))
+        shared = tf.experimental.Optional.from_value((rows, order, rights))
         epoch = tf.data.Dataset.from_tensors((shared, epoch_seed)).repeat()
         return tf.data.Dataset.zip(epoch, tf.data.Dataset.range(n_batches))
 
     def gather(epoch, step: tf.Tensor):
         shared, epoch_seed = epoch
-        decoded, order, rights = shared.get_value()
+        rows, order, rights = shared.get_value()
         # A batch is a slice of the epoch's order: batching the order's scalars one by one
-        # cost more per epoch than gathering the images.
+        # cost more per epoch than gathering the rows.
         idx = order[step * batch_size : (step + 1) * batch_size]
-        a = tf.gather(decoded, tf.gather(left, idx))
-        b = tf.gather(decoded, tf.gather(rights, idx))
+        a = tf.gather(rows, tf.gather(left, idx))
+        b = tf.gather(rows, tf.gather(rights, idx))
         if augment:
             a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
             b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
@@ -488,7 +537,9 @@ __all__ = [
     "decode_and_resize",
     "load_images",
     "make_dataset",
+    "features_dataset",
     "pair_table",
     "pairs_dataset",
     "read_manifest",
+    "split_images",
 ]

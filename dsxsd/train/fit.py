@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .. import _preflight, environment, presets
@@ -55,6 +56,8 @@ def fit(
     resample_positives: bool | None = None,
     cache: str | os.PathLike[str] = "memory",
     backbone_weights: str | os.PathLike[str] | None = None,
+    freeze_backbone: bool = False,
+    fine_tune_epochs: int = 0,
     strategy: str = "auto",
     precision: str = "auto",
     jit: str | bool = "auto",
@@ -96,6 +99,16 @@ def fit(
     uninterrupted one would. Validation keeps the manifest's pairs, so its loss compares
     across epochs.
 
+    ``freeze_backbone`` trains the head alone for ``epochs`` epochs, the tower fixed (as
+    ``backbone_weights`` or the seed made it): the tower runs once per distinct train and
+    val image, and the head trains on its features (:func:`train_head_on_features`), so
+    an epoch costs the head's few layers only. ``fine_tune_epochs`` then trains
+    :data:`FINE_TUNE_BLOCKS` of the tower and the head that many epochs more, on images,
+    at :data:`FINE_TUNE_LR_FACTOR` times ``lr``. A run resumes in either stage; the run
+    folder's models are the whole Siamese model in both; ``early_stopping`` counts across
+    both and stopping ends the run, fine-tuning included. Augmentation cannot be combined
+    with a frozen tower (:func:`dsxsd._preflight.check_frozen_backbone`).
+
     ``strategy``, ``precision`` and ``jit`` (XLA compilation of the train step: "auto",
     "on", "off" or a bool) are resolved by :func:`dsxsd.environment.plan_training`,
     which ``dsxsd info`` shows; a setting that cannot work here (mirrored without two
@@ -120,6 +133,7 @@ def fit(
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
     _preflight.check_backbone_weights(backbone_weights, width)
+    _preflight.check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment)
     backend = environment.keras_backend()
     _preflight.check_train_backend(backend)  # the backend Keras runs, ~/.keras/keras.json too
     plan = environment.plan_training(strategy, precision, jit, backend=backend)
@@ -153,6 +167,7 @@ def fit(
         width=width, image_size=image_size, resize=resize, augment=augment,
         resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache),
         backbone_weights=_backbone_setting(backbone_weights, weights_file),
+        freeze_backbone=bool(freeze_backbone), fine_tune_epochs=int(fine_tune_epochs),
     )
     if chief:
         _refuse_foreign(out)  # before the lock file is made in it
@@ -180,7 +195,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose) -> dict[str, Any]:
-    epochs, steps_per_epoch = config["epochs"], config["steps_per_epoch"]
+    epochs, steps_per_epoch = total_epochs(config), config["steps_per_epoch"]
     history = run.read_history(out)
     history = [r for r in history if r["epoch"] <= state["epoch"]] if state else []
     initial_epoch = state["epoch"] if state else 0
@@ -191,23 +206,36 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
     recorder = RunRecorder(out, history, config["early_stopping"], write=chief, saved_epoch=initial_epoch)
     recorder.stopped_early = bool(state and state.get("stopped"))
     try:
-        model = _compiled_model(config, dist, out / "checkpoints" / state["weights"] if state else None)
+        # Built with the layers trainable that trained when the checkpoint was written:
+        # they decide what optimizer state it holds.
+        checkpoint = out / "checkpoints" / state["weights"] if state else None
+        model = _compiled_model(config, dist, checkpoint, trainable_at(config, initial_epoch))
+        recorder.saved_model = model  # the whole Siamese model, whichever part of it trains
         # Training reads one endless stream of batches; an epoch is a fixed number of
         # them, so a resumed run starts the stream where its finished epochs left it.
         steps = steps_per_epoch or train_pairs.batches(config["batch_size"])
-        train_ds, val_ds = _datasets(config, train_pairs, val_pairs, dist, chief, start=initial_epoch * steps)
         all_callbacks: list[keras.callbacks.Callback] = [recorder]
         if chief:
             all_callbacks.append(EpochScalars(out / "logs"))
         all_callbacks += list(callbacks)
+        schedule = dict(steps_per_epoch=steps, callbacks=all_callbacks, verbose=_verbosity(verbose) if chief else 0)
         started = time.monotonic()
         if not finished:
-            schedule = dict(epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                            callbacks=all_callbacks, verbose=_verbosity(verbose) if chief else 0)
-            if config["strategy"] == "multiworker":
-                loop.train_loop(model, dist, train_ds, val_ds, **schedule)
-            else:
-                model.fit(train_ds, validation_data=val_ds, shuffle=False, **schedule)  # the dataset shuffles itself
+            frozen_epochs = config["epochs"] if config["freeze_backbone"] else 0
+            # 1. --freeze-backbone: the head alone, on the tower's features.
+            if initial_epoch < frozen_epochs:
+                train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, initial_epoch, schedule)
+            # 2. --fine-tune-epochs: the top block and the head, on images, a fresh
+            # optimizer at a tenth of the rate. The same step whether the frozen stage ran
+            # just now or before a resume, so a resumed run fine-tunes as an uninterrupted one.
+            if frozen_epochs and initial_epoch <= frozen_epochs < epochs and not recorder.stopped_early:
+                with dist.scope():
+                    _compile(model, config, "top")
+            # Training on images: the whole model, or the fine-tuning stage.
+            first = max(initial_epoch, frozen_epochs)
+            if first < epochs and not recorder.stopped_early:
+                train_ds, val_ds = _datasets(config, train_pairs, val_pairs, dist, chief, start=first * steps)
+                _fit(model, config, dist, train_ds, val_ds, initial_epoch=first, epochs=epochs, **schedule)
         seconds = time.monotonic() - started
         history = recorder.history
         # A finished run rerun writes nothing, unless a kill came between the last checkpoint
@@ -221,11 +249,76 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
     return summary
 
 
-def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool, start: int):
+def total_epochs(config: dict[str, Any]) -> int:
+    """The epochs a run trains in all: ``epochs``, then ``fine_tune_epochs`` after a frozen stage."""
+    return config["epochs"] + config.get("fine_tune_epochs", 0)
+
+
+def _fit(model, config, dist, train_ds, val_ds, **schedule) -> None:
+    if config["strategy"] == "multiworker":
+        loop.train_loop(model, dist, train_ds, val_ds, **schedule)
+    else:
+        model.fit(train_ds, validation_data=val_ds, shuffle=False, **schedule)  # the dataset shuffles itself
+
+
+def train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, initial_epoch, schedule) -> None:
+    """The frozen stage of ``--freeze-backbone``: epochs ``initial_epoch + 1`` to
+    ``epochs`` train the head alone, on the tower's features.
+
+    Why not simply the model with its tower frozen: that runs the tower on both images of
+    every pair of every epoch, to compute what cannot change while the tower does not.
+    Here the tower runs once per distinct image of each split (:func:`tower_features`)
+    and the head trains on batches gathered from those features by the pairs' indices
+    (:func:`dsxsd.train.data.features_dataset`): the pairs, order and resampled partners
+    the image stream gives at the same place in it, so a resumed run equals an
+    uninterrupted one here too. The head (:func:`dsxsd.train.network.split_model`) is
+    ``model``'s own layers and trains with ``model``'s optimizer, so ``model``, which the
+    run folder saves, holds what the head learns and the optimizer state to resume it.
+    """
+    tower, head = network.split_model(model)
+    with dist.scope():
+        head.compile(
+            optimizer=model.optimizer, loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
+            steps_per_execution=config["steps_per_execution"],
+        )
+    cache = _cache(config, dist, chief)
+    train_features = tower_features(tower, train_pairs, config, cache, "train")
+    val_features = tower_features(tower, val_pairs, config, cache, "val")
+    train_ds = data.features_dataset(
+        train_pairs, train_features, batch_size=config["batch_size"], shuffle=True, seed=config["seed"],
+        repeat=True, start=initial_epoch * schedule["steps_per_epoch"],
+        resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
+    )
+    train_ds = onto_device(train_ds, train_input_device(config["strategy"]))
+    val_ds = data.features_dataset(val_pairs, val_features, batch_size=config["batch_size"])
+    _fit(head, config, dist, train_ds, val_ds, initial_epoch=initial_epoch, epochs=config["epochs"], **schedule)
+
+
+def tower_features(tower: keras.Model, pairs: data.PairTable, config: dict[str, Any], cache, cache_key: str):
+    """The tower's features of each of ``pairs``' distinct images, [N, D] in the order of
+    ``pairs.paths``, each image decoded and run through the tower once.
+
+    The images are read as training reads them, through a ``--cache`` folder where there
+    is one (it keeps them for later runs); in memory they are not kept, read this once.
+    """
+    images = data.split_images(
+        pairs, image_size=config["image_size"], resize=config["resize"],
+        cache=None if str(cache) == "memory" else cache, cache_key=cache_key,
+    )
+    batches = images.unbatch().batch(FEATURE_BATCH).as_numpy_iterator()
+    return np.concatenate([keras.ops.convert_to_numpy(tower(batch, training=False)) for batch in batches])
+
+
+def _cache(config: dict[str, Any], dist, chief: bool):
     cache = config["cache"]
     if cache not in ("memory", "none") and not chief:
         cache = Path(cache) / f"worker-{dist.cluster_resolver.task_id}"
-    common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"], cache=cache)
+    return cache
+
+
+def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool, start: int):
+    common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"],
+                  cache=_cache(config, dist, chief))
     train_ds = data.pairs_dataset(
         train_pairs, augment=config["augment"], shuffle=True, seed=config["seed"], repeat=True, start=start,
         resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
@@ -262,7 +355,7 @@ def onto_device(dataset: tf.data.Dataset, device: str | None) -> tf.data.Dataset
     return dataset.apply(tf.data.experimental.prefetch_to_device(device))
 
 
-def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> keras.Model:
+def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None, trainable: str = "all") -> keras.Model:
     # Seeded the same on every rerun: what is random besides the data (the initial
     # weights) must not depend on where a run resumed. The data are seeded per pass.
     keras.utils.set_random_seed(config["seed"])
@@ -271,18 +364,55 @@ def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None) -> ke
     try:
         with dist.scope():
             model = network.build_model(config["image_size"], config["width"], config["backbone_weights"])
-            model.compile(
-                optimizer=_optimizer(config["optimizer"], config["lr"]),
-                loss="binary_crossentropy",
-                metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-                jit_compile=config["jit"],
-                steps_per_execution=config["steps_per_execution"],
-            )
+            _compile(model, config, trainable)
             if checkpoint is not None:
                 _restore(model, checkpoint)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return model
+
+
+LOSS = "binary_crossentropy"
+# --fine-tune-epochs trains these of the tower's blocks (and the head): VGG16's last block
+# holds its most specific features, and on a small dataset every block more unfrozen is
+# millions more weights to memorise it with; the learning rate is this fraction of the
+# frozen stage's, so what the ImageNet weights know is adjusted, not overwritten.
+FINE_TUNE_BLOCKS = ("block5",)
+FINE_TUNE_LR_FACTOR = 0.1
+# Images per call of the tower while the frozen stage computes their features.
+FEATURE_BATCH = 64
+
+
+def trainable_at(config: dict[str, Any], epoch: int) -> str:
+    """Which layers train in the epoch after ``epoch`` (or trained in ``epoch``, where it
+    is the last): ``"all"``; with a frozen backbone ``"head"`` up to the end of the frozen
+    stage, ``"top"`` (:data:`FINE_TUNE_BLOCKS` and the head) while fine-tuning."""
+    if not config.get("freeze_backbone"):
+        return "all"
+    return "top" if config.get("fine_tune_epochs") and epoch > config["epochs"] else "head"
+
+
+def _compile(model: keras.Model, config: dict[str, Any], trainable: str) -> None:
+    """Compile ``model`` to train the layers ``trainable`` names (:func:`trainable_at`),
+    with a fresh optimizer: fine-tuning starts its own, at its own learning rate."""
+    tower = model.get_layer("tower")
+    tower.trainable = trainable != "head"
+    if trainable == "top":
+        for layer in tower.layers:
+            layer.trainable = layer.name.startswith(FINE_TUNE_BLOCKS)
+    lr = config["lr"] * (FINE_TUNE_LR_FACTOR if trainable == "top" else 1.0)
+    model.compile(
+        optimizer=_optimizer(config["optimizer"], lr), loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
+        steps_per_execution=config["steps_per_execution"],
+    )
+    # Built now, so that a checkpoint's optimizer state (Adam's moments, the step count)
+    # is restored too, not silently skipped. The layers' trainable flags are saved with
+    # the model, so a model file of either stage loads its optimizer state whole.
+    model.optimizer.build(model.trainable_variables)
+
+
+def _metrics() -> list[keras.metrics.Metric]:
+    return [keras.metrics.BinaryAccuracy(name="accuracy")]
 
 
 def _save_final(out: Path, model: keras.Model, history: list[dict[str, float]]) -> None:
@@ -313,6 +443,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.write = write
         self.stopped_early = False
         self.saved_epoch = saved_epoch  # the epoch the checkpoint holds
+        # What the files hold, when it is not the model training (the Siamese model,
+        # while its head trains alone).
+        self.saved_model: keras.Model | None = None
 
     @property
     def best(self) -> dict[str, float] | None:
@@ -336,7 +469,7 @@ class RunRecorder(keras.callbacks.Callback):
             run.write_history(self.out, self.history)
         if improved:
             with run.saving(self.out, "best.keras"):
-                run.save_model(self.model, self.out / "best.keras")
+                run.save_model(self.saved_model or self.model, self.out / "best.keras")
         with run.saving(self.out, f"the checkpoint of epoch {row['epoch']}"):
             self._checkpoint(row["epoch"])
         self.saved_epoch = row["epoch"]
@@ -347,7 +480,7 @@ class RunRecorder(keras.callbacks.Callback):
         folder = self.out / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch:04d}.keras"
-        run.save_model(self.model, folder / name)
+        run.save_model(self.saved_model or self.model, folder / name)
         state = {"epoch": epoch, "weights": name, "stopped": self.stopped_early}
         write_text(folder / "state.json", json.dumps(state) + "\n", overwrite=True)
         # Earlier dsxsd versions wrote .weights.h5 checkpoints; either is replaced.
@@ -396,6 +529,7 @@ class EpochScalars(keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         for writer in self.writers.values():
             writer.close()
+        self.writers.clear()  # a fine-tuning stage's fit writes on with new ones
 
 
 # ------------------------------------------------------------------ settings and folders
@@ -599,10 +733,7 @@ def _read_state(out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _restore(model: keras.Model, weights: Path) -> None:
-    # The optimizer's variables exist only once it is built; build it so that its state
-    # (Adam's moments, the step count) is restored too, not silently skipped.
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(weights)
+    model.load_weights(weights)  # the optimizer's state too: _compile built it
 
 
 def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str, Any]:
@@ -629,6 +760,7 @@ def _summary(out, history, initial_epoch, recorder, seconds, config) -> dict[str
 
 
 __all__ = [
-    "OneDevice", "PRECISIONS", "STRATEGIES", "SettingError", "TrainingInterrupted", "fit", "make_strategy",
-    "onto_device", "resolve_steps_per_execution", "RunRecorder", "train_input_device",
+    "FINE_TUNE_BLOCKS", "FINE_TUNE_LR_FACTOR", "OneDevice", "PRECISIONS", "STRATEGIES", "SettingError",
+    "TrainingInterrupted", "fit", "make_strategy", "onto_device", "resolve_steps_per_execution", "RunRecorder",
+    "total_epochs", "tower_features", "train_head_on_features", "train_input_device", "trainable_at",
 ]

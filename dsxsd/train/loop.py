@@ -36,8 +36,9 @@ def train_loop(
     partial batch weighs what it holds.
     """
     optimizer = model.optimizer
-    with strategy.scope():
-        optimizer.build(model.trainable_variables)
+    if not optimizer.built:  # fit builds it as it compiles
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
     dist_train = strategy.experimental_distribute_dataset(train_ds)
     dist_val = strategy.experimental_distribute_dataset(val_ds)
 

@@ -51,6 +51,8 @@ RESUME_KEYS = (
     "steps_per_epoch",
     "backbone_weights_sha256",
     "precision",
+    "freeze_backbone",
+    "fine_tune_epochs",
 )
 
 
@@ -76,13 +78,20 @@ def write_config(out: Path, config: dict[str, Any]) -> None:
 
 # Resume keys added after runs were first written, and the value a run without one had:
 # an older run folder still resumes when the new setting is left at that value.
-RESUME_DEFAULTS = {"resample_negatives": False, "resample_positives": False}
+RESUME_DEFAULTS = {
+    "resample_negatives": False, "resample_positives": False, "freeze_backbone": False, "fine_tune_epochs": 0,
+}
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The resume-relevant settings that differ, as ``name: old -> new``."""
+    """The resume-relevant settings that differ, as ``name: old -> new``.
+
+    ``epochs`` may change, except where fine-tuning follows a frozen stage: there it is
+    the frozen stage's length, and the epochs after it were trained fine-tuning.
+    """
     old = {**RESUME_DEFAULTS, **old}
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)]
+    keys = RESUME_KEYS + (("epochs",) if new.get("fine_tune_epochs") else ())
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
 def read_history(out: Path) -> list[dict[str, float]]:
