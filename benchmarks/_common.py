@@ -91,6 +91,26 @@ def interleaved(runs: int, *calls: tuple, self_timed: bool = False) -> list[floa
     return best
 
 
+def best_fit_epoch_seconds(model, ds, steps: int, rounds: int) -> float:
+    """The quickest of ``rounds`` epochs of ``steps`` steps of ``model.fit`` on ``ds``, after
+    an untimed one (tracing). Keras waits for the device at the end of each epoch, so an
+    epoch's time is complete."""
+    import keras
+
+    times: list[float] = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch > 0:
+                times.append(time.perf_counter() - self.start)
+
+    model.fit(ds, epochs=1 + rounds, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[EpochTimer()])
+    return min(times)
+
+
 def in_fresh_process(*argv: str) -> float:
     """Run ``python argv...`` and return the seconds it printed on its last line: a run as
     a user's script runs, in a new interpreter whose state (threads, imports, start

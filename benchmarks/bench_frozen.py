@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Row, table  # noqa: E402
+from benchmarks._common import Row, best_fit_epoch_seconds, table  # noqa: E402
 
 STAGE = "frozen backbone"
 EPOCH_CEILING = 0.5  # seconds for a head epoch over the training pairs: "well under a second"
@@ -74,24 +74,6 @@ def compiled(model):
     return model
 
 
-def best_epoch_seconds(model, ds, steps: int, rounds: int) -> float:
-    """The quickest of ``rounds`` epochs of ``steps`` steps, after an untimed one (tracing)."""
-    import keras
-
-    times: list[float] = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch > 0:
-                times.append(time.perf_counter() - self.start)
-
-    model.fit(ds, epochs=1 + rounds, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[EpochTimer()])
-    return min(times)
-
-
 def measure_size(manifest: Path, size: Size) -> dict:
     import keras
 
@@ -114,8 +96,8 @@ def measure_size(manifest: Path, size: Size) -> dict:
     slow_steps = min(size.slow_steps, epoch_steps)
     head_s = images_s = float("inf")
     for _ in range(size.turns):
-        head_s = min(head_s, best_epoch_seconds(head, on_features, epoch_steps, size.rounds))
-        images_s = min(images_s, best_epoch_seconds(model, on_images, slow_steps, size.rounds))
+        head_s = min(head_s, best_fit_epoch_seconds(head, on_features, epoch_steps, size.rounds))
+        images_s = min(images_s, best_fit_epoch_seconds(model, on_images, slow_steps, size.rounds))
     return figures(size, len(pairs), len(pairs.paths), epoch_steps, slow_steps, head_s, images_s, features_s)
 
 

@@ -39,7 +39,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Row, accelerator_name, forward_flops, peak_tflops, table  # noqa: E402
+from benchmarks._common import Row, accelerator_name, best_fit_epoch_seconds, forward_flops, peak_tflops, table  # noqa: E402
 
 STAGE = "train"
 TARGET = 0.95  # pairs/s from the manifest over pairs/s from memory
@@ -127,26 +126,6 @@ def compiled_model(size: Size, precision: str, steps_per_execution: int):
     return model
 
 
-def best_epoch_seconds(model, ds, size: Size) -> float:
-    """The quickest of ``size.rounds`` epochs of ``size.steps`` steps, after an untimed one.
-    Keras waits for the device at the end of each epoch, so an epoch's time is complete."""
-    import keras
-
-    times: list[float] = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch > 0:
-                times.append(time.perf_counter() - self.start)
-
-    model.fit(ds, epochs=1 + size.rounds, steps_per_epoch=size.steps, verbose=0, shuffle=False,
-              callbacks=[EpochTimer()])
-    return min(times)
-
-
 def measure_size(manifest: Path, size: Size, precision: str) -> dict:
     """One size timed: seconds per epoch fed both ways (the best epoch of each), then
     :func:`figures`."""
@@ -163,7 +142,7 @@ def measure_size(manifest: Path, size: Size, precision: str) -> dict:
     best = {"manifest": float("inf"), "memory": float("inf")}
     for _ in range(size.turns):
         for name, ds in (("manifest", from_manifest), ("memory", from_memory)):
-            best[name] = min(best[name], best_epoch_seconds(model, ds, size))
+            best[name] = min(best[name], best_fit_epoch_seconds(model, ds, size.steps, size.rounds))
     return figures(size, precision, per_execution, device, best["manifest"], best["memory"], forward_flops(model))
 
 

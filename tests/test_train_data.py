@@ -17,7 +17,7 @@ tf = pytest.importorskip("tensorflow")
 
 from dsxsd.errors import HostileInputError, ImageDecodeError, ManifestError, MissingImageError, MissingPathError  # noqa: E402
 from dsxsd.train import data, load_images, make_dataset  # noqa: E402
-from train_support import draw_shape, make_shapes_manifest, write_pairs  # noqa: E402
+from train_support import count_reads, draw_shape, make_shapes_manifest, write_pairs  # noqa: E402,F401
 
 SIZE = 32
 
@@ -94,24 +94,6 @@ def test_letterbox_keeps_the_aspect_ratio(tmp_path):
     assert rows_white.sum() == 8 and letterbox[0].max() == 0 and letterbox[-1].max() == 0  # black bands
     with pytest.raises(ValueError, match="resize"):
         load_images([tmp_path / "wide.png"], SIZE, resize="crop")
-
-
-@pytest.fixture
-def count_reads(monkeypatch):
-    """Count file reads made by the pipeline, per path."""
-    reads = collections.Counter()
-
-    def counting_read(path):
-        def read(p):
-            reads[p.numpy().decode()] += 1
-            return tf.io.read_file(p)
-
-        out = tf.py_function(read, [path], tf.string)
-        out.set_shape([])
-        return out
-
-    monkeypatch.setattr(data, "read_file", counting_read)
-    return reads
 
 
 def test_each_image_is_decoded_once_per_epoch_without_cache(manifest, count_reads):

@@ -26,7 +26,7 @@ from dsxsd.errors import MissingImageError, OutputExistsError  # noqa: E402
 from dsxsd.train import build_model, fit, load_images, load_model, read_run_config  # noqa: E402
 from dsxsd.train.fit import SettingError  # noqa: E402
 from disk_support import FullDisk  # noqa: E402
-from train_support import IMAGE_SIZE, WIDTH, make_shapes_manifest  # noqa: E402
+from train_support import IMAGE_SIZE, WIDTH, interrupt_at, make_shapes_manifest  # noqa: E402
 
 SMALL = dict(width=WIDTH, image_size=IMAGE_SIZE, verbose=0)
 # Seeds 0-5 all end at 0.81 or more after 7 epochs; 9 leaves a margin (0.95+ for 0, 1, 4).
@@ -233,18 +233,6 @@ def test_settings_are_checked(tiny, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-class InterruptAt(keras.callbacks.Callback):
-    """Ctrl-C while epoch ``epoch`` (1-based) trains: the epochs before it are saved."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
-
-
 def weights(run):
     return load_model(run / "model.keras").get_weights()
 
@@ -277,7 +265,7 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(tiny, tmp_path, 
     whole, whole_run = uninterrupted(name)
     run = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt) as info:
-        fit(tiny, run, **RESUMABLE[name], callbacks=[InterruptAt(3)])
+        fit(tiny, run, **RESUMABLE[name], callbacks=[interrupt_at(3)])
     assert str(info.value) == f"{run}: epoch 2 of 3 saved; run the same command to resume"
     assert pd.read_csv(run / "history.csv").epoch.tolist() == [1, 2]
     resumed = fit(tiny, run, **RESUMABLE[name])  # the same command again
@@ -384,7 +372,7 @@ def test_several_steps_per_execution_train_as_one_step_per_call_and_resume(tiny,
     settings = dict(RESUMABLE["steps"], steps_per_execution=3)
     run = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny, run, **settings, callbacks=[InterruptAt(3)])
+        fit(tiny, run, **settings, callbacks=[interrupt_at(3)])
     calls = CountCalls()
     resumed = fit(tiny, run, **settings, callbacks=[calls])
     assert resumed["initial_epoch"] == 2 and calls.calls == 1  # epoch 3's three steps in one call

@@ -4,7 +4,6 @@ block only, at a tenth of the rate; a run resumes in either stage as if never st
 
 from __future__ import annotations
 
-import collections
 import importlib
 import json
 import warnings
@@ -23,7 +22,7 @@ from dsxsd.cli import main  # noqa: E402
 from dsxsd.errors import OutputExistsError, SettingError  # noqa: E402
 from dsxsd.train import build_model, data, fit, load_images, load_model, read_run_config, split_model  # noqa: E402
 from dsxsd.train.run import RESUME_DEFAULTS, config_differences  # noqa: E402
-from train_support import IMAGE_SIZE, WIDTH, make_shapes_manifest  # noqa: E402
+from train_support import IMAGE_SIZE, WIDTH, count_reads, interrupt_at, make_shapes_manifest  # noqa: E402,F401
 
 fit_module = importlib.import_module("dsxsd.train.fit")  # dsxsd.train.fit is also the function
 SMALL = dict(width=WIDTH, image_size=IMAGE_SIZE, verbose=0)
@@ -87,24 +86,6 @@ def test_head_gradients_on_features_equal_those_through_the_frozen_tower(tiny):
     for got, want in zip(fast_grads, slow_grads):
         assert np.abs(want.numpy()).max() > 0
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
-
-
-@pytest.fixture
-def count_reads(monkeypatch):
-    """Files the pipeline reads, per path (data.read_file, as test_train_data counts them)."""
-    reads = collections.Counter()
-
-    def counting_read(path):
-        def read(p):
-            reads[p.numpy().decode()] += 1
-            return tf.io.read_file(p)
-
-        out = tf.py_function(read, [path], tf.string)
-        out.set_shape([])
-        return out
-
-    monkeypatch.setattr(data, "read_file", counting_read)
-    return reads
 
 
 def test_the_frozen_stage_trains_the_head_alone_on_features_computed_once_per_image(
@@ -182,18 +163,6 @@ def test_fine_tuning_trains_the_top_block_and_the_head_at_a_tenth_of_the_rate(ti
         fit(tiny, run, epochs=3, fine_tune_epochs=2, batch_size=4, lr=1e-3, freeze_backbone=True, **SMALL)
 
 
-class InterruptAt(keras.callbacks.Callback):
-    """Ctrl-C as epoch ``epoch`` (1-based) begins: the epochs before it are saved."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
-
-
 # 28 training pairs, batch 4: 7 batches a pass; 3 steps an epoch straddle the passes, and
 # the image stream of fine-tuning starts where the features' stream ended.
 TWO_STAGES = dict(epochs=2, fine_tune_epochs=2, freeze_backbone=True, batch_size=4, lr=1e-3, seed=5,
@@ -211,7 +180,7 @@ def test_a_two_stage_run_resumed_in_either_stage_equals_an_uninterrupted_one(tin
     whole, whole_run = uninterrupted
     run = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt) as info:
-        fit(tiny, run, **TWO_STAGES, callbacks=[InterruptAt(cut)])
+        fit(tiny, run, **TWO_STAGES, callbacks=[interrupt_at(cut)])
     assert str(info.value) == f"{run}: epoch {cut - 1} of 4 saved; run the same command to resume"
     resumed = fit(tiny, run, **TWO_STAGES)
     assert resumed["initial_epoch"] == cut - 1 and resumed["epochs"] == 4

@@ -68,21 +68,13 @@ def vgg16_file(tmp_path_factory):
     ``/<layer>/<layer>/kernel:0``), random weights of the real full-width shapes, and the
     model they came from."""
     pytest.importorskip("tensorflow")
-    import h5py
     import keras
+
+    from train_support import write_legacy_vgg16_weights
 
     vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
     path = tmp_path_factory.mktemp("weights") / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in vgg.layers]
-        for layer in vgg.layers:
-            group = f.create_group(layer.name)
-            weights = layer.get_weights()
-            names = [f"{layer.name}/{w}:0" for w in ("kernel", "bias")][: len(weights)]
-            group.attrs["weight_names"] = [n.encode() for n in names]
-            for name, value in zip(names, weights):
-                group.create_dataset(name, data=value)
-    return path, vgg
+    return write_legacy_vgg16_weights(path, vgg), vgg
 
 
 @pytest.fixture

@@ -92,19 +92,12 @@ def test_backbone_weights_from_a_keras3_weights_file(tmp_path):
 def test_backbone_weights_from_a_legacy_h5_matched_by_layer_name(tmp_path):
     """The layout of keras.applications' download (vgg16_..._notop.h5): one group per
     layer, named after it, listed in the root's layer_names attribute."""
-    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("h5py")
+    from train_support import write_legacy_vgg16_weights
+
     vgg = _vgg16(32)
     path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    with h5py.File(path, "w") as f:
-        names = [layer.name for layer in vgg.layers]
-        f.attrs["layer_names"] = [n.encode() for n in names[::-1]]  # order must not matter
-        for layer in vgg.layers:
-            group = f.create_group(layer.name)
-            weights = layer.get_weights()
-            weight_names = [f"{layer.name}/{w}:0" for w in ("kernel", "bias")][: len(weights)]
-            group.attrs["weight_names"] = [w.encode() for w in weight_names]
-            for w, value in zip(weight_names, weights):
-                group.create_dataset(w, data=value)
+    write_legacy_vgg16_weights(path, vgg, names_reversed=True)  # order must not matter
     tower = build_model(image_size=32, backbone_weights=path).get_layer("tower")
     np.testing.assert_array_equal(
         tower.get_layer("block4_conv1").get_weights()[0], vgg.get_layer("block4_conv1").get_weights()[0]

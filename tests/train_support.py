@@ -3,10 +3,12 @@ and a pairs manifest over them made by :func:`dsxsd.make_pairs`."""
 
 from __future__ import annotations
 
+import collections
 import csv
 import random
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "square", "triangle")
@@ -66,3 +68,57 @@ def make_shapes_manifest(
     make_shape_tree(root / "shapes", per_class, seed, modes=modes)
     dsxsd.make_pairs(root / "shapes", root / "pairs.csv", positives=positives, split="0.6,0.2,0.2", seed=seed)
     return root / "pairs.csv"
+
+
+@pytest.fixture
+def count_reads(monkeypatch):
+    """Files the input pipeline reads, per path: ``data.read_file`` counted."""
+    import tensorflow as tf
+
+    from dsxsd.train import data
+
+    reads = collections.Counter()
+
+    def counting_read(path):
+        def read(p):
+            reads[p.numpy().decode()] += 1
+            return tf.io.read_file(p)
+
+        out = tf.py_function(read, [path], tf.string)
+        out.set_shape([])
+        return out
+
+    monkeypatch.setattr(data, "read_file", counting_read)
+    return reads
+
+
+def interrupt_at(epoch: int):
+    """A Keras callback that raises Ctrl-C as epoch ``epoch`` (1-based) begins: the epochs
+    before it are saved."""
+    import keras
+
+    class InterruptAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, index, logs=None):
+            if index + 1 == epoch:
+                raise KeyboardInterrupt
+
+    return InterruptAt()
+
+
+def write_legacy_vgg16_weights(path: Path, vgg, names_reversed: bool = False) -> Path:
+    """``vgg``'s weights in the layout of keras.applications' download
+    (``vgg16_..._notop.h5``): one group per layer named after it, ``/<layer>/<layer>/kernel:0``,
+    listed in the root's ``layer_names`` (reversed on request: the order must not matter)."""
+    import h5py
+
+    names = [layer.name for layer in vgg.layers]
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [n.encode() for n in (names[::-1] if names_reversed else names)]
+        for layer in vgg.layers:
+            group = f.create_group(layer.name)
+            weights = layer.get_weights()
+            weight_names = [f"{layer.name}/{w}:0" for w in ("kernel", "bias")][: len(weights)]
+            group.attrs["weight_names"] = [w.encode() for w in weight_names]
+            for w, value in zip(weight_names, weights):
+                group.create_dataset(w, data=value)
+    return path

@@ -415,9 +415,9 @@ def _pair_batches(
                 tf.stack([epoch_seed, tf.constant(seed, tf.int64)]), 1))
         # The epoch's batch steps, each with the epoch's images and pairs. No function
         # runs in here: a map inside would be instantiated anew each epoch, after the
-        # images are decoded, ~10 ms every epoch before its first batch. The rows, order
+        # images are decoded, a delay before every epoch's first batch. The rows, order
         # and partners travel wrapped in an Optional, a handle: tf.data's cost per element
-        # grows with the size of the tensors in it (best gather-only epochs ~10% quicker).
+        # grows with the size of the tensors in it (figures: benchmarks/README.md).
         shared = tf.experimental.Optional.from_value((rows, order, rights))
         epoch = tf.data.Dataset.from_tensors((shared, epoch_seed)).repeat()
         return tf.data.Dataset.zip(epoch, tf.data.Dataset.range(n_batches))
