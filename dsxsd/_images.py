@@ -220,8 +220,10 @@ def open_image(
     *,
     exif_transpose: bool = False,
     formats: Sequence[str] | None = DECODERS,
+    load: bool = True,
 ) -> Image.Image:
-    """Decode the first frame of an image fully, or raise an error naming the file.
+    """Decode the first frame of an image fully, or raise an error naming the file; with
+    ``load=False`` read its header only (format, size, mode, info), the pixels not decoded.
 
     Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays in force: an image
     over twice the limit is :class:`HostileInputError`. With ``exif_transpose`` the EXIF
@@ -230,7 +232,8 @@ def open_image(
     """
     try:
         with Image.open(path, formats=formats) as image:
-            image.load()
+            if load:
+                image.load()
     except Image.DecompressionBombError as exc:
         raise HostileInputError(
             f"refused as a possible decompression bomb ({exc})", file=path
@@ -360,17 +363,13 @@ def model_input(path: str | os.PathLike[str], image_size: int, resize: str = "st
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
-    try:
-        image = open_image(path, formats=TRAINING_DECODERS)
-    except ImageDecodeError:
-        other = _other_format(path)
-        if other is None:
-            raise
-        raise ImageDecodeError(f"not a JPEG, PNG, BMP or GIF image ({other})", file=path) from None
+    # The header first (format, mode, the bomb check): a JPEG that simplejpeg decodes is
+    # then decoded once, not by Pillow too.
+    header = _open_as_training(path, load=False)
     # MPO: a phone's JPEG with more pictures after the first, which is what is decoded.
-    pixels = _jpeg_as_training_decodes(path, image) if image.format in ("JPEG", "MPO") else None
+    pixels = _jpeg_as_training_decodes(path, header) if header.format in ("JPEG", "MPO") else None
     if pixels is None:
-        pixels = _training_rgb(image, path)
+        pixels = _training_rgb(_open_as_training(path), path)
     height, width = pixels.shape[:2]
     if resize == "stretch":
         return _resize(pixels, image_size, image_size)
@@ -400,6 +399,18 @@ def model_inputs(
     return np.stack([model_input(p, image_size, resize) for p in paths]).astype(np.float32)
 
 
+def _open_as_training(path: str | os.PathLike[str], load: bool = True) -> Image.Image:
+    """:func:`open_image` of the formats training decodes; an image of another format
+    Pillow knows is named as such."""
+    try:
+        return open_image(path, formats=TRAINING_DECODERS, load=load)
+    except ImageDecodeError:
+        other = _other_format(path)
+        if other is None:
+            raise
+        raise ImageDecodeError(f"not a JPEG, PNG, BMP or GIF image ({other})", file=path) from None
+
+
 def _other_format(path: str | os.PathLike[str]) -> str | None:
     """The format of an image Pillow can identify but training cannot decode (TIFF, WebP)."""
     try:
@@ -411,7 +422,8 @@ def _other_format(path: str | os.PathLike[str]) -> str | None:
 
 def _jpeg_as_training_decodes(path: str | os.PathLike[str], image: Image.Image) -> np.ndarray | None:
     """uint8 [H, W, 3] exactly as TensorFlow's ``decode_image`` decodes this JPEG
-    (``image``, opened by Pillow), or ``None`` where that takes Pillow (:func:`_training_rgb`).
+    (``image``: its header, read by Pillow), or ``None`` where that takes Pillow
+    (:func:`_training_rgb`).
 
     TensorFlow decodes with libjpeg-turbo's fast integer DCT and smooth ("fancy") chroma
     upsampling. Pillow offers the fast DCT only together with plain upsampling (its draft
