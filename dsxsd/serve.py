@@ -46,7 +46,6 @@ from .inference import Scorer, read_threshold
 
 EXPORT_FORMAT = "dsxsd.export"
 EXPORT_VERSION = 1
-PARTS = EXPORT_PARTS
 INPUT = "float32 [N, S, S, 3]: raw 0-255 RGB, resized to S x S as in training; preprocessing is inside the model"
 # Graph inputs and outputs of every ONNX export (the table above).
 PAIR_INPUTS = ("left", "right")
@@ -78,8 +77,8 @@ class ExportInfo:
     input: str = INPUT
 
     def __post_init__(self) -> None:
-        if self.part not in PARTS:
-            raise ValueError(f"part must be one of {PARTS}, got {self.part!r}")
+        if self.part not in EXPORT_PARTS:
+            raise ValueError(f"part must be one of {EXPORT_PARTS}, got {self.part!r}")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         for name in ("image_size", "feature_dim"):
@@ -245,7 +244,6 @@ __all__ = [
     "EXPORT_FORMAT",
     "ExportInfo",
     "OnnxScorer",
-    "PARTS",
     "info_file",
     "read_info",
 ]

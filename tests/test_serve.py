@@ -27,6 +27,15 @@ def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+def a_png(folder: Path) -> Path:
+    """A small valid image, for the tests whose model is what is wrong."""
+    from PIL import Image
+
+    path = folder / "a.png"
+    Image.new("RGB", (8, 8)).save(path)
+    return path
+
+
 # --------------------------------------------------------------------------- ExportInfo (no TensorFlow)
 
 
@@ -191,10 +200,7 @@ def test_an_onnx_that_is_not_a_dsxsd_export(tmp_path):
     # An ONNX model of one Identity node, as onnx.helper makes it: valid, not dsxsd's.
     path = tmp_path / "plain.onnx"
     shutil.copy(REPOSITORY / "tests" / "data" / "identity.onnx", path)
-    image = tmp_path / "a.png"
-    from PIL import Image
-
-    Image.new("RGB", (8, 8)).save(image)
+    image = a_png(tmp_path)
     result = invoke("predict", path, image, image)
     assert result.exit_code == 1
     assert result.output == (
@@ -206,10 +212,7 @@ def test_an_onnx_that_is_not_a_dsxsd_export(tmp_path):
 def test_a_file_that_is_not_onnx(tmp_path):
     path = tmp_path / "broken.onnx"
     path.write_bytes(b"this is not a protobuf")
-    image = tmp_path / "a.png"
-    from PIL import Image
-
-    Image.new("RGB", (8, 8)).save(image)
+    image = a_png(tmp_path)
     result = invoke("predict", path, image, image)
     assert result.exit_code == 1
     assert result.output.startswith(f"error: {path}: onnxruntime cannot load it: ")
@@ -229,13 +232,10 @@ def test_an_image_of_the_wrong_kind(workspace, exported, tmp_path):
 
 
 def test_without_onnxruntime_the_install_line_is_given(tmp_path, monkeypatch):
-    from PIL import Image
-
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")
-    image = tmp_path / "a.png"
-    Image.new("RGB", (8, 8)).save(image)
+    image = a_png(tmp_path)
     result = invoke("predict", model, image, image)
     assert result.exit_code == 2
     assert result.output == (
