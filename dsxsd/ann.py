@@ -6,8 +6,10 @@ as float32 in memory and scores a query against all of them with the head. At th
 reference size (4,608 features) a million entries are 18 GB of features and each query
 runs the head a million times. This index answers in two steps instead:
 
-1. candidates: the nearest few hundred entries by L2 distance in a FAISS index built on
-   the features (transformed and compressed, see :func:`index_spec`);
+1. candidates: the few hundred entries a linear stand-in of the head scores highest,
+   found as the largest inner products in a FAISS index (:func:`entry_vectors`; the
+   stand-in is measured from the head itself when the index is written,
+   :func:`head_weights`; compressed past a size, :func:`index_spec`);
 2. re-ranking: the head scores the query against those candidates only, on their float16
    features read from a memory-mapped file, so the order and the scores are the model's
    own (the head is no metric: L1 distance, then dense layers).
@@ -20,6 +22,8 @@ An index is a folder::
     INDEX/paths.utf8          the entries' paths, relative to INDEX's folder, UTF-8, back to back
     INDEX/paths.offsets.npy   [N + 1] int64: where each path starts and ends in paths.utf8
     INDEX/classes.npy         [N] int32: each entry's class, an index into manifest "classes"
+    INDEX/head_weights.npy    [D] float32: the linearised head the candidates are found by
+    INDEX/projection.npy      [D + 1, 256] float32: the projection before FAISS ([0, 0]: none)
 
 Everything but the FAISS index is memory-mapped, so a search reads only the pages of the
 candidates it re-ranks. FAISS (faiss-cpu, the ``serve`` extra) is imported only when an
@@ -49,7 +53,9 @@ FAISS_INDEX = "index.faiss"
 PATHS = "paths.utf8"
 OFFSETS = "paths.offsets.npy"
 CLASSES = "classes.npy"
-FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES)
+WEIGHTS = "head_weights.npy"
+PROJECTION = "projection.npy"
+FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 
 # Features above this length are reduced by PCA before FAISS sees them: the index's
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
@@ -79,29 +85,70 @@ def need_faiss() -> Any:
 # --------------------------------------------------------------------------- the FAISS index
 
 
-def transform(features: np.ndarray) -> np.ndarray:
-    """What FAISS indexes: the square root of the features, float32.
+def head_weights(scorer: Any, sample: np.ndarray, pairs: int = 8, step: float = 1e-2) -> np.ndarray:
+    """How the head's logit moves with each feature's distance ``|a - b|`` [D], at the
+    distances between entries of ``sample`` and their nearest neighbours in it.
 
-    Tower features are ReLU outputs, non-negative and heavy-tailed. The head compares
-    them by L1 distance; L2 on their square roots ranks the head's top entries higher
-    than L2 on the raw values (benchmarks/README.md, search), since a few large
-    components no longer dominate the distance."""
-    return np.sqrt(np.maximum(np.asarray(features, dtype=np.float32), 0.0))
+    A trained head is close to linear in ``|a - b|`` there (a ReLU layer mostly in its
+    linear range, then a sigmoid), but no metric: its weights are of both signs, some
+    features counting for "same" the further apart they are. Finite differences of the
+    head's own scores measure them, whatever runs the head (Keras, onnxruntime)."""
+    sample = np.asarray(sample, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    dim = sample.shape[1]
+    grads = []
+    for i in rng.choice(len(sample), min(pairs, len(sample)), replace=False):
+        distances = ((sample - sample[i]) ** 2).sum(axis=1)
+        distances[i] = np.inf
+        base = np.abs(sample[i] - sample[int(np.argmin(distances))])
+        right = np.vstack([base, base + step * np.eye(dim, dtype=np.float32)])
+        scores = np.clip(scorer.score(np.zeros(dim, np.float32), right), 1e-7, 1 - 1e-7)
+        logits = np.log(scores / (1 - scores))
+        grads.append((logits[1:] - logits[0]) / step)
+    return np.mean(grads, axis=0).astype(np.float32)
+
+
+def entry_vectors(features: np.ndarray, weights: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
+    """What FAISS indexes of each entry ``b``: ``[b, sum(w * b**2)]``, projected.
+
+    The head's logit is about ``sum(w * |a - b|)``; with ``(a - b)**2`` for ``|a - b|``
+    (the same order near the query) it is ``sum(w*a*a) - 2 sum(w*a*b) + sum(w*b*b)``, for
+    a query ``a`` an inner product of ``[-2 w*a, 1]`` with ``[b, sum(w*b*b)]`` plus a
+    constant: candidates by largest inner product are the entries the linearised head
+    scores highest (benchmarks/README.md, search: L2 on the features, raw or square
+    rooted, finds few of the head's top 10)."""
+    features = np.asarray(features, dtype=np.float32)
+    vectors = np.hstack([features, (features * features) @ weights[:, None]])
+    return vectors if projection is None else np.ascontiguousarray(vectors @ projection)
+
+
+def query_vectors(features: np.ndarray, weights: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    vectors = np.hstack([-2.0 * features * weights, np.ones((len(features), 1), np.float32)])
+    return vectors if projection is None else np.ascontiguousarray(vectors @ projection)
+
+
+def fit_projection(vectors: np.ndarray, dims: int) -> np.ndarray | None:
+    """The ``dims`` principal directions of ``vectors``, uncentred (an inner product
+    survives a projection onto the subspace the entries lie in; centring would add a
+    term that depends on the entry), or ``None`` when they are no longer."""
+    if vectors.shape[1] <= dims:
+        return None
+    _, eigenvectors = np.linalg.eigh(vectors.T.astype(np.float64) @ vectors)
+    return np.ascontiguousarray(eigenvectors[:, ::-1][:, :dims], dtype=np.float32)
 
 
 def index_spec(count: int, dim: int) -> tuple[str, int]:
     """The FAISS ``index_factory`` string for ``count`` vectors of ``dim`` features, and
     the number of inverted lists searched per query (``nprobe``; 0 for a flat index).
 
-    PCA to :data:`PCA_DIMS` dimensions where the features are longer and there are rows
-    enough to estimate it; below :data:`IVF_MIN_ENTRIES` an exhaustive scan; above, an
-    inverted file of about sqrt(count) lists with 8-bit scalar-quantised codes (a byte a
-    dimension: 256 MB at a million entries)."""
-    prefix = f"PCA{PCA_DIMS}," if dim > PCA_DIMS and count >= 4 * PCA_DIMS else ""
+    Below :data:`IVF_MIN_ENTRIES` an exhaustive scan; above, an inverted file of about
+    sqrt(count) lists with 8-bit scalar-quantised codes (a byte a dimension; vectors are
+    first projected to at most :data:`PCA_DIMS`: 256 MB at a million entries)."""
     if count < IVF_MIN_ENTRIES:
-        return f"{prefix}Flat", 0
+        return "Flat", 0
     lists = 2 ** round(math.log2(math.sqrt(count)))
-    return f"{prefix}IVF{lists},SQ8", max(16, lists // 16)
+    return f"IVF{lists},SQ8", max(16, lists // 16)
 
 
 class _Rows:
@@ -134,20 +181,24 @@ class _Rows:
         return out
 
 
-def build_faiss(rows: _Rows, spec: str, nprobe: int, seed: int = 0) -> Any:
-    """A FAISS index of ``spec`` over the features of ``rows``: trained on at most
-    :data:`TRAIN_ROWS` rows drawn at random, then filled a chunk at a time so that only
-    a chunk is ever float32 in memory."""
+def build_faiss(rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0) -> tuple[Any, np.ndarray | None]:
+    """A FAISS index of ``spec`` (inner product) over the entry vectors of ``rows``, and
+    the projection applied first: fitted and trained on at most :data:`TRAIN_ROWS` rows
+    drawn at random, then filled a chunk at a time so that only a chunk is ever float32
+    in memory."""
     faiss = need_faiss()
     count, dim = rows.shape
-    index = faiss.index_factory(dim, spec, faiss.METRIC_L2)
+    chosen = np.sort(np.random.default_rng(seed).choice(count, min(count, TRAIN_ROWS), replace=False))
+    sample = entry_vectors(rows.take(chosen), weights, None)
+    projection = fit_projection(sample, PCA_DIMS)
+    index = faiss.index_factory(sample.shape[1] if projection is None else PCA_DIMS, spec, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        chosen = np.sort(np.random.default_rng(seed).choice(count, min(count, TRAIN_ROWS), replace=False))
-        index.train(transform(rows.take(chosen)))
+        index.train(sample if projection is None else np.ascontiguousarray(sample @ projection))
+    del sample
     for start in range(0, count, ADD_CHUNK):
-        index.add(transform(rows.block(start, min(count, start + ADD_CHUNK))))
+        index.add(entry_vectors(rows.block(start, min(count, start + ADD_CHUNK)), weights, projection))
     set_nprobe(index, nprobe)
-    return index
+    return index, projection
 
 
 def set_nprobe(index: Any, nprobe: int) -> None:
@@ -165,8 +216,7 @@ def write_index(
     dim: int,
     paths: Sequence[str | os.PathLike[str]],
     classes: Sequence[str],
-    model: str | os.PathLike[str],
-    image_size: int,
+    scorer: Any,
     *,
     overwrite: bool = False,
 ) -> AnnIndex:
@@ -180,7 +230,7 @@ def write_index(
     faiss = need_faiss()  # before any work: the install line, not a failure at the end
     if not (len(paths) == len(classes) == count):
         raise ValueError(f"{count} features, {len(paths)} paths and {len(classes)} classes")
-    model = Path(model)
+    model = Path(scorer.path)
     folder = out.parent
     names = sorted(set(classes))
     with _io.atomic_directory(out, overwrite) as tmp:
@@ -197,7 +247,12 @@ def write_index(
         if start != count:
             raise ValueError(f"{start} feature rows given, {count} expected")
         spec, nprobe = index_spec(count, dim)
-        index = build_faiss(_Rows(tmp / FEATURES), spec, nprobe)
+        rows = _Rows(tmp / FEATURES)
+        sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
+        weights = head_weights(scorer, sample)
+        index, projection = build_faiss(rows, weights, spec, nprobe)
+        np.save(tmp / WEIGHTS, weights)
+        np.save(tmp / PROJECTION, np.zeros((0, 0), np.float32) if projection is None else projection)
         faiss.write_index(index, str(tmp / FAISS_INDEX))
         encoded = [_io.relative_path(p, folder).encode("utf-8") for p in paths]
         (tmp / PATHS).write_bytes(b"".join(encoded))
@@ -212,12 +267,12 @@ def write_index(
             "count": count,
             "feature_dim": dim,
             "feature_dtype": "float16",
-            "transform": "sqrt",
+            "candidates_by": "inner product of the head linearised in |a - b| (head_weights.npy, projection.npy)",
             "faiss_index": spec,
             "nprobe": nprobe,
             "model": _io.relative_path(model, folder),
             "model_sha256": _io.sha256_file(model) if model.is_file() else None,
-            "image_size": int(image_size),
+            "image_size": int(scorer.image_size),
             "classes": names,
             "files": {name: (tmp / name).stat().st_size for name in FILES},
         }
@@ -272,6 +327,12 @@ class AnnIndex:
     model: Path
     model_sha256: str | None
     image_size: int
+    weights: np.ndarray  # [D] float32: the linearised head (head_weights)
+    projection: np.ndarray | None  # [D + 1, PCA_DIMS] float32, or None
+
+    def query_vectors(self, features: np.ndarray) -> np.ndarray:
+        """What FAISS is asked for a query's features (:func:`query_vectors`)."""
+        return query_vectors(features, self.weights, self.projection)
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -285,10 +346,11 @@ class AnnIndex:
                 cached = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise DsxsdError(f"FAISS cannot read it ({first_line(exc)}): embed again", file=path) from None
-            if cached.ntotal != len(self) or cached.d != self.features.shape[1]:
+            dims = self.features.shape[1] + 1 if self.projection is None else self.projection.shape[1]
+            if cached.ntotal != len(self) or cached.d != dims:
                 raise DsxsdError(
                     f"holds {cached.ntotal} vectors of {cached.d}, the manifest says "
-                    f"{len(self)} of {self.features.shape[1]}: embed again",
+                    f"{len(self)} of {dims}: embed again",
                     file=path,
                 )
             object.__setattr__(self, "_faiss", cached)
@@ -340,9 +402,15 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
         offsets = np.load(folder / OFFSETS, mmap_mode="r", allow_pickle=False)
         codes = np.load(folder / CLASSES, mmap_mode="r", allow_pickle=False)
         blob = np.memmap(folder / PATHS, dtype=np.uint8, mode="r") if sizes[PATHS] else np.zeros(0, np.uint8)
+        weights = np.load(folder / WEIGHTS, allow_pickle=False)
+        projection = np.load(folder / PROJECTION, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DsxsdError(f"an index file cannot be read ({first_line(exc)}): embed again", file=folder) from None
-    if features.shape != (count, dim) or features.dtype != np.float16 or offsets.shape != (count + 1,) or codes.shape != (count,):
+    if (
+        features.shape != (count, dim) or features.dtype != np.float16 or offsets.shape != (count + 1,)
+        or codes.shape != (count,) or weights.shape != (dim,) or projection.ndim != 2
+        or (projection.size and projection.shape[0] != dim + 1)
+    ):
         raise DsxsdError("index files disagree with the manifest in shape: embed again", file=folder)
     return AnnIndex(
         folder,
@@ -353,6 +421,8 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
         model.resolve(),
         manifest.get("model_sha256"),
         image_size,
+        weights.astype(np.float32),
+        projection.astype(np.float32) if projection.size else None,
     )
 
 

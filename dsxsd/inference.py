@@ -350,10 +350,7 @@ def _embed_ann(
         scorer.embed(paths[start : start + _EMBED_CHUNK], batch_size, progress)
         for start in range(0, len(paths), _EMBED_CHUNK)
     )
-    return write_index(
-        out, chunks, len(paths), scorer.feature_dim, paths, classes, scorer.path, scorer.image_size,
-        overwrite=overwrite,
-    )
+    return write_index(out, chunks, len(paths), scorer.feature_dim, paths, classes, scorer, overwrite=overwrite)
 
 
 @dataclass(frozen=True)
@@ -481,9 +478,7 @@ def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
 def _rerank(index: AnnIndex, scorer: Scorer, features: np.ndarray, k: int, wanted: int) -> list:
     """Candidates from FAISS for each query, scored by the head on their stored
     features; a query given fewer than ``k`` candidates is scored against every entry."""
-    from .ann import transform
-
-    _, found = index.faiss_index().search(transform(features), wanted)
+    _, found = index.faiss_index().search(index.query_vectors(features), wanted)
     per_query = [np.unique(row[row >= 0]) for row in found]  # ascending: ties keep index order
     ranked: list = []
     group = max(1, _PAIRS_AT_ONCE // wanted)

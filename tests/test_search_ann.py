@@ -32,7 +32,7 @@ def build(tmp_path, count=600, dim=24, classes=12, seed=0, name="index"):
     model.write_bytes(b"a model file")
     paths = [tmp_path / "entries" / f"e{i}.png" for i in range(count)]
     chunks = (features[i : i + 128] for i in range(0, count, 128))
-    index = ann.write_index(tmp_path / name, chunks, count, dim, paths, labels, model, 32)
+    index = ann.write_index(tmp_path / name, chunks, count, dim, paths, labels, TableScorer(features, model))
     return index, features, labels, model
 
 
@@ -257,6 +257,6 @@ def test_the_kind_auto_picks(tmp_path):
 
 def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
-    assert ann.index_spec(30_000, 4608) == ("PCA256,Flat", 0)
-    assert ann.index_spec(1_000_000, 4608) == ("PCA256,IVF1024,SQ8", 64)
+    assert ann.index_spec(30_000, 4608) == ("Flat", 0)
+    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQ8", 64)
     assert ann.index_spec(100_000, 256) == ("IVF256,SQ8", 16)
