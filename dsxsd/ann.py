@@ -62,8 +62,11 @@ FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 # features anyway.
 PCA_DIMS = 256
 # Below this many entries the candidates come from a flat (exhaustive) L2 scan: as fast
-# as an inverted file there, and exact.
-IVF_MIN_ENTRIES = 50_000
+# Below this many entries the candidates come from an exhaustive inner-product scan of
+# float32 vectors (at most 257 numbers an entry: 1 GB at a million). An inverted file
+# under the inner product found fewer of the head's top 10 (benchmarks/README.md, search),
+# so it is kept for what does not fit that memory.
+IVF_MIN_ENTRIES = 2_000_000
 # Rows used to train PCA and the inverted file's centroids, at most: enough for a stable
 # estimate, bounded so that building stays minutes at a million entries.
 TRAIN_ROWS = 65_536

@@ -257,6 +257,5 @@ def test_the_kind_auto_picks(tmp_path):
 
 def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
-    assert ann.index_spec(30_000, 4608) == ("Flat", 0)
-    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQ8", 64)
-    assert ann.index_spec(100_000, 256) == ("IVF256,SQ8", 16)
+    assert ann.index_spec(1_000_000, 4608) == ("Flat", 0)
+    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQ8", 128)
