@@ -28,11 +28,20 @@ from .errors import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from .ann import AnnIndex
+
 # numpy and pandas are imported where used: the CLI imports this module, and
 # ``dsxsd --help`` should not wait for them.
 
 INDEX_FORMAT = "dsxsd.index"
 INDEX_VERSION = 1
+# From this many entries an exact .npz index is refused in favour of an approximate one
+# (dsxsd.ann): below it the head scores every entry of a query in milliseconds
+# (benchmarks/README.md, search).
+ANN_MIN_ENTRIES = 20_000
+# How many candidates an approximate index hands to the head per query; benchmarks/README.md
+# (search) has the recall of the head's top 10 against this number.
+DEFAULT_CANDIDATES = 256
 # The split whose pairs calibrate the decision threshold (dsxsd.train.evaluate).
 CALIBRATION_SPLIT = "val"
 # The lock file a training run holds in its run folder (dsxsd.train.run.lock_run_folder).
@@ -188,6 +197,57 @@ def load_index(path: str | os.PathLike[str]) -> Index:
     )
 
 
+def open_index(path: str | os.PathLike[str]) -> Index | AnnIndex:
+    """An exact ``.npz`` index or an approximate index folder, opened."""
+    path = require_path(path)
+    if path.is_dir():
+        from .ann import load
+
+        return load(path)
+    return load_index(path)
+
+
+def check_k(index: Index | AnnIndex, k: int) -> None:
+    """Refuse ``k`` hits from an index with fewer entries: a usage error."""
+    if k < 1:
+        raise SettingError(f"-k must be at least 1, got {k}")
+    if len(index.paths) == 0:
+        raise DsxsdError("the index is empty", file=index.file or "index")
+    if k > len(index.paths):
+        raise SettingError(f"-k {k} is more than the index holds ({len(index.paths)} entries)", file=index.file or "index")
+
+
+# The index kinds dsxsd embed writes: "exact" (one .npz, searched by the head over every
+# entry) and "ann" (a folder, dsxsd.ann: FAISS candidates re-ranked by the head).
+INDEX_KINDS = ("auto", "exact", "ann")
+
+
+def index_kind(kind: str, count: int, out: str | os.PathLike[str]) -> str:
+    """The kind of index ``dsxsd embed`` writes for ``count`` images into ``out``:
+    ``auto`` is ``ann`` from :data:`dsxsd.ann.ANN_MIN_ENTRIES` images or for an ``out``
+    not named ``.npz``, else ``exact``. A :class:`SettingError` when the name does not
+    fit the kind: an exact index is one ``.npz`` file, an approximate one a folder."""
+    if kind not in INDEX_KINDS:
+        raise SettingError(f"index kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
+    npz = Path(out).suffix == ".npz"
+    if kind == "auto":
+        if not npz:
+            return "ann"
+        if count >= ANN_MIN_ENTRIES:
+            raise SettingError(
+                f"{count:,} images: from {ANN_MIN_ENTRIES:,} on, dsxsd embed writes an approximate index, "
+                "a folder: name --out without .npz, or pass --exact to keep one .npz",
+                file=out,
+            )
+        return "exact"
+    if kind == "ann" and npz:
+        raise SettingError("an approximate index is a folder: name it without .npz", file=out)
+    if kind == "exact" and not npz:
+        # np.savez appends .npz to other names; say so rather than write elsewhere.
+        raise SettingError("an exact index is one file whose name ends in .npz", file=out)
+    return kind
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -339,25 +399,43 @@ def check_predict_pairs(
 
 def check_embed(
     model: str | os.PathLike[str], source: str | os.PathLike[str], out: str | os.PathLike[str],
-    split: str | None, overwrite: bool,
-) -> int:
-    """What ``dsxsd embed`` can refuse at once; returns how many images it will embed."""
+    split: str | None, overwrite: bool, kind: str = "auto",
+) -> tuple[int, str]:
+    """What ``dsxsd embed`` can refuse at once; returns how many images it will embed and
+    the kind of index it will write (:func:`index_kind`)."""
     check_model(model)
-    check_index_file(out, overwrite)
-    return len(read_image_list(source, split).paths)
+    count = len(read_image_list(source, split).paths)
+    kind = index_kind(kind, count, out)
+    check_output_file(out, overwrite)
+    if kind == "ann":
+        from .ann import need_faiss
+
+        need_faiss()
+    return count, kind
 
 
-def check_search(index: str | os.PathLike[str], model: str | os.PathLike[str] | None) -> Index:
-    """What ``dsxsd search`` can refuse at once; returns the index, read."""
-    loaded = load_index(index)
+def check_search(
+    index: str | os.PathLike[str], model: str | os.PathLike[str] | None, k: int | None = None,
+    exact: bool = False,
+) -> Index | AnnIndex:
+    """What ``dsxsd search`` can refuse at once; returns the index, opened."""
+    from .ann import AnnIndex, check_model_identity, need_faiss
+
+    loaded = open_index(index)
     if model is None:
         check_index_model(loaded)
+        if isinstance(loaded, AnnIndex):
+            check_model_identity(loaded)
     else:
         check_model(model)
+    if k is not None:
+        check_k(loaded, k)
+    if isinstance(loaded, AnnIndex) and not exact:
+        need_faiss()
     return loaded
 
 
-def check_index_model(index: Index) -> None:
+def check_index_model(index: Index | AnnIndex) -> None:
     """Refuse an index whose model, named inside it rather than by the caller, is gone: a
     data error, not a usage one."""
     if not index.model.exists():
@@ -428,13 +506,16 @@ def check_export(
 
 
 __all__ = [
+    "ANN_MIN_ENTRIES",
     "CALIBRATION_SPLIT",
+    "DEFAULT_CANDIDATES",
     "EXPORT_FORMATS",
     "EXPORT_MODELS",
     "EXPORT_PARTS",
     "IMAGENET_WEIGHTS",
     "RUN_LOCK",
     "INDEX_FORMAT",
+    "INDEX_KINDS",
     "INDEX_VERSION",
     "ImageList",
     "Index",
@@ -444,6 +525,7 @@ __all__ = [
     "check_evaluate",
     "check_index_file",
     "check_index_model",
+    "check_k",
     "check_model",
     "check_one_shot",
     "check_output_file",
@@ -454,7 +536,9 @@ __all__ = [
     "check_train_backend",
     "distinct_images",
     "export_source",
+    "index_kind",
     "load_index",
+    "open_index",
     "read_image_list",
     "read_pairs_frame",
     "require_split",

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,14 +33,20 @@ from ._preflight import (
     INDEX_FORMAT,
     INDEX_VERSION,
     Index,
-    check_index_file,
+    INDEX_KINDS,
     check_index_model,
+    check_k,
     check_output_file,
+    index_kind,
     load_index,
+    open_index,
     read_image_list,
     read_pairs_frame,
 )
 from .errors import DsxsdError, ModelFileError, require_path
+
+if TYPE_CHECKING:
+    from .ann import AnnIndex
 
 Progress = Callable[[int], None]
 DEFAULT_THRESHOLD = 0.5
@@ -283,13 +289,28 @@ def embed(
     batch_size: int = 64,
     overwrite: bool = False,
     progress: Progress = _nothing,
-) -> Index:
+    kind: str = "auto",
+) -> Index | AnnIndex:
     """Embed every image of ``source`` (crops manifest, class-folder tree or pairs
-    manifest) and store the index in ``out`` (``.npz``, strings as unicode arrays so it
-    loads with ``allow_pickle=False``)."""
-    out = check_index_file(out, overwrite)
+    manifest) and store the index in ``out``.
+
+    ``kind`` ``exact``: one ``.npz`` (strings as unicode arrays, so it loads with
+    ``allow_pickle=False``), searched by scoring every entry with the head. ``ann``: a
+    folder (:mod:`dsxsd.ann`), float16 features memory-mapped and a FAISS index of
+    candidates that the head re-ranks; needs ``faiss`` (the serve extra). ``auto``: ``ann``
+    when ``out`` is not named ``.npz``, else ``exact``, refused from
+    :data:`dsxsd.ann.ANN_MIN_ENTRIES` images on (:func:`dsxsd._preflight.index_kind`).
+    """
     images = read_image_list(source, split)  # a bad source fails before a model loads
+    kind = index_kind(kind, len(images.paths), out)
+    out = check_output_file(out, overwrite)
+    if kind == "ann":
+        from .ann import need_faiss
+
+        need_faiss()
     scorer = model if isinstance(model, Scorer) else Scorer.load(model)
+    if kind == "ann":
+        return _embed_ann(scorer, images.paths, images.classes, out, batch_size, overwrite, progress)
     features = scorer.embed(images.paths, batch_size, progress)
     folder = out.parent
     with _io.atomic_path(out, overwrite) as tmp:
@@ -314,6 +335,24 @@ def embed(
     )
 
 
+# Images embedded per step of an approximate index's writing: what is held in memory as
+# float32 before it goes to the float16 file.
+_EMBED_CHUNK = 4096
+
+
+def _embed_ann(
+    scorer: Scorer, paths: Sequence[Path], classes: Sequence[str], out: Path, batch_size: int,
+    overwrite: bool, progress: Progress,
+) -> AnnIndex:
+    from .ann import write_index
+
+    chunks = (
+        scorer.embed(paths[start : start + _EMBED_CHUNK], batch_size, progress)
+        for start in range(0, len(paths), _EMBED_CHUNK)
+    )
+    return write_index(out, chunks, len(paths), scorer.feature_dim, paths, classes, scorer, overwrite=overwrite)
+
+
 @dataclass(frozen=True)
 class Hit:
     rank: int
@@ -325,24 +364,26 @@ class Hit:
         return {"rank": self.rank, "path": self.path, "class": self.class_name, "score": self.score}
 
 
-def search(
-    index: str | os.PathLike[str] | Index,
-    query: str | os.PathLike[str],
-    k: int = 5,
-    model: str | os.PathLike[str] | Scorer | None = None,
-) -> list[Hit]:
-    """The ``k`` index entries most similar to ``query``, best first.
+# Query images embedded and searched at once: bounds the query features in memory
+# however many queries there are.
+_QUERY_BLOCK = 1024
+# Query-candidate pairs the head scores at once (a float32 copy of each side).
+_PAIRS_AT_ONCE = 8192
+# Entries the head scores at once in an exact search of a memory-mapped index.
+_EXACT_CHUNK = 65_536
 
-    The query is embedded once; the model's head then scores it against every entry's
-    stored features in one vectorised pass. ``model`` defaults to the model the index was
-    made with. Equal scores keep index order.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    require_path(query)
-    index = index if isinstance(index, Index) else load_index(index)
+
+def search_scorer(
+    index: Index | AnnIndex, model: str | os.PathLike[str] | Scorer | None = None,
+) -> Scorer:
+    """The scorer that searches ``index``: ``model``, else the one that made the index
+    (refused when it is gone or, for an approximate index, no longer the same file)."""
+    from .ann import AnnIndex, check_model_identity
+
     if model is None:
         check_index_model(index)
+        if isinstance(index, AnnIndex):
+            check_model_identity(index)
     if isinstance(model, Scorer):
         scorer = model
     else:
@@ -354,15 +395,105 @@ def search(
             f"({index.model})",
             file=scorer.path,
         )
-    if len(index.features) == 0:
-        raise DsxsdError("the index is empty", file=index.file or "index")
-    query_features = scorer.embed([query])[0]
-    scores = scorer.score(query_features, index.features)
+    return scorer
+
+
+def search(
+    index: str | os.PathLike[str] | Index | AnnIndex,
+    query: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    k: int = 5,
+    model: str | os.PathLike[str] | Scorer | None = None,
+    *,
+    candidates: int | None = None,
+    exact: bool = False,
+    batch_size: int = 64,
+) -> list[Hit] | list[list[Hit]]:
+    """The ``k`` index entries most similar to ``query``, best first; for a list of
+    queries, one such list per query, in their order.
+
+    Queries are embedded once each, in batches. An exact index (``.npz``) is searched by
+    the model's head scoring each query against every entry. An approximate index (a
+    folder, :mod:`dsxsd.ann`) hands the head the ``candidates`` nearest entries of its
+    FAISS index (default :data:`dsxsd.ann.DEFAULT_CANDIDATES`, at least ``k``) to
+    re-rank; ``exact`` scores every entry instead. ``model`` defaults to the model the
+    index was made with. Equal scores keep index order.
+    """
+    single = isinstance(query, (str, os.PathLike))
+    queries = [query] if single else list(query)
+    for path in queries:
+        require_path(path)
+    from .ann import AnnIndex
+
+    index = index if isinstance(index, (Index, AnnIndex)) else open_index(index)
+    check_k(index, k)
+    scorer = search_scorer(index, model)
+    results = [hits for _, hits in search_blocks(index, scorer, queries, k, candidates, exact, batch_size)]
+    return results[0] if single else results
+
+
+def search_blocks(
+    index: Index | AnnIndex,
+    scorer: Scorer,
+    queries: Sequence[str | os.PathLike[str]],
+    k: int,
+    candidates: int | None = None,
+    exact: bool = False,
+    batch_size: int = 64,
+    progress: Progress = _nothing,
+):
+    """``(query, hits)`` for each query in order, computed a block of queries at a time
+    (what ``dsxsd search --out`` writes as it goes)."""
+    from .ann import DEFAULT_CANDIDATES, AnnIndex
+
+    wanted = max(k, DEFAULT_CANDIDATES if candidates is None else candidates)
+    approximate = isinstance(index, AnnIndex) and not exact and wanted < len(index)
+    for start in range(0, len(queries), _QUERY_BLOCK):
+        block = queries[start : start + _QUERY_BLOCK]
+        features = scorer.embed(block, batch_size, progress)
+        if approximate:
+            ranked = _rerank(index, scorer, features, k, wanted)
+        else:
+            ranked = [_top(_score_all(scorer, q, index.features), np.arange(len(index.paths)), k) for q in features]
+        for path, (ids, scores) in zip(block, ranked):
+            yield str(path), [
+                Hit(rank, index.paths[i], index.classes[i], float(s))
+                for rank, (i, s) in enumerate(zip(ids, scores), start=1)
+            ]
+
+
+def _score_all(scorer: Scorer, query: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """The head's score of ``query`` against every row of ``features``, a chunk at a
+    time (a memory-mapped float16 index is never float32 as a whole)."""
+    return np.concatenate(
+        [scorer.score(query, features[i : i + _EXACT_CHUNK]) for i in range(0, len(features), _EXACT_CHUNK)]
+    )
+
+
+def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of ``scores`` (of entries ``ids``, ascending), ties in index order."""
     order = np.argsort(-scores, kind="stable")[:k]
-    return [
-        Hit(rank, index.paths[i], index.classes[i], float(scores[i]))
-        for rank, i in enumerate(order, start=1)
-    ]
+    return ids[order], scores[order]
+
+
+def _rerank(index: AnnIndex, scorer: Scorer, features: np.ndarray, k: int, wanted: int) -> list:
+    """Candidates from FAISS for each query, scored by the head on their stored
+    features; a query given fewer than ``k`` candidates is scored against every entry."""
+    _, found = index.faiss_index().search(index.query_vectors(features), wanted)
+    per_query = [np.unique(row[row >= 0]) for row in found]  # ascending: ties keep index order
+    ranked: list = []
+    group = max(1, _PAIRS_AT_ONCE // wanted)
+    for start in range(0, len(features), group):
+        ids = per_query[start : start + group]
+        left = np.repeat(features[start : start + group], [len(i) for i in ids], axis=0)
+        flat = np.concatenate(ids)
+        right = np.asarray(index.features[flat], dtype=np.float32)
+        scores = np.split(scorer.score(left, right), np.cumsum([len(i) for i in ids])[:-1])
+        for query, these, theirs in zip(features[start : start + group], ids, scores):
+            if len(these) < k:
+                ranked.append(_top(_score_all(scorer, query, index.features), np.arange(len(index)), k))
+            else:
+                ranked.append(_top(theirs, these, k))
+    return ranked
 
 
 __all__ = [
@@ -374,6 +505,7 @@ __all__ = [
     "Scorer",
     "embed",
     "load_index",
+    "open_index",
     "predict",
     "predict_pairs",
     "read_threshold",

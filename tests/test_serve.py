@@ -324,3 +324,33 @@ def test_an_index_of_one_form_is_searched_with_the_other(workspace, exported, tm
     dsxsd.export(wide, wide / "wide.onnx")
     with pytest.raises(dsxsd.ModelFileError, match="makes 128-long features, the index holds 64-long ones"):
         inference.search(keras_index, query, model=wide / "wide.onnx")
+
+
+@pytest.mark.tf
+def test_an_approximate_index_from_the_tower_export_without_tensorflow(workspace, exported, tmp_path):
+    """embed --ann and a folder of queries searched into hits.csv, from tower.onnx with
+    TensorFlow blocked: the hits are the exact index's (the candidates cover these 24
+    entries), scores within float16's rounding."""
+    from dsxsd import inference
+
+    index = tmp_path / "index"
+    result = without_tensorflow(tmp_path, "embed", exported["tower"], workspace.crops, "--out", index, "--ann")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"embedded {len(workspace.images)} images of 4 classes")
+    assert result.stdout.endswith(", an approximate index (Flat)\n")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    for image in workspace.images[:3]:
+        shutil.copy(image, queries / image.name)
+    hits_csv = tmp_path / "hits.csv"
+    result = without_tensorflow(tmp_path, "search", index, queries, "-k", "4", "--out", hits_csv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"searched 3 queries, 12 hits: wrote {hits_csv}\n"
+    with open(hits_csv, newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    exact = inference.search(
+        inference.embed(exported["tower"], workspace.crops, tmp_path / "exact.npz"),
+        sorted(queries.iterdir()), k=4,
+    )
+    assert [str((tmp_path / r["path"]).resolve()) for r in rows] == [h.path for hits in exact for h in hits]
+    np.testing.assert_allclose([float(r["score"]) for r in rows], [h.score for hits in exact for h in hits], atol=2e-3)

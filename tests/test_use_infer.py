@@ -352,3 +352,22 @@ def test_help(command):
     assert result.exit_code == 0
     assert re.search(rf"Usage: .*{command}", result.output)
     assert "--quick" not in result.output  # a test option, hidden
+
+
+def test_an_approximate_index_of_model_keras_searches_as_the_exact_one(workspace, index, tmp_path):
+    from dsxsd.train.infer import search
+
+    folder = tmp_path / "index"
+    result = invoke("embed", workspace.model_path, workspace.crops, "--out", folder, "--ann", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["kind"], summary["images"], summary["faiss_index"]) == ("ann", len(workspace.images), "Flat")
+    queries = workspace.images[:4]
+    approximate = search(folder, queries, k=6, candidates=len(workspace.images))
+    exact = search(index, queries, k=6)
+    assert [[h.path for h in hits] for hits in approximate] == [[h.path for h in hits] for hits in exact]
+    for a, b in zip(approximate, exact):  # the head on float16 features: within their rounding
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=2e-3)
+    result = invoke("embed", workspace.model_path, workspace.crops, "--out", tmp_path / "i.npz", "--ann")
+    assert result.exit_code == 2
+    assert result.output == f"error: {tmp_path / 'i.npz'}: an approximate index is a folder: name it without .npz\n"

@@ -229,77 +229,169 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
 @click.command("embed", short_help="Store the features of every image of SOURCE in a search index.")
 @click.argument("model", type=_INPUT)
 @click.argument("source", type=_INPUT)
-@click.option("--out", type=_OUT_FILE, required=True, help="The index file to write (.npz).")
+@click.option(
+    "--out", type=_PATH, required=True,
+    help="The index to write: a .npz file (exact) or a folder (approximate).",
+)
+@click.option(
+    "--ann/--exact", "ann", default=None,
+    help="--ann: an approximate index (a folder; FAISS candidates re-ranked by the head, the "
+    "serve extra); --exact: one .npz, every entry scored by the head. [default: --exact for an "
+    f"--out named .npz (below {_preflight.ANN_MIN_ENTRIES:,} images), else --ann]",
+)
 @click.option("--split", help="With a pairs manifest as SOURCE: embed only this split's images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images embedded at once.")
 @overwrite_option
 @json_option
-def embed(model, source, out, split, batch_size, overwrite, as_json) -> None:
+def embed(model, source, out, ann, split, batch_size, overwrite, as_json) -> None:
     """Store the feature vector of every image of SOURCE in a search index.
 
     MODEL is model.keras (or its run folder), or an .onnx made by dsxsd export. SOURCE is
-    a crops manifest, a folder of class folders, or a pairs manifest. The index (.npz)
-    holds each image's features (the shared tower's output), path, class and the model's
-    path.
+    a crops manifest, a folder of class folders, or a pairs manifest. The index holds each
+    image's features (the shared tower's output), path, class and the model's path. An
+    exact index (.npz) is searched by scoring every entry with the model's head; an
+    approximate one (a folder: float16 features read from disk, a FAISS index) hands the
+    head a few hundred candidates per query, for indexes of up to millions of images.
 
     \b
     dsxsd embed run/model.keras crops/crops.csv --out index.npz
-    dsxsd embed siamese.onnx crops/crops.csv --out index.npz
+    dsxsd embed siamese.onnx crops/crops.csv --out index/      # approximate
     """
     _need_runtime(model)
-    count = _preflight.check_embed(model, source, out, split, overwrite)
+    kind = "auto" if ann is None else ("ann" if ann else "exact")
+    count, kind = _preflight.check_embed(model, source, out, split, overwrite, kind)
     from .. import inference
 
     scorer = inference.Scorer.load(model)
     with progress(count, "embedding") as advance:
         index = inference.embed(
             scorer, source, out, split=split, batch_size=batch_size, overwrite=overwrite,
-            progress=advance,
+            progress=advance, kind=kind,
         )
     summary = {
         "index": str(out),
+        "kind": kind,
         "images": len(index.paths),
-        "classes": len(set(index.classes)),
+        "classes": len(index.manifest["classes"]) if kind == "ann" else len(set(index.classes)),
         "feature_dim": int(index.features.shape[1]),
         "model": str(index.model),
     }
+    if kind == "ann":
+        summary["faiss_index"] = index.manifest["faiss_index"]
     if as_json:
         print_json(summary)
         return
+    what = f"an approximate index ({summary['faiss_index']})" if kind == "ann" else "an exact index"
     click.echo(
         f"embedded {summary['images']} images of {summary['classes']} classes "
-        f"({summary['feature_dim']} features each) into {_shown(out)}"
+        f"({summary['feature_dim']} features each) into {_shown(out)}, {what}"
     )
 
 
-@click.command("search", short_help="The K images of an index most similar to a query image.")
-@click.argument("index", type=_INPUT)
-@click.argument("query", type=_INPUT)
-@click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="How many hits.")
-@click.option("--model", type=_INPUT, help="Score with this model [default: the one that made the index].")
-@json_option
-def search(index, query, k, model, as_json) -> None:
-    """The K images of INDEX most similar to QUERY, best first: path, class, score.
+def _query_images(queries: tuple[Path, ...]) -> list[Path]:
+    """The query images: each path given, a folder standing for the images below it
+    (sorted, hidden entries skipped)."""
+    from ..errors import SettingError
+    from ..manifests import IMAGE_EXTENSIONS
 
-    Scores are the model's own (its head applied to the query's and each entry's
-    features), so they read like dsxsd predict's. An index made with an .onnx is searched
-    without TensorFlow.
+    images: list[Path] = []
+    for query in queries:
+        if not query.is_dir():
+            images.append(query)
+            continue
+        found = sorted(
+            Path(root) / name
+            for root, folders, files in os.walk(query)
+            for name in files
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in Path(root).relative_to(query).parts)
+        )
+        if not found:
+            raise SettingError(
+                f"no images in this folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})", file=query
+            )
+        images.extend(found)
+    return images
+
+
+@click.command("search", short_help="The K images of an index most similar to each query image.")
+@click.argument("index", type=_INPUT)
+@click.argument("queries", nargs=-1, required=True, type=_INPUT)
+@click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Hits per query.")
+@click.option("--model", type=_INPUT, help="Score with this model [default: the one that made the index].")
+@click.option(
+    "--candidates", type=click.IntRange(min=1),
+    help=f"Approximate index: entries the head re-ranks per query [default: {_preflight.DEFAULT_CANDIDATES}, at least K].",
+)
+@click.option("--exact", is_flag=True, help="Approximate index: score every entry with the head instead.")
+@click.option("--out", type=_OUT_FILE, help="Write every hit to this CSV (query,rank,path,class,score).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Query images embedded at once.")
+@overwrite_option
+@json_option
+def search(index, queries, k, model, candidates, exact, out, batch_size, overwrite, as_json) -> None:
+    """The K images of INDEX most similar to each QUERY, best first: path, class, score.
+
+    QUERIES are images, or folders standing for every image below them. Scores are the
+    model's own (its head applied to the query's and each entry's features), so they read
+    like dsxsd predict's. An approximate index (a folder made by dsxsd embed) takes the
+    nearest --candidates entries by its FAISS index and re-ranks them with the head. An
+    index made with an .onnx is searched without TensorFlow.
 
     \b
     dsxsd search index.npz query.jpg -k 5
+    dsxsd search index/ queries/ -k 5 --out hits.csv
     """
-    loaded = _preflight.check_search(index, model)
+    if out is not None:
+        _preflight.check_output_file(out, overwrite)
+    images = _query_images(queries)
+    loaded = _preflight.check_search(index, model, k, exact)
     _need_runtime(model if model is not None else loaded.model)
     from .. import inference
 
-    hits = inference.search(loaded, query, k=k, model=model)
-    if as_json:
-        print_json([hit.as_dict() for hit in hits])
+    scorer = inference.search_scorer(loaded, model)
+    results = inference.search_blocks(loaded, scorer, images, k, candidates, exact, batch_size)
+    if out is not None:
+        written = _write_hits(out, results, overwrite)
+        if as_json:
+            print_json({"queries": len(images), "hits": written, "out": str(out)})
+        else:
+            click.echo(f"searched {len(images)} queries, {written} hits: wrote {_shown(out)}")
         return
-    rows = [(_shown(hit.path), hit.class_name, _f(hit.score)) for hit in hits]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    for path, name, score in rows:
-        click.echo(f"{path.ljust(widths[0])}  {name.ljust(widths[1])}  {score}")
+    results = list(results)
+    if as_json:
+        if len(queries) == 1 and not queries[0].is_dir():
+            print_json([hit.as_dict() for hit in results[0][1]])
+        else:
+            print_json([{"query": q, "hits": [hit.as_dict() for hit in hits]} for q, hits in results])
+        return
+    many = len(results) > 1
+    rows = [
+        ((_shown(query),) if many else ()) + (_shown(hit.path), hit.class_name, _f(hit.score))
+        for query, hits in results
+        for hit in hits
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]))
+
+
+def _write_hits(out: Path, results, overwrite: bool) -> int:
+    """The hits as CSV, paths relative to the CSV's folder (the manifests' convention),
+    written as they come and renamed into place at the end."""
+    import csv
+
+    from .._io import atomic_path, relative_path
+
+    written = 0
+    with atomic_path(out, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["query", "rank", "path", "class", "score"])
+        for query, hits in results:
+            shown = relative_path(query, out.parent)
+            for hit in hits:
+                writer.writerow([shown, hit.rank, relative_path(hit.path, out.parent), hit.class_name, f"{hit.score:.6f}"])
+                written += 1
+    return written
 
 
 # --------------------------------------------------------------------------- export

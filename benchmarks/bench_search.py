@@ -1,0 +1,235 @@
+"""Search a large index: the approximate index (FAISS candidates re-ranked by the head)
+against the exact search (the head over every entry) of the same index.
+
+Entries are shaped like real ones: a small model is trained on scikit-learn's digits
+(1,797 real scans, no download), exported as tower.onnx, and its tower features of the
+digits are replicated with small noise (a tenth of each feature's spread) to N entries.
+Queries are digits with other noise: a new picture of something the index holds.
+
+Three processes, so that each figure is its own: ``prepare`` (TensorFlow: train, export,
+embed the digits; kept in --work and reused), ``build`` (write the index from the
+features, no TensorFlow) and ``search`` (open the index and answer the queries one at a
+time, no TensorFlow; its peak resident memory is ``peak_rss_mb``). Printed with --json:
+
+- ``recall_at_10``: the share of the exact search's top 10 that the approximate one finds;
+- ``p50_ms``, ``exact_p50_ms``: the median milliseconds of one query's search, the query's
+  features given (the tower's pass is the same for both and is left out);
+- ``index_bytes``: the FAISS index, what a search holds in memory; ``disk_bytes`` the whole
+  folder; ``build_s`` and ``build_peak_rss_mb`` of the build.
+
+    python benchmarks/bench_search.py --entries 100000 --json
+    python benchmarks/bench_search.py --quick --json     # seconds, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+RECALL = 0.95  # recall@10 against the exact head ranking
+SPEEDUP = 10.0  # over the exact search, at the CI size
+NOISE = 0.1  # of each feature's standard deviation
+CHUNK = 32_768
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# --------------------------------------------------------------------------- prepare (TensorFlow)
+
+
+def prepare(work: Path, width: float, image_size: int, epochs: int, per_class: int | None) -> None:
+    """``work/tower.onnx`` of a model trained on the digits, and ``work/base.npy``, the
+    tower's features of every digit (with ``work/base_classes.json``)."""
+    import numpy as np
+
+    import dsxsd
+    from benchmarks.bench_quality import write_digits
+    from dsxsd.train import fit
+
+    digits = write_digits(work / "digits", per_class)
+    dsxsd.make_pairs(digits, work / "pairs.csv", positives=2, split="0.8,0.1,0.1", seed=0)
+    fit(work / "pairs.csv", work / "run", width=width, image_size=image_size, epochs=epochs, verbose=0)
+    dsxsd.export(work / "run", work / "tower.onnx", part="tower")
+    scorer = dsxsd.Scorer.load(work / "tower.onnx")
+    images = dsxsd.inference.read_image_list(digits)
+    np.save(work / "base.npy", scorer.embed(images.paths))
+    (work / "base_classes.json").write_text(json.dumps(list(images.classes)), "utf-8")
+
+
+def entries(base, count: int, seed: int = 0):
+    """``count`` rows: the base rows in turn, each with its own noise, a chunk at a time."""
+    import numpy as np
+
+    spread = base.std(axis=0, keepdims=True) * NOISE
+    for start in range(0, count, CHUNK):
+        rng = np.random.default_rng([seed, start])
+        rows = base[np.arange(start, min(count, start + CHUNK)) % len(base)]
+        yield np.maximum(rows + spread * rng.standard_normal(rows.shape, dtype=np.float32), 0.0)
+
+
+# --------------------------------------------------------------------------- build and search (no TensorFlow)
+
+
+def build(work: Path, index: Path, count: int) -> dict:
+    import numpy as np
+
+    from dsxsd import ann
+
+    base = np.load(work / "base.npy")
+    classes = json.loads((work / "base_classes.json").read_text("utf-8"))
+    paths = [f"entries/{i}.png" for i in range(count)]
+    labels = [classes[i % len(classes)] for i in range(count)]
+    from dsxsd import Scorer
+
+    scorer = Scorer.load(work / "tower.onnx")
+    start = time.perf_counter()
+    built = ann.write_index(index, entries(base, count), count, base.shape[1], paths, labels, scorer, overwrite=True)
+    return {
+        "build_s": time.perf_counter() - start,
+        "build_peak_rss_mb": peak_rss_mb(),
+        "faiss_index": built.manifest["faiss_index"],
+        "feature_dim": int(base.shape[1]),
+    }
+
+
+class _Queries:
+    """A scorer whose tower is a table of query features (``q7.png`` is row 7) and whose
+    head is the exported model's."""
+
+    def __new__(cls, table, model: Path):
+        from dsxsd.inference import Scorer
+
+        class QueryScorer(Scorer):
+            def __init__(self) -> None:
+                self.head = Scorer.load(model)
+                self.path, self.image_size, self.resize = model, self.head.image_size, "stretch"
+                self.threshold, self.feature_dim, self.table = None, table.shape[1], table
+
+            def embed_batch(self, paths):
+                return self.table[[int(Path(p).stem[1:]) for p in paths]]
+
+            def score_batch(self, left, right):
+                return self.head.score_batch(left, right)
+
+        return QueryScorer()
+
+
+def search(work: Path, index_path: Path, queries: int, exact_queries: int, candidates: int | None) -> dict:
+    import numpy as np
+
+    from dsxsd import ann, inference
+
+    base = np.load(work / "base.npy")
+    rng = np.random.default_rng(12345)
+    table = next(entries(base[rng.integers(0, len(base), queries)], queries, seed=99))
+    files = []
+    for i in range(queries):
+        files.append(work / "queries" / f"q{i}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        files[-1].touch()
+    index = ann.load(index_path)
+    scorer = _Queries(table, work / "tower.onnx")
+    inference.search(index, files[0], k=10, model=scorer, candidates=candidates)  # load FAISS, warm up
+    approximate, seconds = [], []
+    for path in files:
+        start = time.perf_counter()
+        approximate.append(inference.search(index, path, k=10, model=scorer, candidates=candidates))
+        seconds.append(time.perf_counter() - start)
+    exact, exact_seconds = [], []
+    for path in files[:exact_queries]:
+        start = time.perf_counter()
+        exact.append(inference.search(index, path, k=10, model=scorer, exact=True))
+        exact_seconds.append(time.perf_counter() - start)
+    recall = np.mean([len({h.path for h in a} & {h.path for h in e}) / 10 for a, e in zip(approximate, exact)])
+    return {
+        "recall_at_10": float(recall),
+        "p50_ms": float(np.median(seconds) * 1000),
+        "exact_p50_ms": float(np.median(exact_seconds) * 1000),
+        "index_bytes": (index_path / ann.FAISS_INDEX).stat().st_size,
+        "disk_bytes": sum(p.stat().st_size for p in index_path.iterdir()),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# --------------------------------------------------------------------------- the whole
+
+
+def phase(*args: str) -> dict:
+    """Run this script's ``args`` phase in a new interpreter; its JSON result."""
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench_search {' '.join(args)} failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+
+
+def measure(entries_n: int, work: Path, *, quick: bool = False, width: float = 0.125, image_size: int = 32,
+            queries: int = 100, exact_queries: int = 20, candidates: int | None = None) -> dict:
+    if not (work / "base.npy").exists():
+        phase("--phase", "prepare", "--work", str(work), "--width", str(width), "--image-size", str(image_size),
+              *(["--quick"] if quick else []))
+    index = work / f"index-{entries_n}"
+    result = {"entries": entries_n, "queries": queries, "exact_queries": exact_queries,
+              "candidates": candidates, "cpus": len(os.sched_getaffinity(0))}
+    result.update(phase("--phase", "build", "--work", str(work), "--entries", str(entries_n)))
+    result.update(phase("--phase", "search", "--work", str(work), "--entries", str(entries_n),
+                        "--queries", str(queries), "--exact-queries", str(exact_queries),
+                        *(["--candidates", str(candidates)] if candidates else [])))
+    result["speedup"] = result["exact_p50_ms"] / result["p50_ms"]
+    result["targets_met"] = result["recall_at_10"] >= RECALL and result["speedup"] >= SPEEDUP
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=50_000, help="index entries (N)")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--exact-queries", type=int, default=20, help="queries also searched exactly (for recall)")
+    parser.add_argument("--candidates", type=int, help="entries re-ranked per query [dsxsd's default]")
+    parser.add_argument("--width", type=float, default=0.125)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--work", type=Path, help="folder for the model and features, kept and reused")
+    parser.add_argument("--quick", action="store_true", help="a tiny model and index (seconds)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--phase", choices=("prepare", "build", "search"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.phase == "prepare":
+        prepare(args.work, args.width, args.image_size, epochs=1 if args.quick else 3,
+                per_class=20 if args.quick else None)
+        return
+    if args.phase == "build":
+        print(json.dumps(build(args.work, args.work / f"index-{args.entries}", args.entries)))
+        return
+    if args.phase == "search":
+        print(json.dumps(search(args.work, args.work / f"index-{args.entries}", args.queries,
+                                args.exact_queries, args.candidates)))
+        return
+    if args.quick:
+        args.entries, args.queries, args.exact_queries = min(args.entries, 3000), 20, 20
+    with tempfile.TemporaryDirectory(prefix="dsxsd-bench-search-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        result = measure(args.entries, work, quick=args.quick, width=args.width, image_size=args.image_size,
+                         queries=args.queries, exact_queries=args.exact_queries, candidates=args.candidates)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for key, value in result.items():
+            print(f"{key:>18}: {value}")
+
+
+if __name__ == "__main__":
+    main()

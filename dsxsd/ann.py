@@ -1,0 +1,453 @@
+"""An approximate index for large searches: FAISS candidates over tower features,
+re-ranked by the model's head.
+
+The exact index (one ``.npz``, :func:`dsxsd.inference.embed`) keeps every feature vector
+as float32 in memory and scores a query against all of them with the head. At the
+reference size (4,608 features) a million entries are 18 GB of features and each query
+runs the head a million times. This index answers in two steps instead:
+
+1. candidates: the few hundred entries a linear stand-in of the head scores highest,
+   found as the largest inner products in a FAISS index (:func:`entry_vectors`; the
+   stand-in is measured from the head itself when the index is written,
+   :func:`head_weights`; compressed past a size, :func:`index_spec`);
+2. re-ranking: the head scores the query against those candidates only, on their float16
+   features read from a memory-mapped file, so the order and the scores are the model's
+   own (the head is no metric: L1 distance, then dense layers).
+
+An index is a folder::
+
+    INDEX/manifest.json       what follows, with each file's size; written last
+    INDEX/features.f16.npy    [N, D] float16, memory-mapped (np.load(mmap_mode="r"))
+    INDEX/index.faiss         the FAISS index over the features
+    INDEX/paths.utf8          the entries' paths, relative to INDEX's folder, UTF-8, back to back
+    INDEX/paths.offsets.npy   [N + 1] int64: where each path starts and ends in paths.utf8
+    INDEX/classes.npy         [N] int32: each entry's class, an index into manifest "classes"
+    INDEX/head_weights.npy    [D] float32: the linearised head the candidates are found by
+    INDEX/projection.npy      [D + 1, 256] float32: the projection before FAISS ([0, 0]: none)
+
+Everything but the FAISS index is memory-mapped, so a search reads only the pages of the
+candidates it re-ranks. FAISS (faiss-cpu, the ``serve`` extra) is imported only when an
+index is written or searched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import _io
+from ._preflight import ANN_MIN_ENTRIES, DEFAULT_CANDIDATES
+from .errors import DsxsdError, MissingDependencyError, ModelFileError, first_line
+
+ANN_FORMAT = "dsxsd.ann-index"
+ANN_VERSION = 1
+MANIFEST = "manifest.json"
+FEATURES = "features.f16.npy"
+FAISS_INDEX = "index.faiss"
+PATHS = "paths.utf8"
+OFFSETS = "paths.offsets.npy"
+CLASSES = "classes.npy"
+WEIGHTS = "head_weights.npy"
+PROJECTION = "projection.npy"
+FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
+
+# Features above this length are reduced by PCA before FAISS sees them: the index's
+# memory and distance cost follow the reduced length, and the head re-ranks on the full
+# features anyway.
+PCA_DIMS = 256
+# Below this many entries the candidates come from a flat (exhaustive) L2 scan: as fast
+# Below this many entries the candidates come from an exhaustive inner-product scan of
+# float32 vectors (at most 257 numbers an entry: 1 GB at a million). An inverted file
+# under the inner product found fewer of the head's top 10 (benchmarks/README.md, search),
+# so it is kept for what does not fit that memory.
+IVF_MIN_ENTRIES = 2_000_000
+# Rows used to train PCA and the inverted file's centroids, at most: enough for a stable
+# estimate, bounded so that building stays minutes at a million entries.
+TRAIN_ROWS = 65_536
+# Rows transformed and added to FAISS at once, bounding the float32 copy in memory.
+ADD_CHUNK = 32_768
+
+
+def need_faiss() -> Any:
+    """``faiss``, or the install line that brings it."""
+    try:
+        import faiss
+    except ImportError:
+        raise MissingDependencyError(
+            'an approximate index needs faiss, which is not installed: pip install "dsxsd[serve]"'
+        ) from None
+    return faiss
+
+
+# --------------------------------------------------------------------------- the FAISS index
+
+
+def head_weights(scorer: Any, sample: np.ndarray, pairs: int = 8, step: float = 1e-2) -> np.ndarray:
+    """How the head's logit moves with each feature's distance ``|a - b|`` [D], at the
+    distances between entries of ``sample`` and their nearest neighbours in it.
+
+    A trained head is close to linear in ``|a - b|`` there (a ReLU layer mostly in its
+    linear range, then a sigmoid), but no metric: its weights are of both signs, some
+    features counting for "same" the further apart they are. Finite differences of the
+    head's own scores measure them, whatever runs the head (Keras, onnxruntime)."""
+    sample = np.asarray(sample, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    dim = sample.shape[1]
+    grads = []
+    for i in rng.choice(len(sample), min(pairs, len(sample)), replace=False):
+        distances = ((sample - sample[i]) ** 2).sum(axis=1)
+        distances[i] = np.inf
+        base = np.abs(sample[i] - sample[int(np.argmin(distances))])
+        right = np.vstack([base, base + step * np.eye(dim, dtype=np.float32)])
+        scores = np.clip(scorer.score(np.zeros(dim, np.float32), right), 1e-7, 1 - 1e-7)
+        logits = np.log(scores / (1 - scores))
+        grads.append((logits[1:] - logits[0]) / step)
+    return np.mean(grads, axis=0).astype(np.float32)
+
+
+def entry_vectors(features: np.ndarray, weights: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
+    """What FAISS indexes of each entry ``b``: ``[b, sum(w * b**2)]``, projected.
+
+    The head's logit is about ``sum(w * |a - b|)``; with ``(a - b)**2`` for ``|a - b|``
+    (the same order near the query) it is ``sum(w*a*a) - 2 sum(w*a*b) + sum(w*b*b)``, for
+    a query ``a`` an inner product of ``[-2 w*a, 1]`` with ``[b, sum(w*b*b)]`` plus a
+    constant: candidates by largest inner product are the entries the linearised head
+    scores highest (benchmarks/README.md, search: L2 on the features, raw or square
+    rooted, finds few of the head's top 10)."""
+    features = np.asarray(features, dtype=np.float32)
+    vectors = np.hstack([features, (features * features) @ weights[:, None]])
+    return vectors if projection is None else np.ascontiguousarray(vectors @ projection)
+
+
+def query_vectors(features: np.ndarray, weights: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    vectors = np.hstack([-2.0 * features * weights, np.ones((len(features), 1), np.float32)])
+    return vectors if projection is None else np.ascontiguousarray(vectors @ projection)
+
+
+def fit_projection(vectors: np.ndarray, dims: int) -> np.ndarray | None:
+    """The ``dims`` principal directions of ``vectors``, uncentred (an inner product
+    survives a projection onto the subspace the entries lie in; centring would add a
+    term that depends on the entry), or ``None`` when they are no longer."""
+    if vectors.shape[1] <= dims:
+        return None
+    _, eigenvectors = np.linalg.eigh(vectors.T.astype(np.float64) @ vectors)
+    return np.ascontiguousarray(eigenvectors[:, ::-1][:, :dims], dtype=np.float32)
+
+
+def index_spec(count: int, dim: int) -> tuple[str, int]:
+    """The FAISS ``index_factory`` string for ``count`` vectors of ``dim`` features, and
+    the number of inverted lists searched per query (``nprobe``; 0 for a flat index).
+
+    Below :data:`IVF_MIN_ENTRIES` an exhaustive scan; above, an inverted file of about
+    sqrt(count) lists with 8-bit scalar-quantised codes (a byte a dimension; vectors are
+    first projected to at most :data:`PCA_DIMS`: 256 MB at a million entries)."""
+    if count < IVF_MIN_ENTRIES:
+        return "Flat", 0
+    lists = 2 ** round(math.log2(math.sqrt(count)))
+    return f"IVF{lists},SQ8", max(16, lists // 16)
+
+
+class _Rows:
+    """Rows of a float16 ``.npy`` read with plain file reads rather than a memory map:
+    pages of a map count as the process's resident memory while they stay cached, and a
+    build reads every row once."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as stream:
+            np.lib.format.read_magic(stream)  # version 1.0, as written by write_index
+            self.shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            self.offset = stream.tell()
+        self.path, self.row_bytes = path, self.shape[1] * np.dtype(dtype).itemsize
+        self.dtype = dtype
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        with open(self.path, "rb") as stream:
+            stream.seek(self.offset + start * self.row_bytes)
+            data = np.fromfile(stream, self.dtype, (stop - start) * self.shape[1])
+        return data.reshape(stop - start, self.shape[1])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i, row in enumerate(rows):
+                out[i] = np.frombuffer(os.pread(fd, self.row_bytes, self.offset + int(row) * self.row_bytes), self.dtype)
+        finally:
+            os.close(fd)
+        return out
+
+
+def build_faiss(rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0) -> tuple[Any, np.ndarray | None]:
+    """A FAISS index of ``spec`` (inner product) over the entry vectors of ``rows``, and
+    the projection applied first: fitted and trained on at most :data:`TRAIN_ROWS` rows
+    drawn at random, then filled a chunk at a time so that only a chunk is ever float32
+    in memory."""
+    faiss = need_faiss()
+    count, dim = rows.shape
+    chosen = np.sort(np.random.default_rng(seed).choice(count, min(count, TRAIN_ROWS), replace=False))
+    sample = entry_vectors(rows.take(chosen), weights, None)
+    projection = fit_projection(sample, PCA_DIMS)
+    index = faiss.index_factory(sample.shape[1] if projection is None else PCA_DIMS, spec, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        index.train(sample if projection is None else np.ascontiguousarray(sample @ projection))
+    del sample
+    for start in range(0, count, ADD_CHUNK):
+        index.add(entry_vectors(rows.block(start, min(count, start + ADD_CHUNK)), weights, projection))
+    set_nprobe(index, nprobe)
+    return index, projection
+
+
+def set_nprobe(index: Any, nprobe: int) -> None:
+    if nprobe:
+        need_faiss().extract_index_ivf(index).nprobe = nprobe
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_index(
+    out: str | os.PathLike[str],
+    chunks: Iterable[np.ndarray],
+    count: int,
+    dim: int,
+    paths: Sequence[str | os.PathLike[str]],
+    classes: Sequence[str],
+    scorer: Any,
+    *,
+    overwrite: bool = False,
+) -> AnnIndex:
+    """Write an index folder from ``chunks`` of features (``[n, dim]`` each, ``count``
+    rows in all, in the order of ``paths``): features first, to a float16 file on disk,
+    so that no more than a chunk is held in memory; then the FAISS index built from that
+    file; the manifest last, into a temporary folder renamed into place."""
+    from . import __version__
+
+    out = Path(out)
+    faiss = need_faiss()  # before any work: the install line, not a failure at the end
+    if not (len(paths) == len(classes) == count):
+        raise ValueError(f"{count} features, {len(paths)} paths and {len(classes)} classes")
+    model = Path(scorer.path)
+    folder = out.parent
+    names = sorted(set(classes))
+    with _io.atomic_directory(out, overwrite) as tmp:
+        start = 0
+        with open(tmp / FEATURES, "wb") as stream:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False, "shape": (count, dim)}
+            np.lib.format.write_array_header_1_0(stream, header)
+            for chunk in chunks:
+                chunk = np.asarray(chunk)
+                if chunk.ndim != 2 or chunk.shape[1] != dim or start + len(chunk) > count:
+                    raise ValueError(f"a chunk of shape {chunk.shape} after {start} rows of [{count}, {dim}]")
+                np.ascontiguousarray(chunk, dtype=np.float16).tofile(stream)
+                start += len(chunk)
+        if start != count:
+            raise ValueError(f"{start} feature rows given, {count} expected")
+        spec, nprobe = index_spec(count, dim)
+        rows = _Rows(tmp / FEATURES)
+        sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
+        weights = head_weights(scorer, sample)
+        index, projection = build_faiss(rows, weights, spec, nprobe)
+        np.save(tmp / WEIGHTS, weights)
+        np.save(tmp / PROJECTION, np.zeros((0, 0), np.float32) if projection is None else projection)
+        faiss.write_index(index, str(tmp / FAISS_INDEX))
+        encoded = [_io.relative_path(p, folder).encode("utf-8") for p in paths]
+        (tmp / PATHS).write_bytes(b"".join(encoded))
+        np.save(tmp / OFFSETS, np.concatenate([[0], np.cumsum([len(e) for e in encoded], dtype=np.int64)]))
+        code = {name: i for i, name in enumerate(names)}
+        np.save(tmp / CLASSES, np.array([code[c] for c in classes], dtype=np.int32))
+        manifest = {
+            "format": ANN_FORMAT,
+            "version": ANN_VERSION,
+            "dsxsd_version": __version__,
+            "faiss_version": faiss.__version__,
+            "count": count,
+            "feature_dim": dim,
+            "feature_dtype": "float16",
+            "candidates_by": "inner product of the head linearised in |a - b| (head_weights.npy, projection.npy)",
+            "faiss_index": spec,
+            "nprobe": nprobe,
+            "model": _io.relative_path(model, folder),
+            "model_sha256": _io.sha256_file(model) if model.is_file() else None,
+            "image_size": int(scorer.image_size),
+            "classes": names,
+            "files": {name: (tmp / name).stat().st_size for name in FILES},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    return load(out)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Paths(Sequence[str]):
+    """The entries' absolute paths, decoded one at a time from the memory-mapped file."""
+
+    def __init__(self, blob: np.ndarray, offsets: np.ndarray, root: Path) -> None:
+        self._blob, self._offsets, self._root = blob, offsets, root
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+        relative = bytes(self._blob[start:end]).decode("utf-8")
+        return os.path.normpath(self._root / relative)
+
+
+class _Classes(Sequence[str]):
+    def __init__(self, codes: np.ndarray, names: Sequence[str]) -> None:
+        self._codes, self._names = codes, names
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._names[int(self._codes[i])]
+
+
+@dataclass(frozen=True)
+class AnnIndex:
+    """An approximate index, opened: ``features`` are float16 and memory-mapped,
+    ``paths`` and ``classes`` are read on demand; the FAISS index loads on first
+    :meth:`faiss_index`."""
+
+    file: Path
+    manifest: dict
+    features: np.ndarray  # [N, D] float16, memory-mapped
+    paths: Sequence[str]
+    classes: Sequence[str]
+    model: Path
+    model_sha256: str | None
+    image_size: int
+    weights: np.ndarray  # [D] float32: the linearised head (head_weights)
+    projection: np.ndarray | None  # [D + 1, PCA_DIMS] float32, or None
+
+    def query_vectors(self, features: np.ndarray) -> np.ndarray:
+        """What FAISS is asked for a query's features (:func:`query_vectors`)."""
+        return query_vectors(features, self.weights, self.projection)
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    def faiss_index(self, nprobe: int | None = None) -> Any:
+        faiss = need_faiss()
+        cached = self.__dict__.get("_faiss")
+        if cached is None:
+            path = self.file / FAISS_INDEX
+            try:
+                cached = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise DsxsdError(f"FAISS cannot read it ({first_line(exc)}): embed again", file=path) from None
+            dims = self.features.shape[1] + 1 if self.projection is None else self.projection.shape[1]
+            if cached.ntotal != len(self) or cached.d != dims:
+                raise DsxsdError(
+                    f"holds {cached.ntotal} vectors of {cached.d}, the manifest says "
+                    f"{len(self)} of {dims}: embed again",
+                    file=path,
+                )
+            object.__setattr__(self, "_faiss", cached)
+        set_nprobe(cached, self.manifest["nprobe"] if nprobe is None else nprobe)
+        return cached
+
+
+def is_ann_index(path: str | os.PathLike[str]) -> bool:
+    return Path(path).is_dir()
+
+
+def load(path: str | os.PathLike[str]) -> AnnIndex:
+    """Open an index folder, checking what can be checked without reading it all: the
+    manifest's format and version, and each file's size against the manifest's (a file
+    cut short by a full disk or an interrupted copy)."""
+    folder = Path(path)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise DsxsdError(f"a folder without {MANIFEST}: not a dsxsd index (made by 'dsxsd embed')", file=folder)
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != ANN_FORMAT:
+            raise ValueError
+        version = int(manifest["version"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise DsxsdError("not a dsxsd index manifest", file=manifest_path) from None
+    if version > ANN_VERSION:
+        raise DsxsdError(
+            f"index version {version} (dsxsd {manifest.get('dsxsd_version', '?')}) is newer than this "
+            f"dsxsd reads: upgrade dsxsd or embed again",
+            file=folder,
+        )
+    try:
+        sizes = {name: int(manifest["files"][name]) for name in FILES}
+        count, dim = int(manifest["count"]), int(manifest["feature_dim"])
+        names = [str(c) for c in manifest["classes"]]
+        image_size = int(manifest["image_size"])
+        model = folder.parent / str(manifest["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DsxsdError(f"index manifest without a valid {exc.args[0] if exc.args else 'entry'}", file=manifest_path) from None
+    for name, size in sizes.items():
+        file = folder / name
+        actual = file.stat().st_size if file.is_file() else None
+        if actual != size:
+            found = "missing" if actual is None else f"{actual:,} bytes where the manifest says {size:,}"
+            raise DsxsdError(f"truncated or changed ({found}): embed again", file=file)
+    try:
+        features = np.load(folder / FEATURES, mmap_mode="r", allow_pickle=False)
+        offsets = np.load(folder / OFFSETS, mmap_mode="r", allow_pickle=False)
+        codes = np.load(folder / CLASSES, mmap_mode="r", allow_pickle=False)
+        blob = np.memmap(folder / PATHS, dtype=np.uint8, mode="r") if sizes[PATHS] else np.zeros(0, np.uint8)
+        weights = np.load(folder / WEIGHTS, allow_pickle=False)
+        projection = np.load(folder / PROJECTION, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DsxsdError(f"an index file cannot be read ({first_line(exc)}): embed again", file=folder) from None
+    if (
+        features.shape != (count, dim) or features.dtype != np.float16 or offsets.shape != (count + 1,)
+        or codes.shape != (count,) or weights.shape != (dim,) or projection.ndim != 2
+        or (projection.size and projection.shape[0] != dim + 1)
+    ):
+        raise DsxsdError("index files disagree with the manifest in shape: embed again", file=folder)
+    return AnnIndex(
+        folder,
+        manifest,
+        features,
+        _Paths(blob, offsets, folder.parent),
+        _Classes(codes, names),
+        model.resolve(),
+        manifest.get("model_sha256"),
+        image_size,
+        weights.astype(np.float32),
+        projection.astype(np.float32) if projection.size else None,
+    )
+
+
+def check_model_identity(index: AnnIndex) -> None:
+    """Refuse to search with the model the index names when that file is no longer the
+    model the index was made with (trained again, replaced): its features would be
+    another model's."""
+    if index.model_sha256 is not None and index.model.is_file() and _io.sha256_file(index.model) != index.model_sha256:
+        raise ModelFileError(
+            f"the index was made with another model than the one now at {index.model} "
+            "(its sha256 differs): embed again, or pass --model",
+            file=index.file,
+        )
+
+
+__all__ = [
+    "ANN_FORMAT",
+    "ANN_MIN_ENTRIES",
+    "ANN_VERSION",
+    "AnnIndex",
+    "DEFAULT_CANDIDATES",
+    "index_spec",
+    "load",
+    "write_index",
+]

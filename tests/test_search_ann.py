@@ -1,0 +1,261 @@
+"""The approximate index (dsxsd.ann): FAISS candidates re-ranked by the head must give
+the head's own ranking where the candidates cover the index, keep the head's top 10 on
+clustered entries, answer many queries as it answers one, and refuse a bad index, a bad
+query folder or a -k past the index in one line. No TensorFlow: the model is
+tests/search_support.TableScorer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dsxsd
+from dsxsd import _io, _preflight, ann, inference
+from dsxsd.cli import main
+from search_support import TableScorer, clustered, query_files
+
+pytestmark = pytest.mark.serve  # faiss-cpu comes with the serve extra
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def build(tmp_path, count=600, dim=24, classes=12, seed=0, name="index"):
+    features, labels = clustered(count, dim, classes, seed)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"a model file")
+    paths = [tmp_path / "entries" / f"e{i}.png" for i in range(count)]
+    chunks = (features[i : i + 128] for i in range(0, count, 128))
+    index = ann.write_index(tmp_path / name, chunks, count, dim, paths, labels, TableScorer(features, model))
+    return index, features, labels, model
+
+
+def queries_near(features, count, seed=1):
+    rng = np.random.default_rng(seed)
+    rows = features[rng.integers(0, len(features), count)]
+    return np.maximum(rows + rng.normal(0.0, 0.15, rows.shape), 0.0).astype(np.float32)
+
+
+def recall(found, exact):
+    return np.mean([len({h.path for h in a} & {h.path for h in b}) / len(b) for a, b in zip(found, exact)])
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tmp_path):
+    index, features, labels, model = build(tmp_path)
+    assert sorted(p.name for p in index.file.iterdir()) == sorted([ann.MANIFEST, *ann.FILES])
+    manifest = json.loads((index.file / ann.MANIFEST).read_text("utf-8"))
+    assert (manifest["format"], manifest["version"], manifest["count"], manifest["feature_dim"]) == (
+        "dsxsd.ann-index", 1, 600, 24,
+    )
+    assert manifest["model"] == "model.bin" and manifest["model_sha256"] == _io.sha256_file(model)
+    assert manifest["faiss_index"] == "Flat" and manifest["classes"] == sorted(set(labels))
+    stored = np.load(index.file / ann.FEATURES, mmap_mode="r")
+    assert isinstance(stored, np.memmap) and stored.dtype == np.float16
+    np.testing.assert_allclose(stored, features, rtol=1e-3, atol=1e-3)
+    assert index.paths[7] == str(tmp_path / "entries" / "e7.png") and index.classes[7] == labels[7]
+    assert index.paths[-2:] == [str(tmp_path / "entries" / f"e{i}.png") for i in (598, 599)]
+
+
+def test_candidates_covering_the_index_give_the_exact_search(tmp_path):
+    index, features, _, model = build(tmp_path, count=300)
+    queries = queries_near(features, 6)
+    files = query_files(tmp_path / "q", 6)
+    scorer = TableScorer(queries, model)
+    everything = inference.search(index, files, k=300, model=scorer, candidates=300)
+    exact = inference.search(index, files, k=300, model=scorer, exact=True)
+    assert everything == exact
+    # and the scores are the head's on the stored (float16) features
+    stored = np.asarray(index.features, dtype=np.float32)
+    for query, hits in zip(queries, exact):
+        by_path = dict(zip(index.paths, scorer.score(query, stored)))
+        assert [h.score for h in hits] == pytest.approx([by_path[h.path] for h in hits], abs=1e-12)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        assert [h.rank for h in hits] == list(range(1, 301))
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
+    if ivf:  # an inverted file of scalar-quantised codes, as from 50,000 entries
+        monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    index, features, _, model = build(tmp_path, count=4000, dim=48, classes=40)
+    assert index.manifest["faiss_index"] == ("IVF64,SQ8" if ivf else "Flat")
+    queries = queries_near(features, 40)
+    files = query_files(tmp_path / "q", 40)
+    scorer = TableScorer(queries, model)
+    scorer.calls = 0
+    found = inference.search(index, files, k=10, model=scorer)
+    reranked = scorer.calls
+    exact = inference.search(index, files, k=10, model=scorer, exact=True)
+    assert reranked <= 40 * ann.DEFAULT_CANDIDATES  # the head saw the candidates only
+    assert recall(found, exact) >= 0.95
+
+
+def test_many_queries_at_once_equal_one_at_a_time(tmp_path, monkeypatch):
+    index, features, _, model = build(tmp_path)
+    queries = queries_near(features, 9)
+    files = query_files(tmp_path / "q", 9)
+    scorer = TableScorer(queries, model)
+    monkeypatch.setattr(inference, "_QUERY_BLOCK", 4)  # blocks of queries, a short last one
+    monkeypatch.setattr(inference, "_PAIRS_AT_ONCE", 200)  # head batches cut across queries
+    together = inference.search(index, files, k=5, model=scorer, candidates=64)
+    assert len(together) == 9
+    for path, hits in zip(files, together):
+        assert inference.search(index, path, k=5, model=scorer, candidates=64) == hits
+
+
+def test_the_cli_writes_one_row_per_query_and_hit(tmp_path, monkeypatch):
+    index, features, labels, model = build(tmp_path)
+    queries = queries_near(features, 5)
+    folder = tmp_path / "queries"
+    files = query_files(folder / "sub", 3)
+    for i in (3, 4):
+        files.append(folder / f"q{i}.png")
+        files[-1].write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    scorer = TableScorer(queries, model)
+    monkeypatch.setattr(inference.Scorer, "load", staticmethod(lambda path: scorer))
+    out = tmp_path / "hits.csv"
+    result = invoke("search", index.file, folder, "-k", "3", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"searched 5 queries, 15 hits: wrote {out}\n"
+    with open(out, newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["query", "rank", "path", "class", "score"]
+    expected = inference.search(index, sorted(files), k=3, model=scorer)
+    assert [(tmp_path / r["query"]).resolve() for r in rows[::3]] == [p.resolve() for p in sorted(files)]
+    assert [(r["rank"], str((tmp_path / r["path"]).resolve()), r["class"]) for r in rows] == [
+        (str(h.rank), h.path, h.class_name) for hits in expected for h in hits
+    ]
+    assert [float(r["score"]) for r in rows] == pytest.approx([h.score for hits in expected for h in hits], abs=1e-6)
+    again = invoke("search", index.file, folder, "--out", out)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    printed = json.loads(invoke("search", index.file, sorted(files)[0], "-k", "2", "--json").output)
+    assert [h["path"] for h in printed] == [h.path for h in expected[0][:2]]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_k_larger_than_the_index(tmp_path):
+    index, _, _, _ = build(tmp_path, count=50)
+    query = query_files(tmp_path / "q", 1)[0]
+    result = invoke("search", index.file, query, "-k", "51")
+    assert result.exit_code == 2
+    assert result.output == f"error: {index.file}: -k 51 is more than the index holds (50 entries)\n"
+
+
+def test_a_query_folder_without_images(tmp_path):
+    index, _, _, _ = build(tmp_path, count=50)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images here")
+    result = invoke("search", index.file, empty)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {empty}: no images in this folder (looked for .bmp, ")
+    assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", [ann.FEATURES, ann.FAISS_INDEX, ann.PATHS])
+def test_a_truncated_index_file(tmp_path, name):
+    index, _, _, _ = build(tmp_path, count=50)
+    path = index.file / name
+    path.write_bytes(path.read_bytes()[:-100])
+    result = invoke("search", index.file, query_files(tmp_path / "q", 1)[0])
+    assert result.exit_code == 1
+    size = json.loads((index.file / ann.MANIFEST).read_text("utf-8"))["files"][name]
+    assert result.output == (
+        f"error: {path}: truncated or changed ({size - 100:,} bytes where the manifest says {size:,}): embed again\n"
+    )
+
+
+def test_a_faiss_file_that_faiss_cannot_read(tmp_path):
+    index, _, _, model = build(tmp_path, count=50)
+    path = index.file / ann.FAISS_INDEX
+    path.write_bytes(b"\0" * path.stat().st_size)  # the size the manifest says, wrong bytes
+    files = query_files(tmp_path / "q", 1)
+    with pytest.raises(dsxsd.DsxsdError) as caught:
+        # fewer candidates than entries: FAISS is asked
+        inference.search(index.file, files, k=2, model=TableScorer(np.zeros((1, 24)), model), candidates=10)
+    assert str(caught.value).startswith(f"{path}: FAISS cannot read it (")
+    assert str(caught.value).endswith("): embed again") and "\n" not in str(caught.value)
+
+
+def test_an_index_of_a_newer_dsxsd_or_another_model(tmp_path):
+    index, _, _, model = build(tmp_path, count=50)
+    query = query_files(tmp_path / "q", 1)[0]
+    manifest_path = index.file / ann.MANIFEST
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    manifest_path.write_text(json.dumps({**manifest, "version": 2, "dsxsd_version": "9.0"}), "utf-8")
+    result = invoke("search", index.file, query)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {index.file}: index version 2 (dsxsd 9.0) is newer than this dsxsd reads: "
+        "upgrade dsxsd or embed again\n"
+    )
+    manifest_path.write_text(json.dumps(manifest), "utf-8")
+    model.write_bytes(b"another model, trained again")
+    result = invoke("search", index.file, query)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {index.file}: the index was made with another model than the one now at {model} "
+        "(its sha256 differs): embed again, or pass --model\n"
+    )
+    # and a model of another feature length, given with --model, is refused as for a .npz
+    with pytest.raises(dsxsd.ModelFileError, match="makes 8-long features, the index holds 24-long ones"):
+        inference.search(index, query, model=TableScorer(np.zeros((1, 8)), model))
+
+
+def test_a_folder_that_is_not_an_index(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    result = invoke("search", folder, query_files(tmp_path / "q", 1)[0])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {folder}: a folder without manifest.json: not a dsxsd index (made by 'dsxsd embed')\n"
+    )
+
+
+def test_without_faiss_the_install_line_is_given(tmp_path, monkeypatch):
+    index, _, _, _ = build(tmp_path, count=50)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss fails
+    result = invoke("search", index.file, query_files(tmp_path / "q", 1)[0])
+    assert result.exit_code == 2
+    assert result.output == (
+        'error: an approximate index needs faiss, which is not installed: pip install "dsxsd[serve]"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, count, name, message",
+    [
+        ("auto", 20_000, "index.npz", "20,000 images: from 20,000 on, dsxsd embed writes an approximate index, a folder: "
+         "name --out without .npz, or pass --exact to keep one .npz"),
+        ("ann", 10, "index.npz", "an approximate index is a folder: name it without .npz"),
+        ("exact", 10, "index", "an exact index is one file whose name ends in .npz"),
+    ],
+)
+def test_the_index_kind_and_its_name(kind, count, name, message):
+    with pytest.raises(dsxsd.SettingError) as caught:
+        _preflight.index_kind(kind, count, name)
+    assert str(caught.value) == f"{name}: {message}"
+
+
+def test_the_kind_auto_picks(tmp_path):
+    assert _preflight.index_kind("auto", 19_999, "i.npz") == "exact"
+    assert _preflight.index_kind("auto", 10, "index") == "ann"
+    assert _preflight.index_kind("exact", 10**6, "i.npz") == "exact"
+
+
+def test_index_spec_scales_with_the_entries():
+    assert ann.index_spec(600, 24) == ("Flat", 0)
+    assert ann.index_spec(1_000_000, 4608) == ("Flat", 0)
+    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQ8", 128)
