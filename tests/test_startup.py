@@ -167,7 +167,8 @@ CASES = {
     "a missing model": (["predict", "absent.keras", "a-file", "a-file"], 2, "absent.keras", "no such file or folder"),
     "a manifest of the wrong shape": (
         ["embed", "run", "wrong.csv", "--out", "index-new.npz"], 1, "wrong.csv", "neither a crops manifest"),
-    "an index name without .npz": (["embed", "run", "crops.csv", "--out", "index.txt"], 1, "index.txt", ".npz"),
+    "an exact index not named .npz": (
+        ["embed", "run", "crops.csv", "--exact", "--out", "index.txt"], 2, "index.txt", ".npz"),
     "a file that is not an index": (["search", "index.npz", "a-file"], 1, "index.npz", "not a dsxsd index"),
     "a demo folder that exists": (["demo", "--out", "home"], 2, "home", "--overwrite"),
 }
