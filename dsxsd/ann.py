@@ -61,7 +61,6 @@ FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
 PCA_DIMS = 256
-# Below this many entries the candidates come from a flat (exhaustive) L2 scan: as fast
 # Below this many entries the candidates come from an exhaustive inner-product scan of
 # float32 vectors (at most 257 numbers an entry: 1 GB at a million). An inverted file
 # under the inner product found fewer of the head's top 10 (benchmarks/README.md, search),
@@ -209,6 +208,26 @@ def set_nprobe(index: Any, nprobe: int) -> None:
         need_faiss().extract_index_ivf(index).nprobe = nprobe
 
 
+# Below this many queries at once FAISS searches on one thread. FAISS parallelises a
+# search over its queries, so a few queries gain nothing from more threads, while its
+# OpenMP threads, left spinning after the search, take the cores from the head's
+# onnxruntime threads that run next (and onnxruntime's from FAISS): a single query took
+# three times as long with two threads as with one (benchmarks/README.md, search).
+FAISS_ONE_THREAD_BELOW = 64
+
+
+def faiss_search(index: Any, vectors: np.ndarray, wanted: int) -> np.ndarray:
+    """The ids ``[n, wanted]`` (-1 where fewer are found) of the largest inner products."""
+    faiss = need_faiss()
+    threads = faiss.omp_get_max_threads()
+    if len(vectors) < FAISS_ONE_THREAD_BELOW:
+        faiss.omp_set_num_threads(1)
+    try:
+        return index.search(vectors, wanted)[1]
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -290,7 +309,7 @@ class _Paths(Sequence[str]):
     """The entries' absolute paths, decoded one at a time from the memory-mapped file."""
 
     def __init__(self, blob: np.ndarray, offsets: np.ndarray, root: Path) -> None:
-        self._blob, self._offsets, self._root = blob, offsets, root
+        self._blob, self._offsets, self._root = blob, offsets, str(root)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -298,9 +317,14 @@ class _Paths(Sequence[str]):
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
-        relative = bytes(self._blob[start:end]).decode("utf-8")
-        return os.path.normpath(self._root / relative)
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        start, end = self._offsets[i : i + 2]
+        # str joins, not pathlib: a search decodes k paths a query
+        return os.path.normpath(os.path.join(self._root, self._blob[int(start) : int(end)].tobytes().decode("utf-8")))
 
 
 class _Classes(Sequence[str]):
@@ -336,6 +360,17 @@ class AnnIndex:
     def query_vectors(self, features: np.ndarray) -> np.ndarray:
         """What FAISS is asked for a query's features (:func:`query_vectors`)."""
         return query_vectors(features, self.weights, self.projection)
+
+    def candidates(self, features: np.ndarray, wanted: int, nprobe: int | None = None) -> list[np.ndarray]:
+        """For each query's features ``[n, D]``, the ids (ascending) of the ``wanted``
+        entries FAISS finds nearest to the head's linear stand-in."""
+        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), wanted)
+        return [np.unique(row[row >= 0]) for row in found]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The float32 features of entries ``ids`` (ascending, as :meth:`candidates` gives
+        them): one gather from the memory map, its pages read in file order."""
+        return np.asarray(self.features, dtype=np.float16)[ids].astype(np.float32)
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -419,8 +454,9 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
         folder,
         manifest,
         features,
-        _Paths(blob, offsets, folder.parent),
-        _Classes(codes, names),
+        # plain arrays over the same maps: a memmap's indexing costs microseconds a call
+        _Paths(np.asarray(blob), np.asarray(offsets), folder.parent),
+        _Classes(np.asarray(codes), names),
         model.resolve(),
         manifest.get("model_sha256"),
         image_size,

@@ -453,44 +453,56 @@ def search_blocks(
         if approximate:
             ranked = _rerank(index, scorer, features, k, wanted)
         else:
-            ranked = [_top(_score_all(scorer, q, index.features), np.arange(len(index.paths)), k) for q in features]
+            ranked = _exact(index.features, scorer, features, k)
         for path, (ids, scores) in zip(block, ranked):
             yield str(path), [
                 Hit(rank, index.paths[i], index.classes[i], float(s))
-                for rank, (i, s) in enumerate(zip(ids, scores), start=1)
+                for rank, (i, s) in enumerate(zip(ids.tolist(), scores.tolist()), start=1)
             ]
 
 
-def _score_all(scorer: Scorer, query: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """The head's score of ``query`` against every row of ``features``, a chunk at a
-    time (a memory-mapped float16 index is never float32 as a whole)."""
-    return np.concatenate(
-        [scorer.score(query, features[i : i + _EXACT_CHUNK]) for i in range(0, len(features), _EXACT_CHUNK)]
-    )
+def _exact(
+    features: np.ndarray, scorer: Scorer, queries: np.ndarray, k: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The head's ``k`` best entries of ``features`` for each of ``queries``, scoring
+    every entry: a chunk of entries at a time, each chunk made float32 once for all the
+    queries (a memory-mapped float16 index is never float32 as a whole), keeping each
+    query's best ``k`` so far."""
+    best = [(np.zeros(0, np.int64), np.zeros(0)) for _ in queries]
+    for start in range(0, len(features), _EXACT_CHUNK):
+        chunk = np.asarray(features[start : start + _EXACT_CHUNK], dtype=np.float32)
+        ids = np.arange(start, start + len(chunk))
+        for i, query in enumerate(queries):
+            kept_ids, kept_scores = best[i]
+            best[i] = _top(np.concatenate([kept_scores, scorer.score(query, chunk)]), np.concatenate([kept_ids, ids]), k)
+    return best
 
 
 def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of ``scores`` (of entries ``ids``, ascending), ties in index order."""
-    order = np.argsort(-scores, kind="stable")[:k]
+    """The ``k`` best of ``scores`` (of entries ``ids``), equal scores in index order."""
+    order = np.lexsort((ids, -scores))[:k]
     return ids[order], scores[order]
 
 
-def _rerank(index: AnnIndex, scorer: Scorer, features: np.ndarray, k: int, wanted: int) -> list:
-    """Candidates from FAISS for each query, scored by the head on their stored
-    features; a query given fewer than ``k`` candidates is scored against every entry."""
-    _, found = index.faiss_index().search(index.query_vectors(features), wanted)
-    per_query = [np.unique(row[row >= 0]) for row in found]  # ascending: ties keep index order
+def _rerank(
+    index: AnnIndex, scorer: Scorer, features: np.ndarray, k: int, wanted: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Candidates from FAISS for a block of queries at once, scored by the head on their
+    stored features; a group of queries' candidates is read from the memory map in one
+    gather and scored in one head call. A query given fewer than ``k`` candidates (an
+    inverted file's probed lists can hold fewer) is scored against every entry."""
+    per_query = index.candidates(features, wanted)
     ranked: list = []
     group = max(1, _PAIRS_AT_ONCE // wanted)
     for start in range(0, len(features), group):
         ids = per_query[start : start + group]
-        left = np.repeat(features[start : start + group], [len(i) for i in ids], axis=0)
-        flat = np.concatenate(ids)
-        right = np.asarray(index.features[flat], dtype=np.float32)
-        scores = np.split(scorer.score(left, right), np.cumsum([len(i) for i in ids])[:-1])
+        counts = [len(i) for i in ids]
+        rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # sorted: reads in file order
+        left = np.repeat(features[start : start + group], counts, axis=0)
+        scores = np.split(scorer.score(left, index.rows(rows)[where]), np.cumsum(counts)[:-1])
         for query, these, theirs in zip(features[start : start + group], ids, scores):
             if len(these) < k:
-                ranked.append(_top(_score_all(scorer, query, index.features), np.arange(len(index)), k))
+                ranked.extend(_exact(index.features, scorer, query[None], k))
             else:
                 ranked.append(_top(theirs, these, k))
     return ranked
