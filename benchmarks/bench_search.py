@@ -84,10 +84,13 @@ def entries(base, count: int, seed: int = 0):
 # --------------------------------------------------------------------------- build and search (no TensorFlow)
 
 
-def build(work: Path, index: Path, count: int) -> dict:
+def build(work: Path, index: Path, count: int, ivf_from: int | None = None) -> dict:
     import numpy as np
 
     from dsxsd import ann
+
+    if ivf_from is not None:
+        ann.IVF_MIN_ENTRIES = ivf_from
 
     base = np.load(work / "base.npy")
     classes = json.loads((work / "base_classes.json").read_text("utf-8"))
@@ -102,6 +105,7 @@ def build(work: Path, index: Path, count: int) -> dict:
         "build_s": time.perf_counter() - start,
         "build_peak_rss_mb": peak_rss_mb(),
         "faiss_index": built.manifest["faiss_index"],
+        "nprobe": built.manifest["nprobe"],
         "feature_dim": int(base.shape[1]),
     }
 
@@ -128,7 +132,8 @@ class _Queries:
         return QueryScorer()
 
 
-def search(work: Path, index_path: Path, queries: int, exact_queries: int, candidates: int | None) -> dict:
+def search(work: Path, index_path: Path, queries: int, exact_queries: int, candidates: int | None,
+           nprobe: int | None = None) -> dict:
     import numpy as np
 
     from dsxsd import ann, inference
@@ -142,6 +147,8 @@ def search(work: Path, index_path: Path, queries: int, exact_queries: int, candi
         files[-1].parent.mkdir(exist_ok=True)
         files[-1].touch()
     index = ann.load(index_path)
+    if nprobe:
+        index.manifest["nprobe"] = nprobe
     scorer = _Queries(table, work / "tower.onnx")
     inference.search(index, files[0], k=10, model=scorer, candidates=candidates)  # load FAISS, warm up
     approximate, seconds = [], []
@@ -154,11 +161,17 @@ def search(work: Path, index_path: Path, queries: int, exact_queries: int, candi
         start = time.perf_counter()
         exact.append(inference.search(index, path, k=10, model=scorer, exact=True))
         exact_seconds.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    batched = inference.search(index, files, k=10, model=scorer, candidates=candidates)
+    batch_ms = (time.perf_counter() - start) * 1000 / len(files)
+    same = np.mean([[h.path for h in a] == [h.path for h in b] for a, b in zip(batched, approximate)])
     recall = np.mean([len({h.path for h in a} & {h.path for h in e}) / 10 for a, e in zip(approximate, exact)])
     return {
         "recall_at_10": float(recall),
         "p50_ms": float(np.median(seconds) * 1000),
         "exact_p50_ms": float(np.median(exact_seconds) * 1000),
+        "batched_ms": batch_ms,
+        "batched_same_hits": float(same),
         "index_bytes": (index_path / ann.FAISS_INDEX).stat().st_size,
         "disk_bytes": sum(p.stat().st_size for p in index_path.iterdir()),
         "peak_rss_mb": peak_rss_mb(),
@@ -166,6 +179,10 @@ def search(work: Path, index_path: Path, queries: int, exact_queries: int, candi
 
 
 # --------------------------------------------------------------------------- the whole
+
+
+def index_name(count: int, ivf_from: int | None) -> str:
+    return f"index-{count}" + (f"-ivf{ivf_from}" if ivf_from else "")
 
 
 def phase(*args: str) -> dict:
@@ -177,17 +194,22 @@ def phase(*args: str) -> dict:
 
 
 def measure(entries_n: int, work: Path, *, quick: bool = False, width: float = 0.125, image_size: int = 32,
-            queries: int = 100, exact_queries: int = 20, candidates: int | None = None) -> dict:
+            queries: int = 100, exact_queries: int = 20, candidates: int | None = None,
+            nprobe: int | None = None, ivf_from: int | None = None, rebuild: bool = True) -> dict:
     if not (work / "base.npy").exists():
         phase("--phase", "prepare", "--work", str(work), "--width", str(width), "--image-size", str(image_size),
               *(["--quick"] if quick else []))
-    index = work / f"index-{entries_n}"
+    index = work / index_name(entries_n, ivf_from)
     result = {"entries": entries_n, "queries": queries, "exact_queries": exact_queries,
               "candidates": candidates, "cpus": len(os.sched_getaffinity(0))}
-    result.update(phase("--phase", "build", "--work", str(work), "--entries", str(entries_n)))
+    if rebuild or not (index / "manifest.json").exists():
+        result.update(phase("--phase", "build", "--work", str(work), "--entries", str(entries_n),
+                            *(["--ivf-from", str(ivf_from)] if ivf_from else [])))
     result.update(phase("--phase", "search", "--work", str(work), "--entries", str(entries_n),
                         "--queries", str(queries), "--exact-queries", str(exact_queries),
-                        *(["--candidates", str(candidates)] if candidates else [])))
+                        *(["--candidates", str(candidates)] if candidates else []),
+                        *(["--nprobe", str(nprobe)] if nprobe else []),
+                        *(["--ivf-from", str(ivf_from)] if ivf_from else [])))
     result["speedup"] = result["exact_p50_ms"] / result["p50_ms"]
     result["targets_met"] = result["recall_at_10"] >= RECALL and result["speedup"] >= SPEEDUP
     return result
@@ -199,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--exact-queries", type=int, default=20, help="queries also searched exactly (for recall)")
     parser.add_argument("--candidates", type=int, help="entries re-ranked per query [dsxsd's default]")
+    parser.add_argument("--nprobe", type=int, help="inverted lists searched per query [the index's]")
+    parser.add_argument("--ivf-from", type=int, help="entries from which the index is an inverted file [dsxsd's]")
+    parser.add_argument("--reuse", action="store_true", help="search the index in --work as built before")
     parser.add_argument("--width", type=float, default=0.125)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--work", type=Path, help="folder for the model and features, kept and reused")
@@ -211,11 +236,11 @@ def main(argv: list[str] | None = None) -> None:
                 per_class=20 if args.quick else None)
         return
     if args.phase == "build":
-        print(json.dumps(build(args.work, args.work / f"index-{args.entries}", args.entries)))
+        print(json.dumps(build(args.work, args.work / index_name(args.entries, args.ivf_from), args.entries, args.ivf_from)))
         return
     if args.phase == "search":
-        print(json.dumps(search(args.work, args.work / f"index-{args.entries}", args.queries,
-                                args.exact_queries, args.candidates)))
+        print(json.dumps(search(args.work, args.work / index_name(args.entries, args.ivf_from), args.queries,
+                                args.exact_queries, args.candidates, args.nprobe)))
         return
     if args.quick:
         args.entries, args.queries, args.exact_queries = min(args.entries, 3000), 20, 20
@@ -223,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         result = measure(args.entries, work, quick=args.quick, width=args.width, image_size=args.image_size,
-                         queries=args.queries, exact_queries=args.exact_queries, candidates=args.candidates)
+                         queries=args.queries, exact_queries=args.exact_queries, candidates=args.candidates,
+                         nprobe=args.nprobe, ivf_from=args.ivf_from, rebuild=not args.reuse)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

@@ -66,6 +66,9 @@ PCA_DIMS = 256
 # under the inner product found fewer of the head's top 10 (benchmarks/README.md, search),
 # so it is kept for what does not fit that memory.
 IVF_MIN_ENTRIES = 2_000_000
+# The share of an inverted file's lists searched per query (nprobe): measured in
+# benchmarks/README.md (search) against the recall of the head's top 10.
+NPROBE_SHARE = 1 / 16
 # Rows used to train PCA and the inverted file's centroids, at most: enough for a stable
 # estimate, bounded so that building stays minutes at a million entries.
 TRAIN_ROWS = 65_536
@@ -144,13 +147,26 @@ def index_spec(count: int, dim: int) -> tuple[str, int]:
     """The FAISS ``index_factory`` string for ``count`` vectors of ``dim`` features, and
     the number of inverted lists searched per query (``nprobe``; 0 for a flat index).
 
-    Below :data:`IVF_MIN_ENTRIES` an exhaustive scan; above, an inverted file of about
-    sqrt(count) lists with 8-bit scalar-quantised codes (a byte a dimension; vectors are
-    first projected to at most :data:`PCA_DIMS`: 256 MB at a million entries)."""
+    Below :data:`IVF_MIN_ENTRIES` an exhaustive inner-product scan; above, an inverted
+    file of about sqrt(count) lists under L2 on the lifted vectors (:func:`lift`) with
+    8-bit scalar-quantised codes (a byte a dimension; vectors are first projected to at
+    most :data:`PCA_DIMS`: 257 MB at a million entries)."""
     if count < IVF_MIN_ENTRIES:
         return "Flat", 0
     lists = 2 ** round(math.log2(math.sqrt(count)))
-    return f"IVF{lists},SQ8", max(16, lists // 16)
+    return f"IVF{lists},SQ8", max(1, round(lists * NPROBE_SHARE))
+
+
+def lift(vectors: np.ndarray, norm: float) -> np.ndarray:
+    """Entry vectors with one more component, ``sqrt(norm**2 - |v|**2)``, so that all
+    have length ``norm``; a query gets 0 there (:meth:`AnnIndex.query_vectors`). Then
+    ``|q - v|**2 = |q|**2 + norm**2 - 2 q.v``: the nearest entries in L2 are those of
+    largest inner product, and an inverted file, whose k-means lists only make sense
+    under L2, finds them (Bachrach et al. 2014, the "MIPS to NN" reduction). ``norm`` is
+    the largest entry vector's length."""
+    squared = np.einsum("ij,ij->i", vectors, vectors)
+    extra = np.sqrt(np.maximum(np.float32(norm) ** 2 - squared, 0.0))
+    return np.ascontiguousarray(np.hstack([vectors, extra[:, None].astype(np.float32)]))
 
 
 class _Rows:
@@ -183,9 +199,12 @@ class _Rows:
         return out
 
 
-def build_faiss(rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0) -> tuple[Any, np.ndarray | None]:
-    """A FAISS index of ``spec`` (inner product) over the entry vectors of ``rows``, and
-    the projection applied first: fitted and trained on at most :data:`TRAIN_ROWS` rows
+def build_faiss(
+    rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0,
+) -> tuple[Any, np.ndarray | None, float]:
+    """A FAISS index of ``spec`` over the entry vectors of ``rows``, the projection
+    applied first, and the length the vectors are lifted to (0: a flat inner-product
+    index, no lift; :func:`lift`). Fitted and trained on at most :data:`TRAIN_ROWS` rows
     drawn at random, then filled a chunk at a time so that only a chunk is ever float32
     in memory."""
     faiss = need_faiss()
@@ -193,14 +212,25 @@ def build_faiss(rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: 
     chosen = np.sort(np.random.default_rng(seed).choice(count, min(count, TRAIN_ROWS), replace=False))
     sample = entry_vectors(rows.take(chosen), weights, None)
     projection = fit_projection(sample, PCA_DIMS)
-    index = faiss.index_factory(sample.shape[1] if projection is None else PCA_DIMS, spec, faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        index.train(sample if projection is None else np.ascontiguousarray(sample @ projection))
+    if projection is not None:
+        sample = np.ascontiguousarray(sample @ projection)
+
+    def chunks():
+        for start in range(0, count, ADD_CHUNK):
+            yield entry_vectors(rows.block(start, min(count, start + ADD_CHUNK)), weights, projection)
+
+    norm = 0.0
+    if spec != "Flat":  # an inverted file: L2 on lifted vectors, the longest one's length first
+        norm = max(float(np.sqrt(np.einsum("ij,ij->i", v, v).max())) for v in chunks())
+        index = faiss.index_factory(sample.shape[1] + 1, spec, faiss.METRIC_L2)
+        index.train(lift(sample, norm))
+    else:
+        index = faiss.index_factory(sample.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
     del sample
-    for start in range(0, count, ADD_CHUNK):
-        index.add(entry_vectors(rows.block(start, min(count, start + ADD_CHUNK)), weights, projection))
+    for vectors in chunks():
+        index.add(lift(vectors, norm) if norm else vectors)
     set_nprobe(index, nprobe)
-    return index, projection
+    return index, projection, norm
 
 
 def set_nprobe(index: Any, nprobe: int) -> None:
@@ -208,6 +238,10 @@ def set_nprobe(index: Any, nprobe: int) -> None:
         need_faiss().extract_index_ivf(index).nprobe = nprobe
 
 
+# FAISS is asked for this many times the candidates the head re-ranks; the linearised
+# head, in |a - b| on the entries' features, picks the candidates among them
+# (AnnIndex.candidates; benchmarks/README.md, search, measured it).
+SHORTLIST = 8
 # Below this many queries at once FAISS searches on one thread. FAISS parallelises a
 # search over its queries, so a few queries gain nothing from more threads, while its
 # OpenMP threads, left spinning after the search, take the cores from the head's
@@ -272,7 +306,7 @@ def write_index(
         rows = _Rows(tmp / FEATURES)
         sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
         weights = head_weights(scorer, sample)
-        index, projection = build_faiss(rows, weights, spec, nprobe)
+        index, projection, norm = build_faiss(rows, weights, spec, nprobe)
         np.save(tmp / WEIGHTS, weights)
         np.save(tmp / PROJECTION, np.zeros((0, 0), np.float32) if projection is None else projection)
         faiss.write_index(index, str(tmp / FAISS_INDEX))
@@ -292,6 +326,8 @@ def write_index(
             "candidates_by": "inner product of the head linearised in |a - b| (head_weights.npy, projection.npy)",
             "faiss_index": spec,
             "nprobe": nprobe,
+            # > 0: entry vectors lifted to this length, searched by L2 (ann.lift)
+            "lift_norm": norm,
             "model": _io.relative_path(model, folder),
             "model_sha256": _io.sha256_file(model) if model.is_file() else None,
             "image_size": int(scorer.image_size),
@@ -358,18 +394,49 @@ class AnnIndex:
     projection: np.ndarray | None  # [D + 1, PCA_DIMS] float32, or None
 
     def query_vectors(self, features: np.ndarray) -> np.ndarray:
-        """What FAISS is asked for a query's features (:func:`query_vectors`)."""
-        return query_vectors(features, self.weights, self.projection)
+        """What FAISS is asked for a query's features (:func:`query_vectors`; a 0 appended
+        where the entries are lifted, :func:`lift`)."""
+        vectors = query_vectors(features, self.weights, self.projection)
+        if self.manifest.get("lift_norm", 0):
+            vectors = np.ascontiguousarray(np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)]))
+        return vectors
 
-    def candidates(self, features: np.ndarray, wanted: int, nprobe: int | None = None) -> list[np.ndarray]:
-        """For each query's features ``[n, D]``, the ids (ascending) of the ``wanted``
-        entries FAISS finds nearest to the head's linear stand-in."""
-        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), wanted)
-        return [np.unique(row[row >= 0]) for row in found]
+    def shortlist(self, features: np.ndarray, wanted: int, nprobe: int | None = None) -> list[np.ndarray]:
+        """For each query's features ``[n, D]``, the ids (ascending) of the
+        :data:`SHORTLIST` x ``wanted`` entries FAISS finds first: all the queries in one
+        FAISS search."""
+        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), min(len(self), wanted * SHORTLIST))
+        return [np.unique(row[row >= 0]) for row in found]  # ascending: ties keep index order
+
+    def candidates(
+        self, features: np.ndarray, shortlists: Sequence[np.ndarray], wanted: int,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query's features ``[n, D]``, the ``wanted`` entries of its
+        :meth:`shortlist` that the linearised head scores highest: their ids (ascending)
+        and float32 features ``[wanted, D]``, read from the memory map in one sorted
+        gather for all the queries.
+
+        FAISS orders by the linearised head in ``(a - b)**2`` (what an inner product
+        can hold, :func:`entry_vectors`); the narrowing uses it in ``|a - b|`` itself,
+        on the entries' features: where the head's top 10 is among many near-duplicates,
+        the first finds it in 8 times as many entries as the second
+        (benchmarks/README.md, search)."""
+        ids = list(shortlists)
+        rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # reads in file order
+        gathered = self.rows(rows)
+        out = []
+        for query, these, at in zip(features, ids, np.split(where, np.cumsum([len(i) for i in ids])[:-1])):
+            mine = gathered[at]
+            if len(these) > wanted:
+                linear = np.abs(mine - query) @ self.weights
+                keep = np.sort(np.argsort(-linear, kind="stable")[:wanted])
+                these, mine = these[keep], mine[keep]
+            out.append((these, mine))
+        return out
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """The float32 features of entries ``ids`` (ascending, as :meth:`candidates` gives
-        them): one gather from the memory map, its pages read in file order."""
+        """The float32 features of entries ``ids`` (ascending: the memory map's pages are
+        read in file order)."""
         return np.asarray(self.features, dtype=np.float16)[ids].astype(np.float32)
 
     def __len__(self) -> int:
@@ -385,6 +452,7 @@ class AnnIndex:
             except RuntimeError as exc:
                 raise DsxsdError(f"FAISS cannot read it ({first_line(exc)}): embed again", file=path) from None
             dims = self.features.shape[1] + 1 if self.projection is None else self.projection.shape[1]
+            dims += 1 if self.manifest.get("lift_norm", 0) else 0
             if cached.ntotal != len(self) or cached.d != dims:
                 raise DsxsdError(
                     f"holds {cached.ntotal} vectors of {cached.d}, the manifest says "
@@ -427,6 +495,9 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
         names = [str(c) for c in manifest["classes"]]
         image_size = int(manifest["image_size"])
         model = folder.parent / str(manifest["model"])
+        int(manifest["nprobe"])
+        if not float(manifest.get("lift_norm", 0.0)) >= 0.0:
+            raise ValueError("lift_norm")
     except (KeyError, TypeError, ValueError) as exc:
         raise DsxsdError(f"index manifest without a valid {exc.args[0] if exc.args else 'entry'}", file=manifest_path) from None
     for name, size in sizes.items():

@@ -367,8 +367,9 @@ class Hit:
 # Query images embedded and searched at once: bounds the query features in memory
 # however many queries there are.
 _QUERY_BLOCK = 1024
-# Query-candidate pairs the head scores at once (a float32 copy of each side).
-_PAIRS_AT_ONCE = 8192
+# Entries read for a group of queries' candidates at once, float32 (at 4,608 features,
+# 75 MB), before the linearised head narrows them to what the head scores.
+_ROWS_AT_ONCE = 4096
 # Entries the head scores at once in an exact search of a memory-mapped index.
 _EXACT_CHUNK = 65_536
 
@@ -487,24 +488,26 @@ def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
 def _rerank(
     index: AnnIndex, scorer: Scorer, features: np.ndarray, k: int, wanted: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Candidates from FAISS for a block of queries at once, scored by the head on their
-    stored features; a group of queries' candidates is read from the memory map in one
-    gather and scored in one head call. A query given fewer than ``k`` candidates (an
-    inverted file's probed lists can hold fewer) is scored against every entry."""
-    per_query = index.candidates(features, wanted)
+    """The head's ``k`` best of each query's ``wanted`` candidates
+    (:meth:`dsxsd.ann.AnnIndex.candidates`), a group of queries' candidates scored in one
+    head call. A query given fewer than ``k`` candidates (an inverted file's probed lists
+    can hold fewer) is scored against every entry."""
+    from .ann import SHORTLIST
+
     ranked: list = []
-    group = max(1, _PAIRS_AT_ONCE // wanted)
+    shortlists = index.shortlist(features, wanted)
+    group = max(1, _ROWS_AT_ONCE // (wanted * SHORTLIST))
     for start in range(0, len(features), group):
-        ids = per_query[start : start + group]
-        counts = [len(i) for i in ids]
-        rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # sorted: reads in file order
-        left = np.repeat(features[start : start + group], counts, axis=0)
-        scores = np.split(scorer.score(left, index.rows(rows)[where]), np.cumsum(counts)[:-1])
-        for query, these, theirs in zip(features[start : start + group], ids, scores):
-            if len(these) < k:
+        queries = features[start : start + group]
+        found = index.candidates(queries, shortlists[start : start + group], wanted)
+        counts = [len(ids) for ids, _ in found]
+        left = np.repeat(queries, counts, axis=0)
+        scores = np.split(scorer.score(left, np.concatenate([rows for _, rows in found])), np.cumsum(counts)[:-1])
+        for query, (ids, _), theirs in zip(queries, found, scores):
+            if len(ids) < k:
                 ranked.extend(_exact(index.features, scorer, query[None], k))
             else:
-                ranked.append(_top(theirs, these, k))
+                ranked.append(_top(theirs, ids, k))
     return ranked
 
 

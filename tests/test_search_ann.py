@@ -88,6 +88,10 @@ def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
         monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
     index, features, _, model = build(tmp_path, count=4000, dim=48, classes=40)
     assert index.manifest["faiss_index"] == ("IVF64,SQ8" if ivf else "Flat")
+    # an inverted file searches lifted vectors by L2 (ann.lift), a flat scan by inner product
+    faiss = pytest.importorskip("faiss")
+    assert index.faiss_index().metric_type == (faiss.METRIC_L2 if ivf else faiss.METRIC_INNER_PRODUCT)
+    assert (index.manifest["lift_norm"] > 0) == ivf
     queries = queries_near(features, 40)
     files = query_files(tmp_path / "q", 40)
     scorer = TableScorer(queries, model)
@@ -99,13 +103,24 @@ def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
     assert recall(found, exact) >= 0.95
 
 
+def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
+    rng = np.random.default_rng(3)
+    entries = rng.normal(0.0, 1.0, (500, 9)).astype(np.float32) * rng.uniform(0.2, 3.0, (500, 1)).astype(np.float32)
+    query = rng.normal(0.0, 1.0, 9).astype(np.float32)
+    norm = float(np.linalg.norm(entries, axis=1).max())
+    lifted = ann.lift(entries, norm)
+    np.testing.assert_allclose(np.linalg.norm(lifted, axis=1), norm, rtol=1e-5)
+    distances = ((lifted - np.append(query, 0.0)) ** 2).sum(axis=1)
+    assert list(np.argsort(distances)[:20]) == list(np.argsort(-(entries @ query))[:20])
+
+
 def test_many_queries_at_once_equal_one_at_a_time(tmp_path, monkeypatch):
     index, features, _, model = build(tmp_path)
     queries = queries_near(features, 9)
     files = query_files(tmp_path / "q", 9)
     scorer = TableScorer(queries, model)
     monkeypatch.setattr(inference, "_QUERY_BLOCK", 4)  # blocks of queries, a short last one
-    monkeypatch.setattr(inference, "_PAIRS_AT_ONCE", 200)  # head batches cut across queries
+    monkeypatch.setattr(inference, "_ROWS_AT_ONCE", 1000)  # groups of queries, a short last one
     together = inference.search(index, files, k=5, model=scorer, candidates=64)
     assert len(together) == 9
     for path, hits in zip(files, together):
