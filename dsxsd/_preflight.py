@@ -22,7 +22,7 @@ from ._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .environment import configured_backend
 from .errors import (
     DsxsdError, ManifestError, MissingDependencyError, ModelFileError, OutputExistsError, RunInUseError,
-    SettingError, require_path,
+    SettingError, SettingWarning, require_path,
 )
 
 if TYPE_CHECKING:
@@ -224,9 +224,14 @@ INDEX_KINDS = ("auto", "exact", "ann")
 
 def index_kind(kind: str, count: int, out: str | os.PathLike[str]) -> str:
     """The kind of index ``dsxsd embed`` writes for ``count`` images into ``out``:
-    ``auto`` is ``ann`` from :data:`dsxsd.ann.ANN_MIN_ENTRIES` images or for an ``out``
-    not named ``.npz``, else ``exact``. A :class:`SettingError` when the name does not
-    fit the kind: an exact index is one ``.npz`` file, an approximate one a folder."""
+    ``auto`` is ``exact`` for an ``out`` named ``.npz``, else ``ann``. A
+    :class:`SettingError` when the name does not fit the kind: an exact index is one
+    ``.npz`` file, an approximate one a folder.
+
+    An ``.npz`` of :data:`ANN_MIN_ENTRIES` images or more is written as asked, with a
+    :class:`SettingWarning`: whoever names an ``.npz`` wants that file (to load it with
+    numpy, to keep one file), and it searches right, only slower; ``exact`` (``--exact``)
+    writes it without a word."""
     if kind not in INDEX_KINDS:
         raise SettingError(f"index kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
     npz = Path(out).suffix == ".npz"
@@ -234,10 +239,15 @@ def index_kind(kind: str, count: int, out: str | os.PathLike[str]) -> str:
         if not npz:
             return "ann"
         if count >= ANN_MIN_ENTRIES:
-            raise SettingError(
-                f"{count:,} images: from {ANN_MIN_ENTRIES:,} on, dsxsd embed writes an approximate index, "
-                "a folder: name --out without .npz, or pass --exact to keep one .npz",
-                file=out,
+            import warnings
+
+            warnings.warn(
+                SettingWarning(
+                    f"{out}: {count:,} images in an exact index: each search scores all of them with "
+                    f"the head, slow from {ANN_MIN_ENTRIES:,} on; name --out without .npz for an "
+                    "approximate index (--exact says you mean it)"
+                ),
+                stacklevel=3,
             )
         return "exact"
     if kind == "ann" and npz:

@@ -252,8 +252,6 @@ def test_without_faiss_the_install_line_is_given(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "kind, count, name, message",
     [
-        ("auto", 20_000, "index.npz", "20,000 images: from 20,000 on, dsxsd embed writes an approximate index, a folder: "
-         "name --out without .npz, or pass --exact to keep one .npz"),
         ("ann", 10, "index.npz", "an approximate index is a folder: name it without .npz"),
         ("exact", 10, "index", "an exact index is one file whose name ends in .npz"),
     ],
@@ -268,6 +266,30 @@ def test_the_kind_auto_picks(tmp_path):
     assert _preflight.index_kind("auto", 19_999, "i.npz") == "exact"
     assert _preflight.index_kind("auto", 10, "index") == "ann"
     assert _preflight.index_kind("exact", 10**6, "i.npz") == "exact"
+    with pytest.warns(dsxsd.SettingWarning) as warned:
+        assert _preflight.index_kind("auto", 20_000, "i.npz") == "exact"
+    assert str(warned[0].message) == (
+        "i.npz: 20,000 images in an exact index: each search scores all of them with the head, slow from "
+        "20,000 on; name --out without .npz for an approximate index (--exact says you mean it)"
+    )
+
+
+def test_a_large_npz_is_written_as_named_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(_preflight, "ANN_MIN_ENTRIES", 4)
+    features, labels = clustered(6, 8, 2)
+    for i, label in enumerate(labels):
+        (tmp_path / "crops" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "crops" / label / f"e{i}.png").write_bytes(b"")
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"an exported model")
+    monkeypatch.setattr(inference.Scorer, "load", staticmethod(lambda path: TableScorer(features, model)))
+    out = tmp_path / "index.npz"
+    result = invoke("embed", model, tmp_path / "crops", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"warning: {out}: 6 images in an exact index: each search scores all of them" in result.output
+    assert len(inference.load_index(out).paths) == 6
+    quiet = invoke("embed", model, tmp_path / "crops", "--out", out, "--exact", "--overwrite")
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
 
 
 def test_index_spec_scales_with_the_entries():

@@ -19,6 +19,7 @@ import click
 from .. import _preflight
 from ._common import (
     input_path, json_option, need_tensorflow, overwrite_option, print_json, print_table, progress,
+    setting_warnings,
 )
 
 _PATH = click.Path(path_type=Path)  # an output
@@ -237,7 +238,7 @@ def predict(model, images, pairs, out, split, threshold, batch_size, overwrite, 
     "--ann/--exact", "ann", default=None,
     help="--ann: an approximate index (a folder; FAISS candidates re-ranked by the head, the "
     "serve extra); --exact: one .npz, every entry scored by the head. [default: --exact for an "
-    f"--out named .npz (below {_preflight.ANN_MIN_ENTRIES:,} images), else --ann]",
+    f"--out named .npz (a warning from {_preflight.ANN_MIN_ENTRIES:,} images), else --ann]",
 )
 @click.option("--split", help="With a pairs manifest as SOURCE: embed only this split's images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images embedded at once.")
@@ -259,7 +260,8 @@ def embed(model, source, out, ann, split, batch_size, overwrite, as_json) -> Non
     """
     _need_runtime(model)
     kind = "auto" if ann is None else ("ann" if ann else "exact")
-    count, kind = _preflight.check_embed(model, source, out, split, overwrite, kind)
+    with setting_warnings():  # a large .npz: written, with a warning line
+        count, kind = _preflight.check_embed(model, source, out, split, overwrite, kind)
     from .. import inference
 
     scorer = inference.Scorer.load(model)
