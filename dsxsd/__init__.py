@@ -50,6 +50,10 @@ _LAZY = {
     "draw": "dsxsd.drawing",
     # Using a model: TensorFlow loads only for a .keras model, never for an .onnx.
     "Scorer": "dsxsd.inference",
+    # Searching: faiss loads with an approximate index, TensorFlow with a .keras model.
+    "embed": "dsxsd.inference",
+    "search": "dsxsd.inference",
+    "Hit": "dsxsd.inference",
     "ExportInfo": "dsxsd.serve",
     # Exporting a model runs TensorFlow's converters: TensorFlow loads on first use.
     "export": "dsxsd.train.exporting",
@@ -59,7 +63,7 @@ if TYPE_CHECKING:
     from .conversion import ConvertReport, convert
     from .crops import CropReport, crop
     from .drawing import draw
-    from .inference import Scorer
+    from .inference import Hit, Scorer, embed, search
     from .serve import ExportInfo
     from .train.exporting import export
     from .listing import list_images
@@ -87,6 +91,7 @@ __all__ = [
     "CropReport",
     "DsxsdError",
     "ExportInfo",
+    "Hit",
     "HostileInputError",
     "ImageAnnotation",
     "InvalidAnnotationError",
@@ -114,6 +119,7 @@ __all__ = [
     "crop",
     "dataset_stats",
     "draw",
+    "embed",
     "export",
     "format_names",
     "get_format",
@@ -122,6 +128,7 @@ __all__ = [
     "make_pairs",
     "read",
     "read_pairs",
+    "search",
     "validate",
     "write",
 ]

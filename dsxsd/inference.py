@@ -298,8 +298,14 @@ def embed(
     ``allow_pickle=False``), searched by scoring every entry with the head. ``ann``: a
     folder (:mod:`dsxsd.ann`), float16 features memory-mapped and a FAISS index of
     candidates that the head re-ranks; needs ``faiss`` (the serve extra). ``auto``: ``ann``
-    when ``out`` is not named ``.npz``, else ``exact``, refused from
-    :data:`dsxsd.ann.ANN_MIN_ENTRIES` images on (:func:`dsxsd._preflight.index_kind`).
+    when ``out`` is not named ``.npz``, else ``exact`` (with a :class:`dsxsd.SettingWarning`
+    from :data:`dsxsd.ann.ANN_MIN_ENTRIES` images on). Returns the index, opened, for
+    :func:`search`:
+
+    >>> import dsxsd
+    >>> index = dsxsd.embed("export/siamese.onnx", "crops/crops.csv", "index")   # doctest: +SKIP
+    >>> len(index), index.manifest["faiss_index"]                                 # doctest: +SKIP
+    (48210, 'Flat')
     """
     images = read_image_list(source, split)  # a bad source fails before a model loads
     kind = index_kind(kind, len(images.paths), out)
@@ -418,6 +424,20 @@ def search(
     FAISS index (default :data:`dsxsd.ann.DEFAULT_CANDIDATES`, at least ``k``) to
     re-rank; ``exact`` scores every entry instead. ``model`` defaults to the model the
     index was made with. Equal scores keep index order.
+
+    ``index`` and ``model`` may be paths, read on each call, or an opened index (what
+    :func:`embed` returns, or :func:`open_index`) and a :class:`Scorer`, read once: for
+    many calls, open them once, or pass all the queries in one list.
+
+    >>> import dsxsd
+    >>> hits = dsxsd.search("index", "query.jpg", k=5)                        # doctest: +SKIP
+    >>> hits[0].path, hits[0].class_name, round(hits[0].score, 2)              # doctest: +SKIP
+    ('/data/crops/cat/0007.png', 'cat', 0.97)
+    >>> index = dsxsd.inference.open_index("index")                           # doctest: +SKIP
+    >>> scorer = dsxsd.Scorer.load("export/siamese.onnx")                      # doctest: +SKIP
+    >>> per_query = dsxsd.search(index, ["a.jpg", "b.jpg"], k=5, model=scorer)  # doctest: +SKIP
+    >>> [len(hits) for hits in per_query]                                      # doctest: +SKIP
+    [5, 5]
     """
     single = isinstance(query, (str, os.PathLike))
     queries = [query] if single else list(query)

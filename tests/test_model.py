@@ -100,3 +100,13 @@ def test_import_dsxsd_loads_neither_tensorflow_nor_pandas():
     code = "import sys, dsxsd; print(sorted(m for m in ('tensorflow', 'pandas', 'keras') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_dsxsd_search_and_embed_load_neither_tensorflow_nor_faiss_nor_onnxruntime_until_called():
+    heavy = "('tensorflow', 'keras', 'faiss', 'onnxruntime', 'pandas')"
+    code = (
+        "import sys, dsxsd; from dsxsd import embed, search, Hit; "
+        f"print(embed.__module__, search.__module__, sorted(m for m in {heavy} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "dsxsd.inference dsxsd.inference []"
