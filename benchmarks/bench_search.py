@@ -193,7 +193,7 @@ def phase(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
 
 
-def measure(entries_n: int, work: Path, *, quick: bool = False, width: float = 0.125, image_size: int = 32,
+def figures(entries_n: int, work: Path, *, quick: bool = False, width: float = 0.125, image_size: int = 32,
             queries: int = 100, exact_queries: int = 20, candidates: int | None = None,
             nprobe: int | None = None, ivf_from: int | None = None, rebuild: bool = True) -> dict:
     if not (work / "base.npy").exists():
@@ -213,6 +213,37 @@ def measure(entries_n: int, work: Path, *, quick: bool = False, width: float = 0
     result["speedup"] = result["exact_p50_ms"] / result["p50_ms"]
     result["targets_met"] = result["recall_at_10"] >= RECALL and result["speedup"] >= SPEEDUP
     return result
+
+
+STAGE = "search"
+QUICK_ENTRIES = 3000
+
+
+def rows_of(result: dict) -> list:
+    """The runner's row (benchmarks/run.py): the approximate search's median query
+    against the exact search's, the recall@10 and its target in the row's words (a row
+    holds one ratio)."""
+    from benchmarks._common import Row
+
+    recall = result["recall_at_10"]
+    what = (
+        f"approximate index ({result['faiss_index']}), {result['entries']:,} entries, "
+        f"{result['candidates'] or 'default'} candidates: recall@10 {recall:.3f} "
+        f"({'met' if recall >= RECALL else 'MISSED'}: >= {RECALL}), {result['peak_rss_mb']:.0f} MB resident"
+    )
+    return [Row(STAGE, what, result["p50_ms"] / 1000, "the exact head search of the same index",
+                result["exact_p50_ms"] / 1000, "speedup", SPEEDUP)]
+
+
+def measure(quick: bool = False) -> list:
+    """The runner's stage: :data:`QUICK_ENTRIES` entries quick (a model of one epoch on
+    200 digits), else 50,000."""
+    with tempfile.TemporaryDirectory(prefix="dsxsd-bench-search-") as tmp:
+        if quick:
+            result = figures(QUICK_ENTRIES, Path(tmp), quick=True, queries=20, exact_queries=20)
+        else:
+            result = figures(50_000, Path(tmp))
+    return rows_of(result)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,11 +274,11 @@ def main(argv: list[str] | None = None) -> None:
                                 args.exact_queries, args.candidates, args.nprobe)))
         return
     if args.quick:
-        args.entries, args.queries, args.exact_queries = min(args.entries, 3000), 20, 20
+        args.entries, args.queries, args.exact_queries = min(args.entries, QUICK_ENTRIES), 20, 20
     with tempfile.TemporaryDirectory(prefix="dsxsd-bench-search-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = measure(args.entries, work, quick=args.quick, width=args.width, image_size=args.image_size,
+        result = figures(args.entries, work, quick=args.quick, width=args.width, image_size=args.image_size,
                          queries=args.queries, exact_queries=args.exact_queries, candidates=args.candidates,
                          nprobe=args.nprobe, ivf_from=args.ivf_from, rebuild=not args.reuse)
     if args.json:

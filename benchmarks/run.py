@@ -47,6 +47,7 @@ STAGES = {
     "train": "model.fit fed by the pipeline against fed from memory; FLOPs, TFLOP/s, GPU peak",
     "frozen": "--freeze-backbone: a head epoch on cached features against the frozen tower run per pair",
     "serve": "dsxsd predict from the exported .onnx against from model.keras; onnxruntime against Keras",
+    "search": "a query of the approximate index (FAISS candidates re-ranked by the head) against the exact search; recall@10",
 }
 
 

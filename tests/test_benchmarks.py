@@ -294,3 +294,27 @@ def test_frozen_benchmark_scales_the_epoch_on_images_from_its_timed_batches():
     assert "3,000 pairs" in speed.what and "features of 900 images computed once in 1.50 s" in speed.what
     assert "100 pairs/s (first 256 pairs timed, scaled to the epoch)" in speed.baseline
     assert ceiling.met is True and bench.rows_of({**result, "head_s": 0.6})[1].met is False
+
+
+def test_search_benchmark_row_puts_the_approximate_query_against_the_exact_one_with_its_recall():
+    bench = importlib.import_module("benchmarks.bench_search")
+    result = {"entries": 50_000, "faiss_index": "Flat", "candidates": None, "recall_at_10": 0.97,
+              "p50_ms": 4.0, "exact_p50_ms": 60.0, "peak_rss_mb": 150.4}
+    (row,) = bench.rows_of(result)
+    assert (row.stage, row.kind, row.target) == ("search", "speedup", 10.0)
+    assert row.ratio == pytest.approx(15.0) and row.met is True
+    assert row.baseline == "the exact head search of the same index"
+    assert row.what == ("approximate index (Flat), 50,000 entries, default candidates: recall@10 0.970 "
+                        "(met: >= 0.95), 150 MB resident")
+    assert "recall@10 0.900 (MISSED: >= 0.95)" in bench.rows_of({**result, "recall_at_10": 0.9})[0].what
+
+
+@pytest.mark.tf
+@pytest.mark.serve
+def test_search_benchmark_quick_measures_recall_and_both_searches():
+    bench = importlib.import_module("benchmarks.bench_search")
+    (row,) = bench.measure(quick=True)
+    assert row.stage == "search" and row.seconds > 0 and row.baseline_s > 0
+    assert f"{bench.QUICK_ENTRIES:,} entries" in row.what
+    recall = float(row.what.split("recall@10 ")[1].split(" ")[0])
+    assert 0.0 <= recall <= 1.0
