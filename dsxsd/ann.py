@@ -172,7 +172,9 @@ def lift(vectors: np.ndarray, norm: float) -> np.ndarray:
 class _Rows:
     """Rows of a float16 ``.npy`` read with plain file reads rather than a memory map:
     pages of a map count as the process's resident memory while they stay cached, and a
-    build reads every row once."""
+    build (or an exact search) reads every row, a search over many queries most of them:
+    9 GB at a million entries of the reference size. Read this way they sit in the
+    system's file cache instead, which is not the process's."""
 
     def __init__(self, path: Path) -> None:
         with open(path, "rb") as stream:
@@ -189,14 +191,31 @@ class _Rows:
         return data.reshape(stop - start, self.shape[1])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (ascending reads the file forward), a run of neighbours in one read."""
+        rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.shape[1]), self.dtype)
+        flat = out.reshape(-1).view(np.uint8)
+        # runs of consecutive rows: one read each
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            for i, row in enumerate(rows):
-                out[i] = np.frombuffer(os.pread(fd, self.row_bytes, self.offset + int(row) * self.row_bytes), self.dtype)
+            for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+                size = int(stop - start) * self.row_bytes
+                data = os.pread(fd, size, self.offset + int(rows[start]) * self.row_bytes)
+                if len(data) != size:
+                    raise DsxsdError("ends before its rows do: embed again", file=self.path)
+                flat[int(start) * self.row_bytes : int(start) * self.row_bytes + size] = np.frombuffer(data, np.uint8)
         finally:
             os.close(fd)
         return out
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        """A block of rows, ``rows[start:stop]`` (the exact search's chunks)."""
+        start, stop, _ = rows.indices(len(self))
+        return self.block(start, max(start, stop))
 
 
 def build_faiss(
@@ -435,9 +454,17 @@ class AnnIndex:
         return out
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """The float32 features of entries ``ids`` (ascending: the memory map's pages are
-        read in file order)."""
-        return np.asarray(self.features, dtype=np.float16)[ids].astype(np.float32)
+        """The float32 features of entries ``ids`` (ascending: the file is read forward),
+        read from the file, not the memory map (:class:`_Rows`)."""
+        return self.reader().take(ids).astype(np.float32)
+
+    def reader(self) -> _Rows:
+        """The features, read by plain file reads (:class:`_Rows`): what a search reads."""
+        cached = self.__dict__.get("_reader")
+        if cached is None:
+            cached = _Rows(self.file / FEATURES)
+            object.__setattr__(self, "_reader", cached)
+        return cached
 
     def __len__(self) -> int:
         return int(self.manifest["count"])

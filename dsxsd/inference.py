@@ -474,7 +474,7 @@ def search_blocks(
         if approximate:
             ranked = _rerank(index, scorer, features, k, wanted)
         else:
-            ranked = _exact(index.features, scorer, features, k)
+            ranked = _exact(index.reader() if isinstance(index, AnnIndex) else index.features, scorer, features, k)
         for path, (ids, scores) in zip(block, ranked):
             yield str(path), [
                 Hit(rank, index.paths[i], index.classes[i], float(s))
@@ -482,13 +482,12 @@ def search_blocks(
             ]
 
 
-def _exact(
-    features: np.ndarray, scorer: Scorer, queries: np.ndarray, k: int,
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def _exact(features: Any, scorer: Scorer, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The head's ``k`` best entries of ``features`` for each of ``queries``, scoring
     every entry: a chunk of entries at a time, each chunk made float32 once for all the
-    queries (a memory-mapped float16 index is never float32 as a whole), keeping each
-    query's best ``k`` so far."""
+    queries (an approximate index's float16 features are never float32, nor in the
+    process's memory, as a whole), keeping each query's best ``k`` so far. ``features``
+    is an array or, for an approximate index, its reader (:meth:`AnnIndex.reader`)."""
     best = [(np.zeros(0, np.int64), np.zeros(0)) for _ in queries]
     for start in range(0, len(features), _EXACT_CHUNK):
         chunk = np.asarray(features[start : start + _EXACT_CHUNK], dtype=np.float32)
@@ -525,7 +524,7 @@ def _rerank(
         scores = np.split(scorer.score(left, np.concatenate([rows for _, rows in found])), np.cumsum(counts)[:-1])
         for query, (ids, _), theirs in zip(queries, found, scores):
             if len(ids) < k:
-                ranked.extend(_exact(index.features, scorer, query[None], k))
+                ranked.extend(_exact(index.reader(), scorer, query[None], k))
             else:
                 ranked.append(_top(theirs, ids, k))
     return ranked
