@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from .errors import require_path
+from .errors import ErrorPolicy, require_path
 from .formats import OnError, get_format, guess_format, read, write
 from .model import AnnotationSet, ImageAnnotation, SkippedFile, classes_in_order
 from .report import nothing_produced, write_skip_report
@@ -68,8 +68,7 @@ def convert(
     :func:`dsxsd.write`; with ``on_error="skip"`` what was skipped is listed in
     ``<output>.skipped.csv`` (an older report is removed when nothing was skipped).
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    ErrorPolicy(on_error)  # a bad value is refused before anything is looked at
     if source is None:
         require_path(input)  # before guessing from it: a typo is not an unknown format
     source = get_format(source or guess_format(input)).name
@@ -241,14 +240,14 @@ def _voc_to_csv_in_pool(
         return None
     images = read_options.get("images")
     image_root = None if images is None else str(images)
-    stop = on_error == "raise"
+    policy = ErrorPolicy(on_error)
+    stop = policy.stops
     full = columns == "full"
     lossy = set(lossy)
     parts = [csv.csv_text((), full)]
     n_images = n_objects = 0
     classes: dict[str, None] = {}
     fields: set[str] = set()
-    skipped: list[SkippedFile] = []
     chunks = _voc_pool.run_in_pool(
         _voc_pool.chunks_of(files, workers), _csv_chunk, (image_root, stop, full, lossy),
         workers, where=input,
@@ -256,15 +255,13 @@ def _voc_to_csv_in_pool(
     with voc._gc_paused(), contextlib.closing(chunks):  # an error raised stops the pool
         for chunk in chunks:
             for file, failure in chunk.failures:
-                error = failure.error()
-                if stop:
-                    raise error
-                skipped.append(SkippedFile(file, error.reason, error.line))
+                policy.failed(failure.error(), file)
             parts.append(chunk.text)
             n_images += chunk.images
             n_objects += chunk.objects
             classes.update(dict.fromkeys(chunk.classes))
             fields.update(chunk.fields)
+    skipped = policy.skipped
     if len(skipped) == len(files):
         raise nothing_produced(output, skipped, "annotations", input)
     _io.write_text(output, "".join(parts), overwrite=overwrite)

@@ -63,7 +63,7 @@ from . import _io
 from ._parallel import Failure as _Failure
 from ._parallel import process_pool, resolve_workers, worker_died
 from ._images import ImageFinder, for_output, open_image
-from .errors import DsxsdError, InvalidValueError, require_path
+from .errors import CropOptionError, DsxsdError, ErrorPolicy, InvalidValueError, UsageError, require_path
 from .model import (
     BOX_OUT_OF_ORDER,  # noqa: F401 - re-exported: the reasons a box is not cut, with those below
     EMPTY_BOX,  # noqa: F401
@@ -103,11 +103,6 @@ ProgressCallback = Callable[[int, int], None]
 PARALLEL_MIN_IMAGES = 128
 
 
-class CropOptionError(ValueError):
-    """An option value that cannot work (an unknown class, a bad ``pad``); the CLI turns it
-    into a usage error (exit code 2)."""
-
-
 # --------------------------------------------------------------------------- options
 
 
@@ -138,25 +133,25 @@ def parse_pad(value: Pad | float | int | str | None) -> Pad:
         if text.endswith("px"):
             number = float(text[:-2])
             if not number.is_integer() or number < 0:
-                raise CropOptionError(f"pad {value!r}: pixels must be a whole number >= 0")
+                raise UsageError(f"pad {value!r}: pixels must be a whole number >= 0")
             return Pad(number, "px")
         if text.endswith("%"):
             number = float(text[:-1]) / 100
         else:
             number = float(text)
             if number > 1:
-                raise CropOptionError(
+                raise UsageError(
                     f"pad {value!r} would be {number:g} times the box on each side; "
                     f"write {text}px for pixels or {number * 100:g}% if you mean it"
                 )
     except ValueError as exc:
-        if isinstance(exc, CropOptionError):
+        if isinstance(exc, UsageError):
             raise
-        raise CropOptionError(
+        raise UsageError(
             f"pad {value!r} is not a fraction (0.1), a percentage (10%) or pixels (8px)"
         ) from None
     if not math.isfinite(number) or number < 0:
-        raise CropOptionError(f"pad {value!r} must be >= 0")
+        raise UsageError(f"pad {value!r} must be >= 0")
     return Pad(number, "fraction")
 
 
@@ -164,7 +159,7 @@ def _parse_ext(ext: str) -> str:
     key = ext.strip().lower().lstrip(".")
     key = "jpg" if key == "jpeg" else key
     if key not in _FORMATS:
-        raise CropOptionError(f"ext {ext!r}: choose jpg or png")
+        raise UsageError(f"ext {ext!r}: choose jpg or png")
     return key
 
 
@@ -499,7 +494,7 @@ def _posix_abs(path: str) -> str:
 def _load(
     annotations: AnnotationSet | str | os.PathLike[str],
     format: str | None,
-    on_error: str,
+    policy: ErrorPolicy,
     workers: int,
 ) -> tuple[AnnotationSet, list[tuple[str | None, bool]]]:
     """The annotation set and, per image, the annotation file to name in errors and
@@ -510,7 +505,7 @@ def _load(
 
     path = Path(annotations)
     fmt = format or guess_format(path)
-    loaded = read(path, fmt, on_error=on_error, workers=workers)
+    loaded = read(path, fmt, on_error=policy, workers=workers)
     files: list[tuple[str | None, bool]] = [(str(path), False)] * len(loaded.images)
     if fmt == "voc":
         xml = _voc_files(path, loaded)
@@ -539,7 +534,7 @@ def _check_paths(out: Path, images: Path, source: Path | None) -> None:
             continue
         path_abs = Path(os.path.abspath(path))
         if path_abs == out_abs or out_abs in path_abs.parents:
-            raise CropOptionError(
+            raise UsageError(
                 f"the output folder {out} holds the {name} {path}; choose another --out"
             )
 
@@ -564,13 +559,14 @@ def _plan(
     skip_difficult: bool,
     skip_truncated: bool,
     ext: str,
-    on_error: str,
+    policy: ErrorPolicy,
 ) -> _Plan:
     """Choose the objects to cut and find their images, grouping objects by the file they
     come from so that each file is decoded once. Images with nothing to cut are not looked
     for: a missing image that is not needed is no error."""
     stems = crop_stems(dataset.images)
-    plan = _Plan([], [], list(dataset.skipped), 0)
+    plan = _Plan([], [], policy.skipped, 0)
+    policy.skipped[:0] = dataset.skipped
     by_source: dict[str, tuple[list[_Cut], list[tuple[int, int | None, int | None, str]]]] = {}
     for index, image in enumerate(dataset.images):
         cuts = []
@@ -596,9 +592,7 @@ def _plan(
                 image.filename, path=image.path, annotation_file=where, per_image_file=per_image
             )
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            plan.skipped_files.append(SkippedFile(exc.file or image.filename, exc.reason, exc.line))
+            policy.failed(exc, exc.file or image.filename)
             plan.skipped_objects.extend(
                 (index, SkippedObject(image.filename, c.object_index, c.label, FAILED_IMAGE))
                 for c in cuts
@@ -618,10 +612,10 @@ def _validate_classes(classes: Iterable[str] | None, known: Sequence[str]) -> li
         classes = classes.split(",")
     wanted = list(dict.fromkeys(c.strip() for c in classes if c.strip()))
     if not wanted:
-        raise CropOptionError("classes is empty; name at least one class")
+        raise UsageError("classes is empty; name at least one class")
     unknown = [c for c in wanted if c not in known]
     if unknown:
-        raise CropOptionError(f"unknown classes {unknown!r}; the annotations have {list(known)!r}")
+        raise UsageError(f"unknown classes {unknown!r}; the annotations have {list(known)!r}")
     return wanted
 
 
@@ -630,7 +624,7 @@ def _whole(name: str, value: Any, low: int, high: int | None = None) -> int:
         high is not None and value > high
     ):
         bounds = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise CropOptionError(f"{name} must be a whole number {bounds}, got {value!r}")
+        raise UsageError(f"{name} must be a whole number {bounds}, got {value!r}")
     return value
 
 
@@ -674,29 +668,28 @@ def crop(
     writes nothing; ``"skip"`` leaves such images out and lists them in
     ``<out>.skipped.csv``. ``out`` must not exist unless ``overwrite``. ``progress(done,
     total)`` is called as source images are finished. Bad option values raise
-    :class:`CropOptionError` (a ``ValueError``). Returns a :class:`CropReport`.
+    :class:`~dsxsd.errors.UsageError` (a ``ValueError``). Returns a :class:`CropReport`.
     """
-    if on_error not in ("raise", "skip"):
-        raise CropOptionError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    policy = ErrorPolicy(on_error)
     pad, ext = parse_pad(pad), _parse_ext(ext)
     min_size = _whole("min_size", min_size, 0)
     quality = _whole("quality", quality, 1, 100)
     workers = resolve_workers(None if workers is None else _whole("workers", workers, 0))
     out, images = Path(out), require_path(images)
     if not images.is_dir():
-        raise CropOptionError(f"images folder {images} is not a folder")
+        raise UsageError(f"images folder {images} is not a folder")
     source = None if isinstance(annotations, AnnotationSet) else require_path(annotations)
     _check_paths(out, images, source)
     _io.check_output(out, overwrite)  # fail before the long work, not after it
 
-    dataset, files = _load(annotations, format, on_error, workers)
+    dataset, files = _load(annotations, format, policy, workers)
     wanted = _validate_classes(classes, dataset.classes)
     _refuse_nul_classes(dataset.classes if wanted is None else wanted, source)
     folders = class_folders(dataset.classes)
     plan = _plan(
         dataset, ImageFinder(images), files=files, folders=folders,
         wanted=wanted, skip_difficult=skip_difficult, skip_truncated=skip_truncated,
-        ext=ext, on_error=on_error,
+        ext=ext, policy=policy,
     )
     settings = _Settings(
         out="", pad=pad, square=square, min_size=min_size, fmt=_FORMATS[ext],
@@ -704,7 +697,7 @@ def crop(
     )
     with _io.atomic_directory(out, overwrite) as tmp:
         rows, warnings = _execute(
-            plan, dataset, replace(settings, out=str(tmp)), workers, on_error, progress
+            plan, dataset, replace(settings, out=str(tmp)), workers, policy, progress
         )
         if not rows and plan.skipped_files:
             # Images not found is the usual cause; annotations that all failed to read
@@ -737,7 +730,7 @@ def _execute(
     dataset: AnnotationSet,
     settings: _Settings,
     workers: int,
-    on_error: str,
+    policy: ErrorPolicy,
     progress: ProgressCallback | None,
 ) -> tuple[list[tuple[Any, ...]], list[str]]:
     """Run the plan's tasks; return the manifest rows in annotation order, and warnings.
@@ -750,12 +743,8 @@ def _execute(
     with _results(plan.tasks, settings, workers) as results:
         for done, (task, result) in enumerate(zip(plan.tasks, results), start=1):
             if result.failure is not None:
-                if on_error == "raise":
-                    raise result.failure.error()
-                failure = result.failure
-                plan.skipped_files.append(
-                    SkippedFile(failure.file or task.source, failure.reason, failure.line)
-                )
+                error = result.failure.error()
+                policy.failed(error, error.file or task.source)
                 result.skipped.extend((cut, FAILED_IMAGE, "") for cut in task.cuts)
             rows.extend(result.rows)
             plan.skipped_objects.extend(

@@ -12,12 +12,13 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional, Union
 
-from ..errors import InvalidAnnotationError, UnknownFormatError, require_path
+from ..errors import ErrorPolicy, InvalidAnnotationError, UnknownFormatError, require_path
 from ..model import AnnotationSet, ImageAnnotation
 
-OnError = Literal["raise", "skip"]
+# ``on_error`` of every reader and stage: a name, or a policy (see ErrorPolicy).
+OnError = Union[Literal["raise", "skip"], ErrorPolicy]
 Reader = Callable[..., AnnotationSet]
 Writer = Callable[..., None]
 
@@ -127,8 +128,7 @@ def read(
     they import the calling script afresh, which a script without an
     ``if __name__ == "__main__":`` guard does not survive, as with :mod:`multiprocessing`.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    ErrorPolicy(on_error)  # a bad value is refused before the path is looked at
     path = require_path(path)  # before guessing: a typo is not an unknown format
     fmt = get_format(format or guess_format(path))
     if fmt.reader is None:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Literal
 
 from .. import _io
 from ..errors import (
+    ErrorPolicy,
     DsxsdError,
     InvalidValueError,
     MalformedFileError,
@@ -36,7 +37,6 @@ from ..model import (
     BBox,
     ImageAnnotation,
     ObjectAnnotation,
-    SkippedFile,
 )
 from . import Format, OnError
 
@@ -219,17 +219,17 @@ def read_csv(
     width, index, rows = _open(path)
     positions = [index.get(name, -1) for name in FULL_COLUMNS]
     images: dict[str, _Image] = {}
-    skipped: list[SkippedFile] = []
+    policy = ErrorPolicy(on_error)
     for start, row in rows:
         try:
             _add_row(images, row, positions, width, path, start)
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
             filename = _filename_of(row, index)
             if not filename.strip():
-                skipped.append(SkippedFile(str(path), exc.reason, start))
+                policy.failed(exc, path, line=start)
                 continue
+            if policy.stops:
+                raise
             image = images.setdefault(filename, _Image(filename, start))
             if image.error is None:
                 image.error = exc
@@ -237,14 +237,14 @@ def read_csv(
     result = []
     for image in images.values():
         if image.error is not None:
-            skipped.append(SkippedFile(str(path), image.error.reason, image.error.line))
+            policy.failed(image.error, path)
             continue
         result.append(
             ImageAnnotation(
                 image.filename, image.width, image.height, image.depth, image.objects
             )
         )
-    skipped.sort(key=lambda item: item.line or 0)
+    skipped = sorted(policy.skipped, key=lambda item: item.line or 0)
     return AnnotationSet(result, skipped=skipped)
 
 

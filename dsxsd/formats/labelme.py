@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DsxsdError, InvalidValueError, MalformedFileError, MissingFieldError
+from ..errors import DsxsdError, ErrorPolicy, InvalidValueError, MalformedFileError, MissingFieldError
 from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
 from . import Format, OnError
 from .json import parse_document
@@ -102,18 +102,16 @@ def read_labelme(
     """Read a labelme file or a folder of them (sorted by name)."""
     path = Path(path)
     files = sorted(p for p in path.glob("*.json") if not p.name.startswith("._")) if path.is_dir() else [path]
-    images, skipped = [], []
+    images, policy = [], ErrorPolicy(on_error)
     for file in files:
         try:
             image, left_out = read_file(file, shapes_as_boxes=shapes_as_boxes)
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedFile(str(file), str(exc)))
+            policy.failed(exc, file, reason=str(exc))
             continue
         images.append(image)
-        skipped.extend(left_out)
-    return AnnotationSet(images, skipped=skipped)
+        policy.skipped.extend(left_out)
+    return AnnotationSet(images, skipped=policy.skipped)
 
 
 def _sniff(path: Path) -> bool:

@@ -48,6 +48,7 @@ from lxml import etree
 from .. import _io
 from ..errors import (
     DsxsdError,
+    ErrorPolicy,
     InvalidAnnotationError,
     InvalidValueError,
     MissingFieldError,
@@ -58,7 +59,6 @@ from ..model import (
     BBox,
     ImageAnnotation,
     ObjectAnnotation,
-    SkippedFile,
 )
 from . import Format, OnError, _labelimg, _voc_pool, _xml, file_per_image
 
@@ -101,23 +101,21 @@ def read_voc(
     workers = resolve_workers(workers)
     image_root = None if images is None else str(images)
     files = _annotation_names(path)
+    policy = ErrorPolicy(on_error)
     if workers > 1 and len(files) >= _voc_pool.min_files():
-        outcomes = _voc_pool.read_in_pool(files, image_root, workers, stop=on_error == "raise")
+        outcomes = _voc_pool.read_in_pool(files, image_root, workers, stop=policy.stops)
     else:
         outcomes = _read_here(files, image_root)
     items: list[ImageAnnotation] = []
-    skipped: list[SkippedFile] = []
     with _gc_paused(), contextlib.closing(outcomes):
         for file, outcome in zip(files, outcomes):
             if isinstance(outcome, Failure):
                 outcome = outcome.error()
             if isinstance(outcome, DsxsdError):
-                if on_error == "raise":
-                    raise outcome
-                skipped.append(SkippedFile(str(file), outcome.reason, outcome.line))
+                policy.failed(outcome, file)
             else:
                 items.append(_image_of(outcome))
-    return AnnotationSet(tuple(items), skipped=tuple(skipped))
+    return AnnotationSet(tuple(items), skipped=tuple(policy.skipped))
 
 
 def _read_here(files: list[str], images: str | None) -> Iterator[Any]:

@@ -53,13 +53,14 @@ from typing import TYPE_CHECKING
 from .. import _io
 from ..errors import (
     DsxsdError,
+    ErrorPolicy,
     ImageDecodeError,
     InvalidAnnotationError,
     InvalidValueError,
     MalformedFileError,
     MissingImageError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError, file_per_image
 from .csv import decode_text, parse_number
 from .lines import read_classes
@@ -365,15 +366,13 @@ def read_yolo(
     folders = image_folders(folder, None if images is None else Path(images))
     finder = _StemFinder()
     items: list[ImageAnnotation] = []
-    skipped: list[SkippedFile] = []
+    policy = ErrorPolicy(on_error)
     for file in files:
         try:
             items.append(_read_file(file, class_names, keypoints, folders, finder))
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedFile(str(file), exc.reason, exc.line))
-    return AnnotationSet(tuple(items), class_names, skipped=tuple(skipped))
+            policy.failed(exc, file)
+    return AnnotationSet(tuple(items), class_names, skipped=tuple(policy.skipped))
 
 
 def _read_file(
