@@ -33,7 +33,7 @@ How a box becomes a crop, in this order:
 
 Each source image is found once (:mod:`dsxsd._images`), decoded once however many objects
 it holds (also when several annotations name the same file), and the work is spread over
-a process pool (:mod:`dsxsd._parallel`; every core by default, one process for a few
+worker processes (:mod:`dsxsd._engine`; every core by default, one process for a few
 images); serial and parallel runs write the same bytes. Output
 goes to a temporary folder renamed into place at the end, so a failed run leaves no
 manifest that lists missing files.
@@ -52,7 +52,6 @@ import math
 import os
 import unicodedata
 from collections import Counter, defaultdict
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
@@ -60,8 +59,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 from PIL import Image
 
 from . import _io
-from ._parallel import Failure as _Failure
-from ._parallel import process_pool, resolve_workers, worker_died
+from ._engine import Failure as _Failure
+from ._engine import chunks_of, resolve_workers, run_chunks
 from ._images import ImageFinder, for_output, open_image
 from .errors import CropOptionError, DsxsdError, ErrorPolicy, InvalidValueError, UsageError, require_path
 from .model import (
@@ -96,11 +95,12 @@ _MAX_NAME_BYTES = 120
 
 ProgressCallback = Callable[[int, int], None]
 
-# Fewer source images than this are cut in this process. A first pool of workers took
-# 0.35-0.6 s to start on 2 cores (each worker imports Pillow and numpy); a 640x480 JPEG
-# with five objects takes 4-7 ms to decode and cut, of which a second core saves half,
-# so the pool pays for itself from about 100-200 images.
+# Fewer source images than this are cut in this process: a first pool's workers import
+# Pillow and numpy before they cut anything, which a few images do not repay (the
+# figures are in benchmarks/README.md).
 PARALLEL_MIN_IMAGES = 128
+# Source images per chunk handed to a worker.
+_CHUNK_IMAGES = (1, 16)
 
 
 # --------------------------------------------------------------------------- options
@@ -480,8 +480,8 @@ def _write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _cut_task_star(args: tuple[_Task, _Settings]) -> _Result:
-    return _cut_task(*args)
+def _cut_chunk(tasks: list[_Task], settings: _Settings) -> list[_Result]:
+    return [_cut_task(task, settings) for task in tasks]
 
 
 def _posix_abs(path: str) -> str:
@@ -518,9 +518,9 @@ def _voc_files(path: Path, loaded: AnnotationSet) -> list[Path] | None:
     """The ``.xml`` file of each image read from a VOC folder, by the reader's documented
     listing rule (top-level ``*.xml`` sorted by name, ``._*`` ignored, skipped files left
     out); ``None`` where the count does not match, so a wrong file is never named."""
-    from .formats.voc import _annotation_files
+    from .formats.voc import annotation_files
 
-    candidates = _annotation_files(path)
+    candidates = annotation_files(path)
     skipped = {item.file for item in loaded.skipped}
     files = [file for file in candidates if str(file) not in skipped]
     return files if len(files) == len(loaded.images) else None
@@ -767,23 +767,19 @@ def _results(work: list[_Task], settings: _Settings, workers: int) -> Iterator[I
     On leaving early (an error), work not started is cancelled and running work waited
     for, so no worker writes into the output folder after it is cleaned up.
     """
-    workers = min(workers, len(work))
+    where = ""
     if workers <= 1 or len(work) < PARALLEL_MIN_IMAGES:
-        yield (_cut_task(task, settings) for task in work)
-        return
-    chunksize = max(1, min(16, len(work) // (workers * 4)))
-    pool = process_pool(workers)
-    try:
-        yield pool.map(_cut_task_star, [(task, settings) for task in work], chunksize=chunksize)
-    except BrokenProcessPool:
-        pool.shutdown(wait=True, cancel_futures=True)
+        workers, chunks = 1, [[task] for task in work]
+    else:
+        chunks = chunks_of(work, workers, _CHUNK_IMAGES)
         # Absolute paths: commonpath refuses a mix of relative and absolute ones.
         where = os.path.commonpath([os.path.dirname(os.path.abspath(t.source)) for t in work])
-        raise worker_died("cutting crops", where) from None
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    results = run_chunks(
+        chunks, _cut_chunk, (settings,), workers, where=where, doing="cutting crops",
+        wait_on_exit=True,
+    )
+    with contextlib.closing(results):
+        yield (result for chunk in results for result in chunk)
 
 
 def _size_warnings(task: _Task, size: tuple[int, int] | None) -> list[str]:

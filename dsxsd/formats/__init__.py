@@ -35,9 +35,12 @@ class Format:
     atomically (see :mod:`dsxsd._io`). ``suffixes`` are what a path ends with for the format
     to be guessed from it (``"/"`` for a folder); ``sniff``, where several formats share a
     suffix, tells whether a given path is this format. ``lossy`` names what the format
-    cannot hold (sizes, flags...), for warnings and for the contract tests. A
-    ``parallel`` reader takes ``workers`` (a folder of per-image files read by several
-    processes).
+    cannot hold (sizes, flags...), for warnings and for the contract tests.
+
+    A folder-of-files format (one file per image) gives ``files``, how the engine reads
+    it (:class:`dsxsd._engine.FileFormat`); its reader takes ``workers``. A format whose
+    output can be made of parts written side by side (a CSV's rows) gives ``parts``
+    (:class:`Parts`), which ``convert`` runs in the workers that read the input.
     """
 
     name: str
@@ -48,7 +51,20 @@ class Format:
     output_is_dir: bool = False
     sniff: Optional[Callable[[Path], bool]] = None
     lossy: tuple[str, ...] = ()
-    parallel: bool = False
+    files: Optional[Any] = None  # a dsxsd._engine.FileFormat
+    parts: Optional["Parts"] = None
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A writer in parts: ``check(**options)`` refuses options the writer refuses;
+    ``encode(images, **options)`` is the part of ``images`` (run in a worker: a plain,
+    picklable value); ``join(parts, path, classes, *, overwrite, **options)`` writes the
+    whole output atomically, as the writer would have written it."""
+
+    check: Callable[..., None]
+    encode: Callable[..., Any]
+    join: Callable[..., None]
 
 
 _registry: dict[str, Format] = {}
@@ -133,10 +149,10 @@ def read(
     fmt = get_format(format or guess_format(path))
     if fmt.reader is None:
         raise UnknownFormatError(f"format {fmt.name!r} cannot be read")
-    if fmt.parallel:
+    if fmt.files is not None:
         options["workers"] = workers
     else:
-        from .._parallel import resolve_workers
+        from .._engine import resolve_workers
 
         resolve_workers(workers)  # a bad value is refused for every format alike
     return fmt.reader(path, on_error=on_error, **options)
@@ -198,6 +214,7 @@ def file_per_image(
 __all__ = [
     "Format",
     "OnError",
+    "Parts",
     "file_per_image",
     "format_names",
     "get_format",

@@ -38,7 +38,7 @@ from ..model import (
     ImageAnnotation,
     ObjectAnnotation,
 )
-from . import Format, OnError
+from . import Format, OnError, Parts
 
 BASIC_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 FULL_COLUMNS = BASIC_COLUMNS + ("depth", "difficult", "truncated", "pose")
@@ -99,9 +99,26 @@ def write_csv(
 ) -> None:
     """Write one row per object; with the full columns, one row with an empty class for
     each image without objects (the basic columns write none, as ``xml_to_csv.py``)."""
+    _check(columns)
+    _io.write_text(path, csv_text(annotations.images, columns == "full"), overwrite=overwrite)
+
+
+def _check(columns: Columns = "full") -> None:
     if columns not in ("full", "basic"):
         raise ValueError(f"columns must be 'full' or 'basic', got {columns!r}")
-    _io.write_text(path, csv_text(annotations.images, columns == "full"), overwrite=overwrite)
+
+
+def _part(images: Iterable[ImageAnnotation], columns: Columns = "full") -> str:
+    """The rows of ``images`` without the header: a part of the file (see ``Parts``)."""
+    return csv_text(images, columns == "full", header=False)
+
+
+def _join(
+    parts: Iterable[str], path: str | os.PathLike[str], classes: Any, *,
+    overwrite: bool = False, columns: Columns = "full",
+) -> None:
+    """The file :func:`write_csv` writes, from the rows of its images in parts."""
+    _io.write_text(path, csv_text((), columns == "full") + "".join(parts), overwrite=overwrite)
 
 
 def csv_text(images: Iterable[ImageAnnotation], full: bool, header: bool = True) -> str:
@@ -457,6 +474,7 @@ FORMAT = Format(
     suffixes=(".csv",),
     sniff=_sniff,
     lossy=("folder", "path", "occluded", "attributes", "classes"),
+    parts=Parts(check=_check, encode=_part, join=_join),
 )
 
 __all__ = [

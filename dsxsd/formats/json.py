@@ -240,9 +240,10 @@ def _validator():
     return Draft202012Validator(load_schema("annotations"))
 
 
-def parse_document(path: Path) -> Any:
-    """Parse the file's JSON; syntax errors name the line and column."""
-    text = decode_text(path.read_bytes(), path)
+def parse_document(path: Path, data: bytes | None = None) -> Any:
+    """Parse the file's JSON (``data``: its bytes, read already); syntax errors name the
+    line and column."""
+    text = decode_text(path.read_bytes() if data is None else data, path)
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
