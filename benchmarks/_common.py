@@ -193,7 +193,7 @@ def accelerator_name() -> str | None:
 
 
 def cores() -> int:
-    from dsxsd._parallel import available_cores
+    from dsxsd._engine import available_cores
 
     return available_cores()
 

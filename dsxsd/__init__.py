@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     DsxsdError,
+    ErrorPolicy,
     HostileInputError,
     InvalidAnnotationError,
     InvalidValueError,
@@ -28,6 +29,7 @@ from .errors import (
     SettingError,
     SettingWarning,
     UnknownFormatError,
+    UsageError,
     WorkerProcessError,
 )
 from .formats import format_names, get_format, guess_format, read, write
@@ -90,6 +92,7 @@ __all__ = [
     "ConvertReport",
     "CropReport",
     "DsxsdError",
+    "ErrorPolicy",
     "ExportInfo",
     "Hit",
     "HostileInputError",
@@ -114,6 +117,7 @@ __all__ = [
     "SettingWarning",
     "SkippedFile",
     "UnknownFormatError",
+    "UsageError",
     "WorkerProcessError",
     "convert",
     "crop",

@@ -2,28 +2,23 @@
 
 What ``dsxsd convert`` runs: read the input, write the output, name what the target
 format cannot hold (only what the input really uses), and write the skip report beside
-the output. Any pair of the registry goes through :func:`dsxsd.read` and
-:func:`dsxsd.write`.
-
-A large VOC folder to CSV (the TF Object Detection API's ``xml_to_csv`` job) is the one
-pair with a path of its own: each worker process turns its chunk of files into CSV rows
-itself (the VOC reader's and the CSV writer's own code, run on the chunk) and sends back
-text, which this process joins behind the header. Read, then written, the whole dataset
-would have to be rebuilt in this process from what the workers sent, object by object
-(a third of a file's read cost), and written from here: a serial part that left two
-cores 1.1-1.3x faster than one. The file, the counts, the lost fields, the skipped list
-and the error raised are what reading and writing give (the tests compare both).
+the output. Every pair of formats goes the same way. A folder of per-image files is read
+by the engine (:mod:`dsxsd._engine`), chunk by chunk, on worker processes where the
+folder is large; each chunk's images are summarised (counts, classes, the fields in use)
+where they were read, and encoded there too where the target format writes in parts
+(:class:`~dsxsd.formats.Parts`, a CSV's rows), so that this process only joins the parts:
+rebuilding every image here from what the workers sent would be a serial part as long as
+the reading. Any other target is written from the images, as :func:`dsxsd.write` writes.
+An input that is one file is read whole, as one chunk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from .errors import require_path
+from .errors import ErrorPolicy, require_path
 from .formats import OnError, get_format, guess_format, read, write
 from .model import AnnotationSet, ImageAnnotation, SkippedFile, classes_in_order
 from .report import nothing_produced, write_skip_report
@@ -68,28 +63,46 @@ def convert(
     :func:`dsxsd.write`; with ``on_error="skip"`` what was skipped is listed in
     ``<output>.skipped.csv`` (an older report is removed when nothing was skipped).
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    policy = ErrorPolicy(on_error)  # a bad value is refused before anything is looked at
     if source is None:
         require_path(input)  # before guessing from it: a typo is not an unknown format
-    source = get_format(source or guess_format(input)).name
-    target = get_format(target or guess_format(output, for_writing=True)).name
+    source_format = get_format(source or guess_format(input))
+    target_format = get_format(target or guess_format(output, for_writing=True))
+    source, target = source_format.name, target_format.name
     read_options, write_options = dict(read_options or {}), dict(write_options or {})
-    lossy = _lossy(target, write_options)
-    done = None
-    if source == "voc" and target == "csv":
-        done = _voc_to_csv_in_pool(
-            Path(input), Path(output), on_error, workers, overwrite, read_options, write_options, lossy
+    lossy = set(_lossy(target, write_options))
+    parts = target_format.parts
+    if parts is not None:
+        parts.check(**write_options)  # before the long work, as the writer would
+    encode = None if parts is None else (parts.encode, write_options)
+    summary = _Summary()
+    if source_format.files is not None:
+        from ._engine import map_folder, resolve_workers
+
+        workers = resolve_workers(workers)
+        path = require_path(input)
+        folder = source_format.files.open(path, **read_options)
+        chunks = map_folder(
+            source, folder, policy, workers, where=path,
+            keep=parts is None, finish=_summarise, finish_args=(lossy, encode),
         )
-    if done is None:
-        annotations = read(input, source, on_error=on_error, workers=workers, **read_options)
-        if annotations.skipped and not annotations.images:
-            raise nothing_produced(output, annotations.skipped, "annotations", input)
+        for chunk in chunks:
+            summary.add(chunk.value, chunk.images)
+        classes, skipped, annotations = folder.classes, policy.skipped, None
+    else:
+        annotations = read(input, source, on_error=policy, workers=workers, **read_options)
+        summary.add(_summarise(annotations.images, lossy, encode), None)
+        classes, skipped = annotations.classes, list(annotations.skipped)
+    if skipped and not summary.read:
+        raise nothing_produced(output, skipped, "annotations", input)
+    classes = tuple(summary.labels) if classes is None else tuple(classes)
+    if parts is not None:
+        parts.join(summary.parts, output, classes, overwrite=overwrite, **write_options)
+    else:
+        if annotations is None:
+            annotations = AnnotationSet(summary.images, classes)
         write(annotations, output, target, overwrite=overwrite, **write_options)
-        done = _Converted(
-            _images_written(annotations.images, lossy), annotations.num_objects,
-            annotations.classes, annotations.skipped, tuple(lost_fields(annotations, lossy)),
-        )
+    done = _Converted(summary.written, summary.objects, classes, skipped, summary.lost(classes, lossy))
     report = write_skip_report(output, done.skipped)
     return ConvertReport(
         source, target, str(input), str(output), done.images, done.objects, len(done.classes),
@@ -201,102 +214,60 @@ def _names_another_file(image: ImageAnnotation) -> bool:
     return name(image.path) != name(image.filename)
 
 
-# ------------------------------------------------------------ VOC to CSV in a pool
+# ------------------------------------------------------------ chunks
 
-class _CsvChunk(NamedTuple):
-    """What one chunk of VOC files gave, as CSV rows and what the summary needs."""
 
-    text: str
-    images: int
+class _Part(NamedTuple):
+    """What one chunk of images gave: the target's part (where it writes in parts) and
+    what the summary needs."""
+
+    data: Any
+    read: int
+    written: int
     objects: int
-    classes: tuple[str, ...]
+    labels: tuple[str, ...]
     fields: list[str]  # see _fields_used
-    failures: list[tuple[str, Any]]  # (file, Failure), in file order
 
 
-def _voc_to_csv_in_pool(
-    input: Path,
-    output: Path,
-    on_error: OnError,
-    workers: int | None,
-    overwrite: bool,
-    read_options: dict[str, Any],
-    write_options: dict[str, Any],
-    lossy: Sequence[str],
-) -> _Converted | None:
-    """The conversion, where the folder is large enough for workers; else ``None`` (the
-    caller reads and writes). Options either side does not know go to the caller too,
-    whose reader or writer refuses them as it always does."""
-    from . import _io
-    from ._parallel import resolve_workers
-    from .formats import _voc_pool, csv, voc
-
-    workers = resolve_workers(workers)
-    columns = write_options.get("columns", "full")
-    if (workers < 2 or not input.is_dir() or set(read_options) - {"images"}
-            or set(write_options) - {"columns"} or columns not in ("full", "basic")):
-        return None
-    files = voc._annotation_names(input)
-    if len(files) < _voc_pool.min_files():
-        return None
-    images = read_options.get("images")
-    image_root = None if images is None else str(images)
-    stop = on_error == "raise"
-    full = columns == "full"
-    lossy = set(lossy)
-    parts = [csv.csv_text((), full)]
-    n_images = n_objects = 0
-    classes: dict[str, None] = {}
-    fields: set[str] = set()
-    skipped: list[SkippedFile] = []
-    chunks = _voc_pool.run_in_pool(
-        _voc_pool.chunks_of(files, workers), _csv_chunk, (image_root, stop, full, lossy),
-        workers, where=input,
+def _summarise(
+    images: Sequence[ImageAnnotation], lossy: set[str], encode: tuple[Any, dict[str, Any]] | None
+) -> _Part:
+    """Runs where the chunk was read (a worker, or this process)."""
+    data = None if encode is None else encode[0](images, **encode[1])
+    return _Part(
+        data, len(images), _images_written(images, lossy),
+        sum(len(image.objects) for image in images), classes_in_order(images),
+        _fields_used(images, lossy),
     )
-    with voc._gc_paused(), contextlib.closing(chunks):  # an error raised stops the pool
-        for chunk in chunks:
-            for file, failure in chunk.failures:
-                error = failure.error()
-                if stop:
-                    raise error
-                skipped.append(SkippedFile(file, error.reason, error.line))
-            parts.append(chunk.text)
-            n_images += chunk.images
-            n_objects += chunk.objects
-            classes.update(dict.fromkeys(chunk.classes))
-            fields.update(chunk.fields)
-    if len(skipped) == len(files):
-        raise nothing_produced(output, skipped, "annotations", input)
-    _io.write_text(output, "".join(parts), overwrite=overwrite)
-    # Classes come from the labels read, so none is without objects.
-    lost = tuple(name for name in _FIELD_ORDER if name in fields)
-    return _Converted(n_images, n_objects, tuple(classes), skipped, lost)
 
 
-def _csv_chunk(
-    files: list[str], images: str | None, stop: bool, full: bool, lossy: set[str]
-) -> _CsvChunk:
-    """Runs in a worker (and in this process for its own chunks): the files read as
-    ``read_voc`` reads them, written as ``write_csv`` writes them, less the header."""
-    from ._parallel import Failure
-    from .formats import _voc_pool, csv, voc
+class _Summary:
+    """The chunks' parts and counts, joined in chunk order."""
 
-    parsed: list[ImageAnnotation] = []
-    failures: list[tuple[str, Any]] = []
-    with voc._gc_paused():
-        for file, outcome in zip(files, _voc_pool._read_chunk(files, images, stop)):
-            if isinstance(outcome, Failure):
-                failures.append((file, outcome))
-            else:
-                parsed.append(voc._image_of(outcome))
-        return _CsvChunk(
-            csv.csv_text(parsed, full, header=False),
-            _images_written(parsed, lossy),
-            sum(len(image.objects) for image in parsed),
-            classes_in_order(parsed),
-            _fields_used(parsed, lossy),
-            failures,
-        )
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.images: list[ImageAnnotation] = []
+        self.read = self.written = self.objects = 0
+        self.labels: dict[str, None] = {}
+        self.fields: set[str] = set()
+
+    def add(self, part: _Part, images: Sequence[ImageAnnotation] | None) -> None:
+        self.parts.append(part.data)
+        if images is not None:
+            self.images.extend(images)
+        self.read += part.read
+        self.written += part.written
+        self.objects += part.objects
+        self.labels.update(dict.fromkeys(part.labels))
+        self.fields.update(part.fields)
+
+    def lost(self, classes: Sequence[str], lossy: set[str]) -> tuple[str, ...]:
+        """:func:`lost_fields` of everything read, from the chunks' summaries."""
+        lost = [name for name in _FIELD_ORDER if name in self.fields]
+        unused = set(classes) - set(self.labels)
+        if "classes" in lossy and unused:
+            lost.append(f"classes without objects ({', '.join(sorted(unused))})")
+        return tuple(lost)
 
 
 __all__ = ["ConvertReport", "convert", "lost_fields"]

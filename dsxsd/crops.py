@@ -33,7 +33,7 @@ How a box becomes a crop, in this order:
 
 Each source image is found once (:mod:`dsxsd._images`), decoded once however many objects
 it holds (also when several annotations name the same file), and the work is spread over
-a process pool (:mod:`dsxsd._parallel`; every core by default, one process for a few
+worker processes (:mod:`dsxsd._engine`; every core by default, one process for a few
 images); serial and parallel runs write the same bytes. Output
 goes to a temporary folder renamed into place at the end, so a failed run leaves no
 manifest that lists missing files.
@@ -52,7 +52,6 @@ import math
 import os
 import unicodedata
 from collections import Counter, defaultdict
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
@@ -60,10 +59,10 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 from PIL import Image
 
 from . import _io
-from ._parallel import Failure as _Failure
-from ._parallel import process_pool, resolve_workers, worker_died
+from ._engine import Failure as _Failure
+from ._engine import chunks_of, resolve_workers, run_chunks
 from ._images import ImageFinder, for_output, open_image
-from .errors import DsxsdError, InvalidValueError, require_path
+from .errors import CropOptionError, DsxsdError, ErrorPolicy, InvalidValueError, UsageError, require_path
 from .model import (
     BOX_OUT_OF_ORDER,  # noqa: F401 - re-exported: the reasons a box is not cut, with those below
     EMPTY_BOX,  # noqa: F401
@@ -96,16 +95,12 @@ _MAX_NAME_BYTES = 120
 
 ProgressCallback = Callable[[int, int], None]
 
-# Fewer source images than this are cut in this process. A first pool of workers took
-# 0.35-0.6 s to start on 2 cores (each worker imports Pillow and numpy); a 640x480 JPEG
-# with five objects takes 4-7 ms to decode and cut, of which a second core saves half,
-# so the pool pays for itself from about 100-200 images.
+# Fewer source images than this are cut in this process: a first pool's workers import
+# Pillow and numpy before they cut anything, which a few images do not repay (the
+# figures are in benchmarks/README.md).
 PARALLEL_MIN_IMAGES = 128
-
-
-class CropOptionError(ValueError):
-    """An option value that cannot work (an unknown class, a bad ``pad``); the CLI turns it
-    into a usage error (exit code 2)."""
+# Source images per chunk handed to a worker.
+_CHUNK_IMAGES = (1, 16)
 
 
 # --------------------------------------------------------------------------- options
@@ -138,25 +133,25 @@ def parse_pad(value: Pad | float | int | str | None) -> Pad:
         if text.endswith("px"):
             number = float(text[:-2])
             if not number.is_integer() or number < 0:
-                raise CropOptionError(f"pad {value!r}: pixels must be a whole number >= 0")
+                raise UsageError(f"pad {value!r}: pixels must be a whole number >= 0")
             return Pad(number, "px")
         if text.endswith("%"):
             number = float(text[:-1]) / 100
         else:
             number = float(text)
             if number > 1:
-                raise CropOptionError(
+                raise UsageError(
                     f"pad {value!r} would be {number:g} times the box on each side; "
                     f"write {text}px for pixels or {number * 100:g}% if you mean it"
                 )
     except ValueError as exc:
-        if isinstance(exc, CropOptionError):
+        if isinstance(exc, UsageError):
             raise
-        raise CropOptionError(
+        raise UsageError(
             f"pad {value!r} is not a fraction (0.1), a percentage (10%) or pixels (8px)"
         ) from None
     if not math.isfinite(number) or number < 0:
-        raise CropOptionError(f"pad {value!r} must be >= 0")
+        raise UsageError(f"pad {value!r} must be >= 0")
     return Pad(number, "fraction")
 
 
@@ -164,7 +159,7 @@ def _parse_ext(ext: str) -> str:
     key = ext.strip().lower().lstrip(".")
     key = "jpg" if key == "jpeg" else key
     if key not in _FORMATS:
-        raise CropOptionError(f"ext {ext!r}: choose jpg or png")
+        raise UsageError(f"ext {ext!r}: choose jpg or png")
     return key
 
 
@@ -485,8 +480,8 @@ def _write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _cut_task_star(args: tuple[_Task, _Settings]) -> _Result:
-    return _cut_task(*args)
+def _cut_chunk(tasks: list[_Task], settings: _Settings) -> list[_Result]:
+    return [_cut_task(task, settings) for task in tasks]
 
 
 def _posix_abs(path: str) -> str:
@@ -499,7 +494,7 @@ def _posix_abs(path: str) -> str:
 def _load(
     annotations: AnnotationSet | str | os.PathLike[str],
     format: str | None,
-    on_error: str,
+    policy: ErrorPolicy,
     workers: int,
 ) -> tuple[AnnotationSet, list[tuple[str | None, bool]]]:
     """The annotation set and, per image, the annotation file to name in errors and
@@ -510,7 +505,7 @@ def _load(
 
     path = Path(annotations)
     fmt = format or guess_format(path)
-    loaded = read(path, fmt, on_error=on_error, workers=workers)
+    loaded = read(path, fmt, on_error=policy, workers=workers)
     files: list[tuple[str | None, bool]] = [(str(path), False)] * len(loaded.images)
     if fmt == "voc":
         xml = _voc_files(path, loaded)
@@ -523,9 +518,9 @@ def _voc_files(path: Path, loaded: AnnotationSet) -> list[Path] | None:
     """The ``.xml`` file of each image read from a VOC folder, by the reader's documented
     listing rule (top-level ``*.xml`` sorted by name, ``._*`` ignored, skipped files left
     out); ``None`` where the count does not match, so a wrong file is never named."""
-    from .formats.voc import _annotation_files
+    from .formats.voc import annotation_files
 
-    candidates = _annotation_files(path)
+    candidates = annotation_files(path)
     skipped = {item.file for item in loaded.skipped}
     files = [file for file in candidates if str(file) not in skipped]
     return files if len(files) == len(loaded.images) else None
@@ -539,7 +534,7 @@ def _check_paths(out: Path, images: Path, source: Path | None) -> None:
             continue
         path_abs = Path(os.path.abspath(path))
         if path_abs == out_abs or out_abs in path_abs.parents:
-            raise CropOptionError(
+            raise UsageError(
                 f"the output folder {out} holds the {name} {path}; choose another --out"
             )
 
@@ -564,13 +559,14 @@ def _plan(
     skip_difficult: bool,
     skip_truncated: bool,
     ext: str,
-    on_error: str,
+    policy: ErrorPolicy,
 ) -> _Plan:
     """Choose the objects to cut and find their images, grouping objects by the file they
     come from so that each file is decoded once. Images with nothing to cut are not looked
     for: a missing image that is not needed is no error."""
     stems = crop_stems(dataset.images)
-    plan = _Plan([], [], list(dataset.skipped), 0)
+    plan = _Plan([], [], policy.skipped, 0)
+    policy.skipped[:0] = dataset.skipped
     by_source: dict[str, tuple[list[_Cut], list[tuple[int, int | None, int | None, str]]]] = {}
     for index, image in enumerate(dataset.images):
         cuts = []
@@ -596,9 +592,7 @@ def _plan(
                 image.filename, path=image.path, annotation_file=where, per_image_file=per_image
             )
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            plan.skipped_files.append(SkippedFile(exc.file or image.filename, exc.reason, exc.line))
+            policy.failed(exc, exc.file or image.filename)
             plan.skipped_objects.extend(
                 (index, SkippedObject(image.filename, c.object_index, c.label, FAILED_IMAGE))
                 for c in cuts
@@ -618,10 +612,10 @@ def _validate_classes(classes: Iterable[str] | None, known: Sequence[str]) -> li
         classes = classes.split(",")
     wanted = list(dict.fromkeys(c.strip() for c in classes if c.strip()))
     if not wanted:
-        raise CropOptionError("classes is empty; name at least one class")
+        raise UsageError("classes is empty; name at least one class")
     unknown = [c for c in wanted if c not in known]
     if unknown:
-        raise CropOptionError(f"unknown classes {unknown!r}; the annotations have {list(known)!r}")
+        raise UsageError(f"unknown classes {unknown!r}; the annotations have {list(known)!r}")
     return wanted
 
 
@@ -630,7 +624,7 @@ def _whole(name: str, value: Any, low: int, high: int | None = None) -> int:
         high is not None and value > high
     ):
         bounds = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise CropOptionError(f"{name} must be a whole number {bounds}, got {value!r}")
+        raise UsageError(f"{name} must be a whole number {bounds}, got {value!r}")
     return value
 
 
@@ -674,29 +668,28 @@ def crop(
     writes nothing; ``"skip"`` leaves such images out and lists them in
     ``<out>.skipped.csv``. ``out`` must not exist unless ``overwrite``. ``progress(done,
     total)`` is called as source images are finished. Bad option values raise
-    :class:`CropOptionError` (a ``ValueError``). Returns a :class:`CropReport`.
+    :class:`~dsxsd.errors.UsageError` (a ``ValueError``). Returns a :class:`CropReport`.
     """
-    if on_error not in ("raise", "skip"):
-        raise CropOptionError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    policy = ErrorPolicy(on_error)
     pad, ext = parse_pad(pad), _parse_ext(ext)
     min_size = _whole("min_size", min_size, 0)
     quality = _whole("quality", quality, 1, 100)
     workers = resolve_workers(None if workers is None else _whole("workers", workers, 0))
     out, images = Path(out), require_path(images)
     if not images.is_dir():
-        raise CropOptionError(f"images folder {images} is not a folder")
+        raise UsageError(f"images folder {images} is not a folder")
     source = None if isinstance(annotations, AnnotationSet) else require_path(annotations)
     _check_paths(out, images, source)
     _io.check_output(out, overwrite)  # fail before the long work, not after it
 
-    dataset, files = _load(annotations, format, on_error, workers)
+    dataset, files = _load(annotations, format, policy, workers)
     wanted = _validate_classes(classes, dataset.classes)
     _refuse_nul_classes(dataset.classes if wanted is None else wanted, source)
     folders = class_folders(dataset.classes)
     plan = _plan(
         dataset, ImageFinder(images), files=files, folders=folders,
         wanted=wanted, skip_difficult=skip_difficult, skip_truncated=skip_truncated,
-        ext=ext, on_error=on_error,
+        ext=ext, policy=policy,
     )
     settings = _Settings(
         out="", pad=pad, square=square, min_size=min_size, fmt=_FORMATS[ext],
@@ -704,7 +697,7 @@ def crop(
     )
     with _io.atomic_directory(out, overwrite) as tmp:
         rows, warnings = _execute(
-            plan, dataset, replace(settings, out=str(tmp)), workers, on_error, progress
+            plan, dataset, replace(settings, out=str(tmp)), workers, policy, progress
         )
         if not rows and plan.skipped_files:
             # Images not found is the usual cause; annotations that all failed to read
@@ -737,7 +730,7 @@ def _execute(
     dataset: AnnotationSet,
     settings: _Settings,
     workers: int,
-    on_error: str,
+    policy: ErrorPolicy,
     progress: ProgressCallback | None,
 ) -> tuple[list[tuple[Any, ...]], list[str]]:
     """Run the plan's tasks; return the manifest rows in annotation order, and warnings.
@@ -750,12 +743,8 @@ def _execute(
     with _results(plan.tasks, settings, workers) as results:
         for done, (task, result) in enumerate(zip(plan.tasks, results), start=1):
             if result.failure is not None:
-                if on_error == "raise":
-                    raise result.failure.error()
-                failure = result.failure
-                plan.skipped_files.append(
-                    SkippedFile(failure.file or task.source, failure.reason, failure.line)
-                )
+                error = result.failure.error()
+                policy.failed(error, error.file or task.source)
                 result.skipped.extend((cut, FAILED_IMAGE, "") for cut in task.cuts)
             rows.extend(result.rows)
             plan.skipped_objects.extend(
@@ -778,23 +767,19 @@ def _results(work: list[_Task], settings: _Settings, workers: int) -> Iterator[I
     On leaving early (an error), work not started is cancelled and running work waited
     for, so no worker writes into the output folder after it is cleaned up.
     """
-    workers = min(workers, len(work))
+    where = ""
     if workers <= 1 or len(work) < PARALLEL_MIN_IMAGES:
-        yield (_cut_task(task, settings) for task in work)
-        return
-    chunksize = max(1, min(16, len(work) // (workers * 4)))
-    pool = process_pool(workers)
-    try:
-        yield pool.map(_cut_task_star, [(task, settings) for task in work], chunksize=chunksize)
-    except BrokenProcessPool:
-        pool.shutdown(wait=True, cancel_futures=True)
+        workers, chunks = 1, [[task] for task in work]
+    else:
+        chunks = chunks_of(work, workers, _CHUNK_IMAGES)
         # Absolute paths: commonpath refuses a mix of relative and absolute ones.
         where = os.path.commonpath([os.path.dirname(os.path.abspath(t.source)) for t in work])
-        raise worker_died("cutting crops", where) from None
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    results = run_chunks(
+        chunks, _cut_chunk, (settings,), workers, where=where, doing="cutting crops",
+        wait_on_exit=True,
+    )
+    with contextlib.closing(results):
+        yield (result for chunk in results for result in chunk)
 
 
 def _size_warnings(task: _Task, size: tuple[int, int] | None) -> list[str]:

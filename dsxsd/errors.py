@@ -3,15 +3,17 @@
 Every error dsxsd raises for bad data is a :class:`DsxsdError`. Each one knows the file it
 is about and, where it applies, the line, row or object, and its message names them, so a
 user reading one line on a terminal knows where to look. The CLI turns these into one line
-on stderr and the error's ``exit_code``: 1 for data, 2 for usage; anything else reaching
-the user is a bug.
+on stderr and the error's ``exit_code``: 1 for data, 2 for usage (every
+:class:`UsageError`); anything else reaching the user is a bug. Every exception class
+dsxsd raises is defined here, and so is :class:`ErrorPolicy`, what a reader or stage does
+with a bad file (``on_error``).
 """
 
 from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 PathLikeStr = Union[str, "PathLike[str]"]
 
@@ -50,6 +52,21 @@ class DsxsdError(Exception):
         return f"{', '.join(where)}: {self.reason}" if where else self.reason
 
 
+class UsageError(DsxsdError, ValueError):
+    """A usage error (exit code 2): an option or setting that cannot work, a path on the
+    command line that does not exist, an output that exists without ``overwrite``, a
+    missing extra. Also a :class:`ValueError`, which is what Python's own functions raise
+    for an argument value they cannot take."""
+
+    exit_code = 2
+
+
+# Older names of UsageError, kept for code that catches them.
+SettingError = UsageError
+CropOptionError = UsageError
+PairsOptionError = UsageError
+
+
 class InvalidAnnotationError(DsxsdError):
     """An annotation file is readable but its content breaks the format's contract."""
 
@@ -71,16 +88,12 @@ class HostileInputError(DsxsdError):
     decompression bombs, paths escaping a folder."""
 
 
-class UnknownFormatError(DsxsdError):
+class UnknownFormatError(UsageError):
     """A format name (or a path to guess one from) that the registry does not know."""
 
-    exit_code = 2
 
-
-class OutputExistsError(DsxsdError):
+class OutputExistsError(UsageError):
     """The output already exists and ``overwrite`` was not asked for."""
-
-    exit_code = 2
 
 
 class OutputWriteError(DsxsdError):
@@ -89,13 +102,11 @@ class OutputWriteError(DsxsdError):
     never the temporary file it was being written to."""
 
 
-class MissingPathError(DsxsdError):
+class MissingPathError(UsageError):
     """A path the caller gave (an input file or folder on the command line, or an argument
     of an API function) does not exist: a usage error. A file named inside the data that
     is missing, such as an image a manifest lists, is a data error instead
     (:class:`MissingImageError`)."""
-
-    exit_code = 2
 
 
 def require_path(path: PathLikeStr) -> Path:
@@ -119,17 +130,8 @@ class ManifestError(DsxsdError):
     """A crops or pairs manifest has the wrong columns or a bad row."""
 
 
-class MissingDependencyError(DsxsdError):
+class MissingDependencyError(UsageError):
     """An optional dependency (TensorFlow, for training) is not installed."""
-
-    exit_code = 2
-
-
-class SettingError(DsxsdError):
-    """A training setting that cannot work here (multiworker without TF_CONFIG, a Keras
-    backend dsxsd does not train under)."""
-
-    exit_code = 2
 
 
 class SettingWarning(UserWarning):
@@ -164,6 +166,50 @@ class WorkerProcessError(DsxsdError):
     """
 
 
+class ErrorPolicy:
+    """What a reader or stage does with a bad file (its ``on_error``): ``"raise"`` stops
+    at the first, ``"skip"`` leaves it out and lists it in :attr:`skipped`, the rows of
+    the skip report. Every reader and stage makes a fresh one from the ``on_error`` it was
+    given (a name or a policy), so the list is that run's alone."""
+
+    __slots__ = ("mode", "skipped")
+
+    def __init__(self, on_error: "str | ErrorPolicy" = "raise") -> None:
+        mode = on_error.mode if isinstance(on_error, ErrorPolicy) else on_error
+        if mode not in ("raise", "skip"):
+            raise UsageError(f"on_error must be 'raise' or 'skip', got {mode!r}")
+        self.mode = mode
+        self.skipped: list = []  # of dsxsd.model.SkippedFile
+
+    @property
+    def stops(self) -> bool:
+        """Whether the first bad file ends the run."""
+        return self.mode == "raise"
+
+    def failed(
+        self,
+        error: DsxsdError,
+        file: PathLikeStr | None = None,
+        *,
+        reason: str | None = None,
+        line: Any = ...,
+    ) -> None:
+        """Raise ``error``, or (skip) list ``file`` (default: the error's) as skipped with
+        ``reason`` and ``line`` (default: the error's own)."""
+        if self.stops:
+            raise error
+        from .model import SkippedFile
+
+        self.skipped.append(SkippedFile(
+            str(error.file if file is None else file),
+            error.reason if reason is None else reason,
+            error.line if line is ... else line,
+        ))
+
+    def __repr__(self) -> str:
+        return f"ErrorPolicy({self.mode!r})"
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of a foreign library's error (Keras, tf2onnx, onnxruntime, the
     LiteRT converter write pages), or its type where it says nothing: what one
@@ -174,6 +220,10 @@ def first_line(exc: BaseException) -> str:
 
 __all__ = [
     "DsxsdError",
+    "UsageError",
+    "CropOptionError",
+    "PairsOptionError",
+    "ErrorPolicy",
     "InvalidAnnotationError",
     "MissingFieldError",
     "InvalidValueError",

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from . import _io
-from .errors import ManifestError
+from .errors import ManifestError, PairsOptionError, UsageError
 from .manifests import (
     PAIRS_COLUMNS,
     SPLITS,
@@ -59,11 +59,6 @@ _MAX_ROUNDS = 200
 _CSV_CHUNK_ROWS = 1 << 18
 
 
-class PairsOptionError(ValueError):
-    """An option value that cannot work (a split that does not sum to 1, a negative
-    count); the CLI turns it into a usage error (exit code 2)."""
-
-
 # ------------------------------------------------------------------------------ options
 
 
@@ -75,18 +70,18 @@ def parse_split(value: str | Sequence[float]) -> tuple[float, float, float]:
     text = value if isinstance(value, str) else ",".join(str(v) for v in value)
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 3:
-        raise PairsOptionError(
+        raise UsageError(
             f"split {text!r}: give three fractions train,val,test such as 0.8,0.1,0.1"
         )
     try:
         numbers = [float(p) for p in parts]
     except ValueError:
-        raise PairsOptionError(f"split {text!r}: {', '.join(parts)} are not all numbers") from None
+        raise UsageError(f"split {text!r}: {', '.join(parts)} are not all numbers") from None
     if not all(math.isfinite(n) and n >= 0 for n in numbers):
-        raise PairsOptionError(f"split {text!r}: fractions must be finite and >= 0")
+        raise UsageError(f"split {text!r}: fractions must be finite and >= 0")
     total = math.fsum(numbers)
     if abs(total - 1.0) > 1e-6:
-        raise PairsOptionError(f"split {text!r}: fractions sum to {total:g}, not 1")
+        raise UsageError(f"split {text!r}: fractions sum to {total:g}, not 1")
     return tuple(n / total for n in numbers)  # type: ignore[return-value]
 
 
@@ -94,17 +89,17 @@ def _check_options(
     positives: int, negatives_per_positive: float, split_by: str, min_per_class: int, seed: int
 ) -> None:
     if isinstance(positives, bool) or not isinstance(positives, (int, np.integer)) or positives < 1:
-        raise PairsOptionError(f"positives must be a whole number >= 1, not {positives!r}")
+        raise UsageError(f"positives must be a whole number >= 1, not {positives!r}")
     if not (math.isfinite(negatives_per_positive) and negatives_per_positive >= 0):
-        raise PairsOptionError(
+        raise UsageError(
             f"negatives_per_positive must be a finite number >= 0, not {negatives_per_positive!r}"
         )
     if split_by not in SPLIT_BY:
-        raise PairsOptionError(f"split_by must be one of {', '.join(SPLIT_BY)}, not {split_by!r}")
+        raise UsageError(f"split_by must be one of {', '.join(SPLIT_BY)}, not {split_by!r}")
     if not isinstance(min_per_class, (int, np.integer)) or min_per_class < 1:
-        raise PairsOptionError(f"min_per_class must be a whole number >= 1, not {min_per_class!r}")
+        raise UsageError(f"min_per_class must be a whole number >= 1, not {min_per_class!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise PairsOptionError(f"seed must be a whole number >= 0, not {seed!r}")
+        raise UsageError(f"seed must be a whole number >= 0, not {seed!r}")
 
 
 # ------------------------------------------------------------------------------ the API
@@ -244,7 +239,7 @@ def _load(source: Any, need_source: bool) -> tuple[pd.DataFrame, Path]:
         wanted = ["path", "class"] + (["source"] if need_source else [])
         absent = [c for c in wanted if c not in source.columns]
         if absent:
-            raise PairsOptionError(f"the crops DataFrame lacks column(s) {', '.join(absent)}")
+            raise UsageError(f"the crops DataFrame lacks column(s) {', '.join(absent)}")
         frame = source.loc[:, wanted].astype(str)
         frame["class"] = strip_values(frame["class"])
         frame = frame.reset_index(drop=True)
@@ -257,7 +252,7 @@ def _load(source: Any, need_source: bool) -> tuple[pd.DataFrame, Path]:
     path = Path(source)
     if path.is_dir():
         if need_source:
-            raise PairsOptionError(
+            raise UsageError(
                 "split_by='source' needs a crops manifest with a source column; "
                 f"{path} is a folder of class folders"
             )

@@ -176,3 +176,29 @@ def test_overwrite_is_refused_unless_asked_and_the_old_output_survives(tmp_path,
 
 def test_every_format_of_the_design_is_registered():
     assert {"voc", "csv", "json", "lines"} <= set(FORMATS)
+
+
+# A folder-of-files format may register a fast path with the engine; what it reads must
+# be what the format's reference reader reads, file by file, whatever else is beside it.
+FAST = [name for name in dsxsd.format_names(readable=True) if getattr(get_format(name).files, "fast", None)]
+
+
+@pytest.mark.parametrize("name", FAST)
+@settings(max_examples=30, deadline=None)
+@given(annotations=annotation_sets())
+def test_a_fast_path_reads_what_the_reference_reader_reads(name, annotations):
+    files = get_format(name).files
+    with tempfile.TemporaryDirectory() as folder:
+        path = output_path(Path(folder), name)
+        dsxsd.write(annotations, path, name)
+        listed = files.open(path)
+        contents = [Path(file).read_bytes() for file in listed.files]
+        fast = files.fast(contents, listed.files, listed.context)
+        for file, data, outcome in zip(listed.files, contents, fast):
+            alone = files.read_fast(data, file, listed.context)
+            reference = files.parse(data, file, listed.context)
+            for vouched in (outcome, alone):
+                if vouched is not None:
+                    image = files.read_fast(data, file, listed.context) if type(vouched) is tuple else vouched
+                    assert image == reference, file
+    assert FAST == ["voc"]  # a new fast path joins this test by registering

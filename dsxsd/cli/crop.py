@@ -27,11 +27,12 @@ class _PadType(click.ParamType):
     name = "PAD"
 
     def convert(self, value, param, ctx):
-        from ..crops import CropOptionError, parse_pad
+        from ..crops import parse_pad
+        from ..errors import UsageError
 
         try:
             return parse_pad(value)
-        except CropOptionError as exc:
+        except UsageError as exc:
             self.fail(str(exc), param, ctx)
 
 
@@ -123,19 +124,16 @@ def crop_command(
     dsxsd crop Annotations/ --images JPEGImages/ --out crops/
     dsxsd crop labels.csv --images images/ --pad 0.1 --square --ext png --workers 4
     """
-    from ..crops import CropOptionError, crop
+    from ..crops import crop
 
     with contextlib.ExitStack() as stack:
-        try:
-            report = crop(
-                annotations, images=images, out=out, format=format_, pad=pad, square=square,
-                min_size=min_size, skip_difficult=skip_difficult, skip_truncated=skip_truncated,
-                classes=classes, ext=ext.lower(), quality=quality, workers=workers,
-                exif_transpose=exif_transpose, on_error=on_error, overwrite=overwrite,
-                progress=_Progress(stack),
-            )
-        except CropOptionError as exc:
-            raise click.UsageError(str(exc)) from None
+        report = crop(
+            annotations, images=images, out=out, format=format_, pad=pad, square=square,
+            min_size=min_size, skip_difficult=skip_difficult, skip_truncated=skip_truncated,
+            classes=classes, ext=ext.lower(), quality=quality, workers=workers,
+            exif_transpose=exif_transpose, on_error=on_error, overwrite=overwrite,
+            progress=_Progress(stack),
+        )
     if as_json:
         print_json(report.to_dict())
         return

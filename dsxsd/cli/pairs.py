@@ -14,11 +14,12 @@ _SHOWN_NAMES = 10
 
 
 def _split_callback(ctx: click.Context, param: click.Parameter, value: str):
-    from ..pairs import PairsOptionError, parse_split
+    from ..errors import UsageError
+    from ..pairs import parse_split
 
     try:
         return parse_split(value)
-    except PairsOptionError as exc:
+    except UsageError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
@@ -102,27 +103,24 @@ def make_pairs_command(
     dsxsd make-pairs crops/crops.csv pairs.csv
     dsxsd make-pairs omniglot/images_background/ pairs.csv --split-by class
     """
-    from ..pairs import PairsOptionError, make_pairs
+    from ..pairs import make_pairs
 
     if split_by == "source" and source.is_dir():
         raise click.UsageError(
             "--split-by source needs a crops manifest (crops.csv), which records each "
             "crop's source image; a folder of class folders does not"
         )
-    try:
-        frame = make_pairs(
-            source,
-            output,
-            positives=positives,
-            negatives_per_positive=negatives_per_positive,
-            split=split,
-            split_by=split_by,
-            min_per_class=min_per_class,
-            seed=seed,
-            overwrite=overwrite,
-        )
-    except PairsOptionError as exc:
-        raise click.UsageError(str(exc)) from None
+    frame = make_pairs(
+        source,
+        output,
+        positives=positives,
+        negatives_per_positive=negatives_per_positive,
+        split=split,
+        split_by=split_by,
+        min_per_class=min_per_class,
+        seed=seed,
+        overwrite=overwrite,
+    )
     summary = frame.attrs["summary"]
     if as_json:
         print_json(summary)

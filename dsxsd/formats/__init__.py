@@ -12,12 +12,13 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional, Union
 
-from ..errors import InvalidAnnotationError, UnknownFormatError, require_path
+from ..errors import ErrorPolicy, InvalidAnnotationError, UnknownFormatError, require_path
 from ..model import AnnotationSet, ImageAnnotation
 
-OnError = Literal["raise", "skip"]
+# ``on_error`` of every reader and stage: a name, or a policy (see ErrorPolicy).
+OnError = Union[Literal["raise", "skip"], ErrorPolicy]
 Reader = Callable[..., AnnotationSet]
 Writer = Callable[..., None]
 
@@ -34,9 +35,12 @@ class Format:
     atomically (see :mod:`dsxsd._io`). ``suffixes`` are what a path ends with for the format
     to be guessed from it (``"/"`` for a folder); ``sniff``, where several formats share a
     suffix, tells whether a given path is this format. ``lossy`` names what the format
-    cannot hold (sizes, flags...), for warnings and for the contract tests. A
-    ``parallel`` reader takes ``workers`` (a folder of per-image files read by several
-    processes).
+    cannot hold (sizes, flags...), for warnings and for the contract tests.
+
+    A folder-of-files format (one file per image) gives ``files``, how the engine reads
+    it (:class:`dsxsd._engine.FileFormat`); its reader takes ``workers``. A format whose
+    output can be made of parts written side by side (a CSV's rows) gives ``parts``
+    (:class:`Parts`), which ``convert`` runs in the workers that read the input.
     """
 
     name: str
@@ -47,7 +51,20 @@ class Format:
     output_is_dir: bool = False
     sniff: Optional[Callable[[Path], bool]] = None
     lossy: tuple[str, ...] = ()
-    parallel: bool = False
+    files: Optional[Any] = None  # a dsxsd._engine.FileFormat
+    parts: Optional["Parts"] = None
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A writer in parts: ``check(**options)`` refuses options the writer refuses;
+    ``encode(images, **options)`` is the part of ``images`` (run in a worker: a plain,
+    picklable value); ``join(parts, path, classes, *, overwrite, **options)`` writes the
+    whole output atomically, as the writer would have written it."""
+
+    check: Callable[..., None]
+    encode: Callable[..., Any]
+    join: Callable[..., None]
 
 
 _registry: dict[str, Format] = {}
@@ -127,16 +144,15 @@ def read(
     they import the calling script afresh, which a script without an
     ``if __name__ == "__main__":`` guard does not survive, as with :mod:`multiprocessing`.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    ErrorPolicy(on_error)  # a bad value is refused before the path is looked at
     path = require_path(path)  # before guessing: a typo is not an unknown format
     fmt = get_format(format or guess_format(path))
     if fmt.reader is None:
         raise UnknownFormatError(f"format {fmt.name!r} cannot be read")
-    if fmt.parallel:
+    if fmt.files is not None:
         options["workers"] = workers
     else:
-        from .._parallel import resolve_workers
+        from .._engine import resolve_workers
 
         resolve_workers(workers)  # a bad value is refused for every format alike
     return fmt.reader(path, on_error=on_error, **options)
@@ -198,6 +214,7 @@ def file_per_image(
 __all__ = [
     "Format",
     "OnError",
+    "Parts",
     "file_per_image",
     "format_names",
     "get_format",

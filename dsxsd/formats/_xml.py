@@ -44,7 +44,8 @@ def utf8_body_start(data: bytes) -> int:
     return _UTF8_PROLOG.match(data).end()
 
 
-def _parser() -> etree.XMLParser:
+def parser() -> etree.XMLParser:
+    """A parser for untrusted XML (see the module docs)."""
     # A fresh parser per document: lxml parsers keep state and are not thread-safe.
     return etree.XMLParser(
         resolve_entities=False,
@@ -67,7 +68,7 @@ def parse(data: bytes, file: str | os.PathLike[str]) -> etree._Element:
     if any(pattern in data for pattern in _ENTITY_DECLARATIONS):
         raise _hostile(file)
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, parser())
     except etree.XMLSyntaxError as exc:
         reason = exc.msg or str(exc)
         raise MalformedFileError(
@@ -88,4 +89,4 @@ def _hostile(file: str | os.PathLike[str]) -> HostileInputError:
     )
 
 
-__all__ = ["parse"]
+__all__ = ["parse", "parser", "utf8_body_start"]

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import _io
-from ..errors import InvalidValueError, MalformedFileError, MissingFieldError
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..errors import ErrorPolicy, InvalidValueError, MalformedFileError, MissingFieldError
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError
 from .json import parse_document
 
@@ -157,12 +157,11 @@ def read_coco(
     except _Bad as exc:
         raise MissingFieldError(exc.message, file=path, field=exc.field) from None
 
-    skipped: list[SkippedFile] = []
+    policy = ErrorPolicy(on_error)
 
     def bad(exc: _Bad) -> None:
-        if on_error == "raise":
-            raise InvalidValueError(exc.message, file=path, field=exc.field)
-        skipped.append(SkippedFile(str(path), f"{exc.field}: {exc.message}"))
+        error = InvalidValueError(exc.message, file=path, field=exc.field)
+        policy.failed(error, reason=f"{exc.field}: {exc.message}")
 
     objects: dict[int, list[ObjectAnnotation]] = {}
     for index, item in enumerate(annotation_items):
@@ -214,7 +213,7 @@ def read_coco(
             bad(exc)
     for image_id in objects:
         bad(_Bad(f"annotations refer to image_id {image_id}, which is not in 'images'", "annotations"))
-    return AnnotationSet(images, tuple(categories.values()), skipped=skipped)
+    return AnnotationSet(images, tuple(categories.values()), skipped=policy.skipped)
 
 
 def _sniff(path: Path) -> bool:

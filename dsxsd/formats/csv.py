@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Literal
 
 from .. import _io
 from ..errors import (
+    ErrorPolicy,
     DsxsdError,
     InvalidValueError,
     MalformedFileError,
@@ -36,9 +37,8 @@ from ..model import (
     BBox,
     ImageAnnotation,
     ObjectAnnotation,
-    SkippedFile,
 )
-from . import Format, OnError
+from . import Format, OnError, Parts
 
 BASIC_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 FULL_COLUMNS = BASIC_COLUMNS + ("depth", "difficult", "truncated", "pose")
@@ -99,9 +99,26 @@ def write_csv(
 ) -> None:
     """Write one row per object; with the full columns, one row with an empty class for
     each image without objects (the basic columns write none, as ``xml_to_csv.py``)."""
+    _check(columns)
+    _io.write_text(path, csv_text(annotations.images, columns == "full"), overwrite=overwrite)
+
+
+def _check(columns: Columns = "full") -> None:
     if columns not in ("full", "basic"):
         raise ValueError(f"columns must be 'full' or 'basic', got {columns!r}")
-    _io.write_text(path, csv_text(annotations.images, columns == "full"), overwrite=overwrite)
+
+
+def _part(images: Iterable[ImageAnnotation], columns: Columns = "full") -> str:
+    """The rows of ``images`` without the header: a part of the file (see ``Parts``)."""
+    return csv_text(images, columns == "full", header=False)
+
+
+def _join(
+    parts: Iterable[str], path: str | os.PathLike[str], classes: Any, *,
+    overwrite: bool = False, columns: Columns = "full",
+) -> None:
+    """The file :func:`write_csv` writes, from the rows of its images in parts."""
+    _io.write_text(path, csv_text((), columns == "full") + "".join(parts), overwrite=overwrite)
 
 
 def csv_text(images: Iterable[ImageAnnotation], full: bool, header: bool = True) -> str:
@@ -219,17 +236,17 @@ def read_csv(
     width, index, rows = _open(path)
     positions = [index.get(name, -1) for name in FULL_COLUMNS]
     images: dict[str, _Image] = {}
-    skipped: list[SkippedFile] = []
+    policy = ErrorPolicy(on_error)
     for start, row in rows:
         try:
             _add_row(images, row, positions, width, path, start)
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
             filename = _filename_of(row, index)
             if not filename.strip():
-                skipped.append(SkippedFile(str(path), exc.reason, start))
+                policy.failed(exc, path, line=start)
                 continue
+            if policy.stops:
+                raise
             image = images.setdefault(filename, _Image(filename, start))
             if image.error is None:
                 image.error = exc
@@ -237,14 +254,14 @@ def read_csv(
     result = []
     for image in images.values():
         if image.error is not None:
-            skipped.append(SkippedFile(str(path), image.error.reason, image.error.line))
+            policy.failed(image.error, path)
             continue
         result.append(
             ImageAnnotation(
                 image.filename, image.width, image.height, image.depth, image.objects
             )
         )
-    skipped.sort(key=lambda item: item.line or 0)
+    skipped = sorted(policy.skipped, key=lambda item: item.line or 0)
     return AnnotationSet(result, skipped=skipped)
 
 
@@ -457,6 +474,7 @@ FORMAT = Format(
     suffixes=(".csv",),
     sniff=_sniff,
     lossy=("folder", "path", "occluded", "attributes", "classes"),
+    parts=Parts(check=_check, encode=_part, join=_join),
 )
 
 __all__ = [

@@ -21,11 +21,12 @@ from typing import Any, Iterable
 
 from .. import _io
 from ..errors import (
+    ErrorPolicy,
     HostileInputError,
     InvalidValueError,
     MalformedFileError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError
 from .csv import decode_text
 
@@ -239,9 +240,10 @@ def _validator():
     return Draft202012Validator(load_schema("annotations"))
 
 
-def parse_document(path: Path) -> Any:
-    """Parse the file's JSON; syntax errors name the line and column."""
-    text = decode_text(path.read_bytes(), path)
+def parse_document(path: Path, data: bytes | None = None) -> Any:
+    """Parse the file's JSON (``data``: its bytes, read already); syntax errors name the
+    line and column."""
+    text = decode_text(path.read_bytes() if data is None else data, path)
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -279,16 +281,17 @@ def read_json(
         else:
             bad_images = {}
             break
-    if errors and (on_error == "raise" or not bad_images):
+    policy = ErrorPolicy(on_error)
+    if errors and (policy.stops or not bad_images):
         error = _first_error(errors)
         where = json_path(error.absolute_path)
         raise InvalidValueError(_message(error), file=path, field=where)
 
-    skipped = []
     for index in sorted(bad_images):
         error = _first_error(bad_images[index])
-        reason = f"{json_path(error.absolute_path)}: {_message(error)}"
-        skipped.append(SkippedFile(str(path), reason))
+        where = json_path(error.absolute_path)
+        policy.failed(InvalidValueError(_message(error), file=path, field=where),
+                      reason=f"{where}: {_message(error)}")
 
     images = []
     for index, item in enumerate(document["images"]):
@@ -297,13 +300,12 @@ def read_json(
         try:
             images.append(_image(item, index))
         except _ValueAt as exc:
-            if on_error == "raise":
-                raise InvalidValueError(exc.message, file=path, field=exc.where) from None
-            skipped.append(SkippedFile(str(path), f"{exc.where}: {exc.message}"))
+            error = InvalidValueError(exc.message, file=path, field=exc.where)
+            policy.failed(error, reason=f"{exc.where}: {exc.message}")
 
     classes = document.get("classes")
     try:
-        annotations = AnnotationSet(images, classes, skipped=skipped)
+        annotations = AnnotationSet(images, classes, skipped=policy.skipped)
     except ValueError as exc:
         raise InvalidValueError(str(exc), file=path, field="classes") from None
     return annotations

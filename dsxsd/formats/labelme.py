@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DsxsdError, InvalidValueError, MalformedFileError, MissingFieldError
+from .. import _engine
+from ..errors import InvalidValueError, MalformedFileError, MissingFieldError
 from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
 from . import Format, OnError
 from .json import parse_document
@@ -48,10 +49,17 @@ def _size(document: dict[str, Any], key: str, path: Path) -> int | None:
 
 
 def read_file(
-    path: Path, *, shapes_as_boxes: bool = False
+    path: str | os.PathLike[str], *, shapes_as_boxes: bool = False
 ) -> tuple[ImageAnnotation, list[SkippedFile]]:
     """One labelme file: its image, and the shapes left out (as skipped entries)."""
-    document = parse_document(path)
+    return tuple(parse_bytes(Path(path).read_bytes(), path, shapes_as_boxes))  # type: ignore[return-value]
+
+
+def parse_bytes(data: bytes, file: str | os.PathLike[str], shapes_as_boxes: bool = False) -> _engine.Parsed:
+    """The reference reader: one labelme file's bytes as its image, and the shapes left
+    out (as skipped entries)."""
+    path = Path(file)
+    document = parse_document(path, data)
     if not isinstance(document, dict) or not isinstance(document.get("shapes"), list):
         raise MalformedFileError("not a labelme file: no 'shapes' list", file=path)
     image_path = document.get("imagePath")
@@ -93,27 +101,27 @@ def read_file(
         objects=objects,
         path=name if "/" in name else None,
     )
-    return image, left_out
+    return _engine.Parsed(image, left_out)
 
 
 def read_labelme(
-    path: str | os.PathLike[str], *, on_error: OnError = "raise", shapes_as_boxes: bool = False
+    path: str | os.PathLike[str],
+    *,
+    on_error: OnError = "raise",
+    shapes_as_boxes: bool = False,
+    workers: int | None = 1,
 ) -> AnnotationSet:
-    """Read a labelme file or a folder of them (sorted by name)."""
-    path = Path(path)
+    """Read a labelme file or a folder of them (sorted by name). ``workers`` is that of
+    :func:`dsxsd.read`."""
+    found, skipped, _ = _engine.read_folder(
+        FILES, Path(path), on_error, workers, shapes_as_boxes=shapes_as_boxes
+    )
+    return AnnotationSet(found, skipped=skipped)
+
+
+def _open(path: Path, shapes_as_boxes: bool = False) -> _engine.Folder:
     files = sorted(p for p in path.glob("*.json") if not p.name.startswith("._")) if path.is_dir() else [path]
-    images, skipped = [], []
-    for file in files:
-        try:
-            image, left_out = read_file(file, shapes_as_boxes=shapes_as_boxes)
-        except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedFile(str(file), str(exc)))
-            continue
-        images.append(image)
-        skipped.extend(left_out)
-    return AnnotationSet(images, skipped=skipped)
+    return _engine.Folder([str(file) for file in files], bool(shapes_as_boxes))
 
 
 def _sniff(path: Path) -> bool:
@@ -128,6 +136,8 @@ def _sniff(path: Path) -> bool:
     return b'"shapes"' in head and b'"imagePath"' in head
 
 
+FILES = _engine.FileFormat("labelme", open=_open, parse=parse_bytes)
+
 FORMAT = Format(
     name="labelme",
     summary="labelme JSON, one per image (read only; rectangles are boxes)",
@@ -135,6 +145,7 @@ FORMAT = Format(
     writer=None,
     suffixes=(".json", "/"),
     sniff=_sniff,
+    files=FILES,
 )
 
-__all__ = ["FORMAT", "read_labelme", "read_file"]
+__all__ = ["FORMAT", "parse_bytes", "read_labelme", "read_file"]

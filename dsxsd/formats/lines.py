@@ -26,11 +26,12 @@ from typing import Literal
 
 from .. import _io
 from ..errors import (
+    ErrorPolicy,
     DsxsdError,
     InvalidAnnotationError,
     InvalidValueError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError
 from .csv import decode_text, number_text, parse_number
 
@@ -208,7 +209,7 @@ def read_lines(
     class_names = read_classes(classes_path(path, classes))
     text = decode_text(path.read_bytes(), path)
     images = []
-    skipped = []
+    policy = ErrorPolicy(on_error)
     # Split on "\n" only: str.splitlines() would also break inside a line at characters
     # such as U+2028 that keras-yolo reads as part of the line.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -217,10 +218,8 @@ def read_lines(
         try:
             images.append(_parse_line(line, class_names, path, number))
         except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedFile(str(path), exc.reason, number))
-    return AnnotationSet(images, class_names, skipped=skipped)
+            policy.failed(exc, path, line=number)
+    return AnnotationSet(images, class_names, skipped=policy.skipped)
 
 
 def _sniff(path: Path) -> bool:

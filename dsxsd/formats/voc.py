@@ -25,29 +25,28 @@ The reader lists a folder's ``*.xml`` (top level, sorted by file name, so images
 in that order whatever order they were written in); macOS ``._*`` resource forks are
 ignored. Coordinates are floats, kept exactly; the writer writes integral ones as integers.
 
-Speed: files as LabelImg writes them are read by one regular expression each (see
-:mod:`._labelimg`); other plain files are parsed a group at a time (see
-:func:`_parse_together`); a large folder can be read by worker processes too
-(``workers``, see :mod:`._voc_pool`; small folders always in this process). None of
-these changes what is read, the order, the skipped list or the error raised: the first
-bad file in file order, with the line of the file itself.
+:func:`parse_bytes` is the reference reader of one file, which the engine
+(:mod:`dsxsd._engine`) runs over a folder, on worker processes too (``workers``). Its fast
+path (:func:`_fast`) reads files as LabelImg writes them by one regular expression each
+(see :mod:`._labelimg`) and parses other plain files a group at a time (see
+:func:`_parse_together`). Neither changes what is read, the order, the skipped list or
+the error raised: the first bad file in file order, with the line of the file itself.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lxml import etree
 
-from .. import _io
+from .. import _engine, _io
 from ..errors import (
     DsxsdError,
+    ErrorPolicy,
     InvalidAnnotationError,
     InvalidValueError,
     MissingFieldError,
@@ -58,9 +57,8 @@ from ..model import (
     BBox,
     ImageAnnotation,
     ObjectAnnotation,
-    SkippedFile,
 )
-from . import Format, OnError, _labelimg, _voc_pool, _xml, file_per_image
+from . import Format, OnError, _labelimg, _xml, file_per_image
 
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 _SIZES = ("width", "height", "depth")
@@ -72,11 +70,6 @@ _FALSE = {"0", "false", "no"}
 
 
 # --------------------------------------------------------------------------- reading
-
-# What a worker sends back per file: a plain tuple (cheap to pickle) that
-# :func:`_unpack` turns into an ImageAnnotation, or the error the file raised.
-_Record = tuple
-
 
 def read_voc(
     path: str | os.PathLike[str],
@@ -92,103 +85,51 @@ def read_voc(
     listed in ``skipped`` with its reason and line. ``workers`` processes read the files
     (``None`` or ``0``: every available core, ``1``: this process only; see
     :func:`dsxsd.read` on why 1 is the default); a small folder is always read in this
-    process (see :mod:`._voc_pool`). The result, the skipped list and the error raised do
-    not depend on ``workers``.
+    process. The result, the skipped list and the error raised do not depend on
+    ``workers``.
     """
-    from .._parallel import Failure, resolve_workers
-
-    path = Path(path)
-    workers = resolve_workers(workers)
-    image_root = None if images is None else str(images)
-    files = _annotation_names(path)
-    if workers > 1 and len(files) >= _voc_pool.min_files():
-        outcomes = _voc_pool.read_in_pool(files, image_root, workers, stop=on_error == "raise")
-    else:
-        outcomes = _read_here(files, image_root)
-    items: list[ImageAnnotation] = []
-    skipped: list[SkippedFile] = []
-    with _gc_paused(), contextlib.closing(outcomes):
-        for file, outcome in zip(files, outcomes):
-            if isinstance(outcome, Failure):
-                outcome = outcome.error()
-            if isinstance(outcome, DsxsdError):
-                if on_error == "raise":
-                    raise outcome
-                skipped.append(SkippedFile(str(file), outcome.reason, outcome.line))
-            else:
-                items.append(_image_of(outcome))
-    return AnnotationSet(tuple(items), skipped=tuple(skipped))
+    found, skipped, _ = _engine.read_folder(FILES, Path(path), on_error, workers, images=images)
+    return AnnotationSet(tuple(found), skipped=tuple(skipped))
 
 
-def _read_here(files: list[str], images: str | None) -> Iterator[Any]:
-    return _read_files(files, None if images is None else Path(images))
+def _open(path: Path, images: str | os.PathLike[str] | None = None) -> _engine.Folder:
+    return _engine.Folder(_annotation_names(path), None if images is None else str(images))
 
 
-def _read_files(files: list[str], images: Path | None) -> Iterator[Any]:
-    """Each file's image (a record from the LabelImg fast path, see
-    :mod:`._labelimg`, else an ImageAnnotation) or the error it raised, in order. Files
-    the fast path declines are parsed in groups (see :func:`_parse_together`), and alone
-    wherever a group cannot vouch for a file."""
-    for start in range(0, len(files), _GROUP_FILES):
-        group = files[start : start + _GROUP_FILES]
-        contents = [_read_or_none(file) for file in group]
-        records = [None if data is None else _labelimg.read(data) for data in contents]
-        rest = [data for data, record in zip(contents, records) if record is None]
-        roots = iter(_parse_together(rest))
-        for file, record in zip(group, records):
-            if record is not None:
-                yield record
-                continue
-            root = next(roots)
-            try:
-                if root is None:
-                    yield _read_image(Path(file), images)
-                    continue
-                try:
-                    yield _image_from_root(root, Path(file), images)
-                except DsxsdError:
-                    # The same error, but with the lines of the file rather than the group.
-                    yield _read_image(Path(file), images)
-            except DsxsdError as exc:
-                yield exc
+def parse_bytes(data: bytes, file: str | os.PathLike[str], images: str | None = None) -> ImageAnnotation:
+    """The reference reader: one VOC file's bytes as its image (``file`` names it in
+    errors and locates its image when the sizes are missing; ``images``: the folder to
+    look in instead)."""
+    file = Path(file)
+    return _image_from_root(_xml.parse(data, file), file, None if images is None else Path(images))
 
 
-def _read_or_none(file: str) -> bytes | None:
-    try:
-        return _read_bytes(file, short_read_ends=True)
-    except OSError:
-        return None  # the one-file reader reports it
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a folder is read. Reading makes a few
-    small objects per box and keeps all of them, and each time the collector runs it
-    walks every one kept so far: a quarter of the time of reading a large folder, and
-    three quarters of rebuilding what workers send back. Nothing read forms a reference
-    cycle; the few an error's traceback may make are collected once it runs again.
-
-    Once read, the objects go straight to the collector's oldest generation, where a
-    long-lived result belongs: left in the youngest, the first collection after the pause
-    walks all of them at once (60 ms for 17,000 files). ``freeze()`` sets every tracked
-    object aside and ``unfreeze()`` puts them all in the oldest generation; nothing is
-    freed or kept differently, and the next full collection looks at them as usual. Not
-    done when the program keeps objects frozen itself (a server that froze them before
-    forking), which ``unfreeze()`` would undo."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
+def _fast(contents: list[bytes | None], files: list[str], images: str | None) -> list[Any]:
+    """The fast path: LabelImg-shaped files by one regular expression each (see
+    :mod:`._labelimg`), other plain files parsed as one document (see
+    :func:`_parse_together`); ``None`` for a file the reference reader must read, also
+    wherever a group cannot vouch for a file's error (the reference reader names the
+    line of the file itself)."""
+    records = [None if data is None else _labelimg.read(data) for data in contents]
+    rest = [data for data, record in zip(contents, records) if record is None]
+    roots = iter(_parse_together(rest))
+    folder = None if images is None else Path(images)
+    outcomes: list[Any] = []
+    for file, record in zip(files, records):
+        if record is not None:
+            outcomes.append(record)
+            continue
+        root = next(roots)
+        try:
+            outcomes.append(None if root is None else _image_from_root(root, Path(file), folder))
+        except DsxsdError:
+            outcomes.append(None)
+    return outcomes
 
 
 # Parsing files together: libxml2's set-up for a document costs as much as parsing a
-# LabelImg file, so a group of files is parsed as one document, each file's root element
+# LabelImg file, so a group of files (the engine hands the fast path many at a time) is
+# parsed as one document, each file's root element
 # followed by a processing instruction of ours. Only files that are nothing but a root
 # element (an optional UTF-8 BOM and version 1.0 UTF-8 declaration before it, white
 # space after it, no "<!" and no "<?" anywhere: no DTD, comment, CDATA or instruction of
@@ -197,7 +138,6 @@ def _gc_paused() -> Iterator[None]:
 # else (a parse error, a missing separator) sends the file(s) to the one-file parser,
 # which gives the exact error and line. What goes in parses to the same tree either way.
 # Files over _GROUP_MAX_BYTES are parsed alone, so a group never holds much memory.
-_GROUP_FILES = 128
 _GROUP_MAX_BYTES = 1 << 16
 _SEPARATOR = b"<?dsxsd-next-file?>"
 _XML_SPACE = " \t\r\n"
@@ -212,7 +152,7 @@ def _parse_together(contents: list[bytes | None]) -> list[etree._Element | None]
     try:
         group = etree.fromstring(
             b"<group>" + b"".join(part + _SEPARATOR for part in parts) + b"</group>",
-            _xml._parser(),
+            _xml.parser(),
         )
     except etree.XMLSyntaxError:
         return [None] * len(contents)
@@ -244,15 +184,15 @@ def _body(data: bytes) -> bytes | None:
     return data[start:]
 
 
-def _annotation_files(path: Path) -> list[Path]:
-    """The folder's top-level ``*.xml`` (any case) sorted by name, without macOS ``._*``
-    forks; or the one file ``path``."""
-    return [Path(name) for name in _annotation_names(path)]
+def annotation_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`read_voc` reads, in its order: the folder's top-level ``*.xml``
+    (any case) sorted by name, without macOS ``._*`` forks; or the one file ``path``."""
+    return [Path(name) for name in _annotation_names(Path(path))]
 
 
 def _annotation_names(path: Path) -> list[str]:
-    """:func:`_annotation_files` as strings: making a ``Path`` of each of 17,000 files
-    costs a fifth of reading them by the fast path."""
+    """:func:`annotation_files` as strings: a ``Path`` per file costs a noticeable part
+    of reading a LabelImg file by the fast path."""
     if path.is_dir():
         folder = str(path)
         with os.scandir(path) as entries:
@@ -282,7 +222,7 @@ def _read_image(file: Path, images: Path | None) -> ImageAnnotation:
 
 def _root_of(file: Path) -> etree._Element:
     try:
-        data = _read_bytes(file)
+        data = _engine.read_bytes(file)
     except OSError as exc:
         raise DsxsdError(f"cannot read: {exc.strerror or exc}", file=file) from None
     return _xml.parse(data, file)
@@ -360,51 +300,6 @@ def _image(
         raise InvalidValueError(str(exc), file=file, line=root.sourceline) from None
 
 
-def _pack(image: ImageAnnotation) -> _Record:
-    """A checked image as plain values, for a worker to send back: pickling the frozen
-    dataclasses themselves costs the parent three times as much to load."""
-    return (
-        image.filename, image.width, image.height, image.depth, image.folder, image.path,
-        image.attributes,
-        [
-            (obj.label, *obj.bbox.as_tuple(), obj.difficult, obj.truncated, obj.occluded,
-             obj.pose, obj.attributes)
-            for obj in image.objects
-        ],
-    )
-
-
-def _unpack(record: _Record) -> ImageAnnotation:
-    """The image :func:`_pack` made, rebuilt the way unpickling rebuilds a dataclass:
-    its fields set without running the constructor's checks again, which the worker (or
-    the LabelImg fast path's grammar) ran on these very values. Written out, with no
-    helper calls: this runs for every image of a large folder."""
-    new, set_fields = object.__new__, object.__setattr__
-    filename, width, height, depth, folder, path, attributes, records = record
-    objects = []
-    for label, xmin, ymin, xmax, ymax, difficult, truncated, occluded, pose, extra in records:
-        box = new(BBox)
-        set_fields(box, "__dict__", {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax})
-        obj = new(ObjectAnnotation)
-        set_fields(obj, "__dict__", {
-            "label": label, "bbox": box, "difficult": difficult, "truncated": truncated,
-            "occluded": occluded, "pose": pose, "attributes": extra,
-        })
-        objects.append(obj)
-    image = new(ImageAnnotation)
-    set_fields(image, "__dict__", {
-        "filename": filename, "width": width, "height": height, "depth": depth,
-        "objects": tuple(objects), "folder": folder, "path": path, "attributes": attributes,
-    })
-    return image
-
-
-def _image_of(outcome: Any) -> Any:
-    """A record (from a worker or the LabelImg fast path) as its image; an image or an
-    error as it is."""
-    return _unpack(outcome) if isinstance(outcome, tuple) else outcome
-
-
 def _text_of(element: etree._Element | None) -> str | None:
     """The stripped text of ``element``; ``None`` when absent or empty."""
     if element is None:
@@ -426,32 +321,6 @@ def _children(element: etree._Element) -> dict[Any, etree._Element]:
     for child in element[:]:
         first.setdefault(child.tag, child)
     return first
-
-
-def _read_bytes(file: str | Path, *, short_read_ends: bool = False) -> bytes:
-    """The file's bytes. os.read on a descriptor: a third of the cost of open().read(),
-    whose buffered file object is wasted on one whole-file read.
-
-    ``short_read_ends``: a read that returns less than asked is taken as the end of the
-    file, as it is on a local disk, so a LabelImg file (a few kB) costs one read (a second
-    one to see the end cost a fifth of reading the file). Some network and FUSE file
-    systems do return short reads; what is read this way only feeds the fast path and the
-    grouped parser, which turn down a cut-off document (it cannot end in its root's end
-    tag), and whatever they turn down is read again whole."""
-    fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        data = os.read(fd, _FIRST_READ)
-        if short_read_ends and len(data) < _FIRST_READ:
-            return data
-        parts = [data]
-        while chunk := os.read(fd, 1 << 20):
-            parts.append(chunk)
-    finally:
-        os.close(fd)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-_FIRST_READ = 1 << 16
 
 
 def _read_sizes(
@@ -736,10 +605,12 @@ def _sniff(path: Path) -> bool:
         return True
     if any(path.glob("*.xml")):
         return True
-    from .yolo import _sniff as is_yolo
+    from .yolo import sniff_folder
 
-    return not any(path.glob("*.json")) and not is_yolo(path)
+    return not any(path.glob("*.json")) and not sniff_folder(path)
 
+
+FILES = _engine.FileFormat("voc", open=_open, parse=parse_bytes, fast=_fast)
 
 FORMAT = Format(
     name="voc",
@@ -749,12 +620,13 @@ FORMAT = Format(
     suffixes=(".xml", "/"),
     output_is_dir=True,
     sniff=_sniff,
-    parallel=True,
+    files=FILES,
     # Attributes are not written; the class list is the labels in order of first
     # appearance (no room for unused classes); images come back sorted by file name.
     lossy=("attributes", "classes", "image_order"),
 )
 
 __all__ = [
-    "FORMAT", "read_voc", "write_voc", "read_file", "salvage_file", "to_bytes", "format_number",
+    "FORMAT", "annotation_files", "parse_bytes", "read_voc", "write_voc", "read_file",
+    "salvage_file", "to_bytes", "format_number",
 ]

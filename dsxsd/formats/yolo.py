@@ -48,9 +48,9 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from .. import _io
+from .. import _engine, _io
 from ..errors import (
     DsxsdError,
     ImageDecodeError,
@@ -59,7 +59,7 @@ from ..errors import (
     MalformedFileError,
     MissingImageError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError, file_per_image
 from .csv import decode_text, parse_number
 from .lines import read_classes
@@ -342,15 +342,28 @@ def read_yolo(
     on_error: OnError = "raise",
     images: str | os.PathLike[str] | None = None,
     classes: str | os.PathLike[str] | None = None,
+    workers: int | None = 1,
 ) -> AnnotationSet:
     """Read a folder of YOLO ``.txt`` labels (or one label file) and their class list.
 
     ``images`` is the folder of the images, whose headers give the sizes (default: the
     Ultralytics ``images`` twin of the folder, then the folder itself). ``classes`` names
     the class list (default: module docstring). With ``on_error="skip"`` a bad label file
-    is left out and listed in ``skipped``; a bad class list always raises.
+    is left out and listed in ``skipped``; a bad class list always raises. ``workers``
+    is that of :func:`dsxsd.read`.
     """
-    path = Path(path)
+    found, skipped, names = _engine.read_folder(
+        FILES, Path(path), on_error, workers, images=images, classes=classes
+    )
+    return AnnotationSet(tuple(found), names, skipped=tuple(skipped))
+
+
+def _open(
+    path: Path,
+    images: str | os.PathLike[str] | None = None,
+    classes: str | os.PathLike[str] | None = None,
+) -> _engine.Folder:
+    """The label files, and the class list and image folders they are read with."""
     folder, files = _label_files(path)
     class_file = Path(classes) if classes is not None else find_class_file(folder)
     if class_file is None:
@@ -363,29 +376,37 @@ def read_yolo(
         raise DsxsdError("class list not found", file=class_file)
     class_names, keypoints = read_class_file(class_file)
     folders = image_folders(folder, None if images is None else Path(images))
-    finder = _StemFinder()
-    items: list[ImageAnnotation] = []
-    skipped: list[SkippedFile] = []
-    for file in files:
-        try:
-            items.append(_read_file(file, class_names, keypoints, folders, finder))
-        except DsxsdError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedFile(str(file), exc.reason, exc.line))
-    return AnnotationSet(tuple(items), class_names, skipped=tuple(skipped))
+    # The finder lists each image folder once per read (the token), in each process.
+    context = _Context(class_names, keypoints, tuple(folders), os.urandom(8).hex())
+    return _engine.Folder([str(file) for file in files], context, class_names)
 
 
-def _read_file(
-    file: Path,
-    classes: tuple[str, ...],
-    keypoints: bool,
-    folders: list[Path],
-    finder: _StemFinder,
-) -> ImageAnnotation:
-    text = decode_text(_read_limited(file), file)
+class _Context(NamedTuple):
+    classes: tuple[str, ...]
+    keypoints: bool
+    folders: tuple[Path, ...]
+    token: str
+
+
+_FINDER: dict[str, _StemFinder] = {}
+
+
+def _finder(token: str) -> _StemFinder:
+    if token not in _FINDER:
+        _FINDER.clear()
+        _FINDER[token] = _StemFinder()
+    return _FINDER[token]
+
+
+def parse_bytes(data: bytes, file: str | os.PathLike[str], context: _Context) -> ImageAnnotation:
+    """The reference reader: one label file's bytes as its image, whose name and size
+    come from the image found for it (see the module docs)."""
+    file = Path(file)
+    classes, keypoints, folders, token = context
+    text = decode_text(data, file)
     stem = file.name[: -len(".txt")]
-    image = finder.find(folders, stem)
+    folders = list(folders)
+    image = _finder(token).find(folders, stem)
     if image is None:
         tried = ", ".join(f"{folder}/{stem}.*" for folder in dict.fromkeys(folders))
         raise MissingImageError(
@@ -492,13 +513,15 @@ def write_yolo(
 # ----------------------------------------------------------------------------- guessing
 
 
-def _sniff(path: Path) -> bool:
+def sniff_folder(path: Path) -> bool:
     """A folder without ``.xml`` holding ``.txt`` labels (or just ``classes.txt``) with a
     class list to go with them."""
     if not path.is_dir() or any(path.glob("*.xml")):
         return False
     return any(path.glob("*.txt")) and find_class_file(path) is not None
 
+
+FILES = _engine.FileFormat("yolo", open=_open, parse=parse_bytes, load=lambda file: _read_limited(Path(file)))
 
 FORMAT = Format(
     name="yolo",
@@ -507,7 +530,8 @@ FORMAT = Format(
     writer=write_yolo,
     suffixes=("/",),
     output_is_dir=True,
-    sniff=_sniff,
+    sniff=sniff_folder,
+    files=FILES,
     # Sizes and depth come back from the image headers; "bbox_normalised": corners come
     # back within a millionth of a pixel (exactly, for integral ones).
     lossy=(
@@ -533,4 +557,5 @@ __all__ = [
     "find_class_file",
     "image_folders",
     "number_text",
+    "sniff_folder",
 ]
