@@ -46,6 +46,7 @@ STAGES = {
     "import": "`import dsxsd` in a fresh interpreter, and the heavy modules it loads",
     "train": "model.fit fed by the pipeline against fed from memory; FLOPs, TFLOP/s, GPU peak",
     "frozen": "--freeze-backbone: a head epoch on cached features against the frozen tower run per pair",
+    "store": "fit past --cache-limit from the disk store: peak memory, first epoch vs the decode limit, vs memory",
     "serve": "dsxsd predict from the exported .onnx against from model.keras; onnxruntime against Keras",
     "search": "a query of the approximate index (FAISS candidates re-ranked by the head) against the exact search; recall@10",
 }

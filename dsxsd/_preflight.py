@@ -49,6 +49,9 @@ RUN_LOCK = ".lock"
 # The --backbone-weights value that asks for Keras' own VGG16 ImageNet weights, as
 # keras.applications.VGG16(weights="imagenet") does (dsxsd.train.network).
 IMAGENET_WEIGHTS = "imagenet"
+# Where training keeps a split's decoded images (dsxsd.train.store): "auto" chooses memory
+# or disk by --cache-limit; any other value is a folder for the disk store.
+CACHE_MODES = ("auto", "memory", "disk", "none")
 
 
 # --------------------------------------------------------------------------- image lists
@@ -352,14 +355,60 @@ def check_frozen_backbone(freeze_backbone: bool, fine_tune_epochs: int, augment:
         )
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(size: str | int, what: str = "--cache-limit") -> int:
+    """Bytes from ``500MB``, ``8GB``, ``1.5GiB`` or a plain number of bytes (MB and GB are
+    powers of ten, MiB and GiB of two); anything else is a :class:`SettingError`."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        value, unit = float(size), ""
+    else:
+        import re
+
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(size))
+        value, unit = (float(match[1]), match[2].lower()) if match else (-1.0, "")
+        if unit not in _SIZE_UNITS:
+            value = -1.0
+    if value < 0:
+        raise SettingError(f"{what} must be a size such as 500MB or 8GB, got {size!r}")
+    return int(value * _SIZE_UNITS[unit])
+
+
+def default_cache_limit() -> int:
+    """Half the memory this process may use: the machine's, or its container's limit
+    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) where that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 * 10**9
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total // 2
+
+
+def check_cache(cache: str | os.PathLike[str], cache_limit: str | int | None) -> int:
+    """``--cache``'s value must be a mode or a folder (not a file); ``--cache-limit`` a
+    size. Returns the limit in bytes (:func:`default_cache_limit` when ``None``)."""
+    if str(cache) not in CACHE_MODES and Path(cache).exists() and not Path(cache).is_dir():
+        raise SettingError(
+            f"--cache must be auto, memory, disk, none or a folder; {cache} is a file", file=None
+        )
+    return default_cache_limit() if cache_limit is None else parse_size(cache_limit)
+
+
 def check_train(
     manifest: str | os.PathLike[str], out: str | os.PathLike[str], *, width: float = 1.0,
     backbone_weights: str | os.PathLike[str] | None = None, augment: bool = False, freeze_backbone: bool = False,
-    fine_tune_epochs: int = 0,
+    fine_tune_epochs: int = 0, cache: str | os.PathLike[str] = "auto", cache_limit: str | int | None = None,
 ) -> None:
     """What ``dsxsd train`` can refuse at once: settings that cannot work together, a
     Keras backend it does not train under, a bad pairs manifest, one without train or val
     pairs, a run folder that cannot be written or that another run holds."""
+    check_cache(cache, cache_limit)
     check_backbone_weights(backbone_weights, width)
     check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment)
     check_train_backend(configured_backend())

@@ -126,6 +126,11 @@ class ImageDecodeError(DsxsdError):
     """An image file exists but cannot be decoded."""
 
 
+class ImageStoreError(DsxsdError):
+    """A finished image store (``--cache``, dsxsd.train.store) that does not hold what its
+    ``.json`` says: truncated, edited, or not a store of dsxsd's."""
+
+
 class ManifestError(DsxsdError):
     """A crops or pairs manifest has the wrong columns or a bad row."""
 
@@ -236,6 +241,7 @@ __all__ = [
     "require_path",
     "MissingImageError",
     "ImageDecodeError",
+    "ImageStoreError",
     "ManifestError",
     "MissingDependencyError",
     "SettingError",

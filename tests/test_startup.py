@@ -148,6 +148,9 @@ CASES = {
         ["evaluate", "run", "pairs.csv", "--split", "val"], 1, "pairs.csv", "no pairs in split 'val'"),
     "a missing manifest (evaluate)": (["evaluate", "run", "absent.csv"], 2, "absent.csv", "no such file or folder"),
     "a missing manifest (train)": (["train", "absent.csv", "--out", "new-run"], 2, "absent.csv", "no such file or folder"),
+    "a --cache-limit that is not a size": (
+        ["train", "pairs.csv", "--out", "new-run", "--cache-limit", "lots"], 2, "--cache-limit",
+        "must be a size such as 500MB or 8GB, got 'lots'"),
     "a manifest without val pairs (train)": (
         ["train", "pairs.csv", "--out", "new-run"], 1, "pairs.csv", "no pairs in split 'val'"),
     "a run folder that cannot be made": (

@@ -120,7 +120,7 @@ def test_disk_cache_is_reused_by_a_later_dataset(manifest, tmp_path, count_reads
     kwargs = dict(image_size=SIZE, batch_size=8, cache=tmp_path / "cache", shuffle=False, check=False)
     first = collect(make_dataset(manifest, "val", **kwargs))
     reads = sum(count_reads.values())
-    assert reads > 0 and list((tmp_path / "cache").glob("val-*.index"))
+    assert reads > 0 and list((tmp_path / "cache").glob("val-*.u8"))
     second = collect(make_dataset(manifest, "val", **kwargs))
     assert sum(count_reads.values()) == reads  # read from the cache, not the images
     for a, b in zip(first, second):

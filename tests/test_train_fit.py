@@ -83,8 +83,11 @@ def test_run_folder_holds_everything(learned):
     for key, value in {"epochs": EPOCHS, "batch_size": 16, "lr": 1e-3, "optimizer": "adam", "seed": 0,
                        "width": WIDTH, "image_size": IMAGE_SIZE, "resize": "stretch", "augment": False,
                        "backbone_weights": None, "strategy": "default", "precision": "float32",
-                       "early_stopping": None, "steps_per_epoch": None, "cache": "memory"}.items():
+                       "early_stopping": None, "steps_per_epoch": None, "cache": "auto"}.items():
         assert config[key] == value, key
+    from dsxsd._preflight import default_cache_limit
+
+    assert config["cache_limit"] == default_cache_limit()  # half the machine's memory: the images fit
     assert set(config["versions"]) == {"dsxsd", "tensorflow", "keras"}
     assert config["versions"]["tensorflow"] == tf.__version__
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -103,8 +103,10 @@ def test_the_frozen_stage_trains_the_head_alone_on_features_computed_once_per_im
     summary = fit(tiny, run, epochs=3, batch_size=4, lr=1e-2, freeze_backbone=True, **SMALL)
     train, val = splits(tiny)
     assert embedded == [("train", len(train.paths)), ("val", len(val.paths))]
-    # Each image decoded once, for the tower: the head's three epochs read no file.
-    assert count_reads == {path: 1 for path in train.paths + val.paths}
+    # Each image decoded once, in the pass that checks it (test images too) and caches it
+    # for the tower: the head's three epochs read no file.
+    test = data.pair_table(data.read_manifest(tiny), "test", tiny)
+    assert count_reads == {path: 1 for path in train.paths + val.paths + test.paths}
     start, trained = layer_weights(initial_model()), layer_weights(load_model(run / "model.keras"))
     for name in start:
         assert same(trained[name], start[name]) is (name not in HEAD), name

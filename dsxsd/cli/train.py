@@ -51,7 +51,7 @@ class _BackboneWeights(_InputPath):
 
 
 def _cache(value: str) -> str:
-    return value if value in ("memory", "none") else click.format_filename(value)
+    return value if value in _preflight.CACHE_MODES else click.format_filename(value)
 
 
 @click.command("train", short_help="Train the Siamese network on a pairs manifest into a run folder.")
@@ -75,7 +75,8 @@ def _cache(value: str) -> str:
 @click.option("--augment/--no-augment", default=None, help="Random flips, brightness and contrast on training images [default: off].")
 @click.option("--resample-negatives/--no-resample-negatives", default=None, help="Each epoch, give every different-class training pair a new partner of another class, drawn from the train split's images (against memorising a small dataset) [default: off, on with --preset cpu].")
 @click.option("--resample-positives/--no-resample-positives", default=None, help="Each epoch, give every same-class training pair a new partner: another image of its class from the train split [default: off, on with --preset cpu].")
-@click.option("--cache", default="memory", show_default=True, metavar="memory|none|DIR", help="Keep decoded images in memory for the run, on disk in DIR, or decode once per epoch.")
+@click.option("--cache", default="auto", show_default=True, metavar="auto|memory|disk|none|DIR", help="Where the decoded images stay for the run. auto: in memory while they fit --cache-limit, past it in a store on disk (RUN/cache); memory; disk (RUN/cache); DIR: a store in DIR, kept across runs; none: decoded every epoch.")
+@click.option("--cache-limit", default=None, metavar="SIZE", help="The most memory --cache auto gives the decoded images, e.g. 500MB or 8GB [default: half the machine's memory].")
 @click.option("--backbone-weights", type=_BackboneWeights(dir_okay=False, path_type=Path), default=None, metavar="imagenet|FILE", help="Start the tower from VGG16 weights, with VGG16's preprocessing. imagenet: Keras' ImageNet weights (--width 1.0 only), downloaded once into Keras' cache (~/.keras/models, or $KERAS_HOME/models) and used from there; FILE: a local Keras VGG16 no-top weights file, never downloaded.")
 @click.option("--freeze-backbone", is_flag=True, default=False, help="Train the head only, the tower fixed (meant with --backbone-weights): the tower runs once per image and the head trains on its features, so an epoch costs the head alone. Not with --augment.")
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True, metavar="N", help="After --freeze-backbone's --epochs, train the tower's last block (block5) and the head N epochs more, on images, at a tenth of --lr.")
@@ -85,7 +86,7 @@ def _cache(value: str) -> str:
 @overwrite_option
 @json_option
 def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
-          image_size, resize, augment, resample_negatives, resample_positives, cache, backbone_weights,
+          image_size, resize, augment, resample_negatives, resample_positives, cache, cache_limit, backbone_weights,
           freeze_backbone, fine_tune_epochs, strategy, precision, jit, overwrite, as_json) -> None:
     """Train the Siamese VGG16 network on MANIFEST (a pairs.csv from make-pairs).
 
@@ -113,7 +114,8 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
     ))
     # Before the seconds TensorFlow takes to import.
     _preflight.check_train(manifest, out, width=recipe["width"], backbone_weights=backbone_weights,
-                           augment=recipe["augment"], freeze_backbone=freeze_backbone, fine_tune_epochs=fine_tune_epochs)
+                           augment=recipe["augment"], freeze_backbone=freeze_backbone, fine_tune_epochs=fine_tune_epochs,
+                           cache=cache, cache_limit=cache_limit)
     if preset is not None and not as_json:
         click.echo(presets.describe(preset))
     train_package = import_train()
@@ -129,6 +131,7 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
             steps_per_epoch=steps_per_epoch,
             resize=resize,
             cache=_cache(cache),
+            cache_limit=cache_limit,
             backbone_weights=backbone_weights,
             freeze_backbone=freeze_backbone,
             fine_tune_epochs=fine_tune_epochs,

@@ -1,9 +1,10 @@
 """The input pipeline: a pairs manifest into batches of ``((left, right), label)``.
 
 Pairs share images (an image of a class with many pairs appears in dozens of them), so the
-pipeline works on the distinct images, not on the pairs: each epoch decodes every distinct
-image once (or never again, with ``cache``), holds them as one uint8 tensor, and builds a
-batch by gathering rows of it. A pair costs an index lookup, not a file read and a decode.
+pipeline works on the distinct images, not on the pairs: every distinct image is decoded
+once, in the pass that checks it, into uint8 rows kept in memory or in a store on disk
+(:mod:`dsxsd.train.store`; or decoded again each epoch, ``cache="none"``), and a batch is
+built by gathering rows. A pair costs an index lookup, not a file read and a decode.
 
 Decoding and resizing are one function (:func:`decode_and_resize`) shared by training and
 by :func:`load_images`, so a model sees the same pixels at prediction time as in training.
@@ -11,10 +12,8 @@ by :func:`load_images`, so a model sees the same pixels at prediction time as in
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +25,8 @@ from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
 from ..pairs import read_pairs
+from . import store
+from .store import Rows
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Augmentation strengths: brightness shift as a fraction of 255, contrast factor range.
@@ -33,6 +34,8 @@ BRIGHTNESS_DELTA = 0.2
 CONTRAST_RANGE = (0.8, 1.2)
 # How many offending paths an error lists before "and N more".
 LIST_FIRST = 5
+# Images per write while a split's images are decoded into memory or a store.
+DECODE_BATCH = 256
 
 
 # ---------------------------------------------------------------------------- one image
@@ -70,15 +73,9 @@ def load_images(
     Raises MissingImageError / ImageDecodeError naming the (first) bad file.
     """
     paths = [str(p) for p in paths]
-    if not paths:
-        return np.zeros((0, image_size, image_size, 3), np.float32)
-    check_images(paths)
-    ds = (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
-        .batch(256)
-    )
-    return np.concatenate([batch.numpy() for batch in ds]).astype(np.float32)
+    images = np.empty((len(paths), image_size, image_size, 3), np.uint8)
+    decode_checked([(paths, images)], image_size=image_size, resize=resize)
+    return images.astype(np.float32)
 
 
 # ---------------------------------------------------------------------- checking files
@@ -92,48 +89,95 @@ def check_images(paths: Sequence[str], source: str | os.PathLike[str] | None = N
     training uses). One error lists how many are bad and the first few, naming ``source``
     (the manifest) and each path's row, so a user fixes them all in one go.
     """
-    from PIL import Image
+    decode_checked([(list(paths), None)], source, rows)
 
-    distinct = list(dict.fromkeys(paths))
-    missing = [p for p in distinct if not os.path.isfile(p)]
+
+def require_files(paths: Sequence[str], source: str | os.PathLike[str] | None = None, rows: dict[str, int] | None = None) -> None:
+    """Refuse missing images (listed as :func:`check_images` lists them): a look at each
+    file, nothing read."""
+    missing = [p for p in dict.fromkeys(paths) if not os.path.isfile(p)]
     if missing:
         raise _listing(MissingImageError, missing, "missing", source, rows)
-    bombs, broken = [], []
-    for p in distinct:
-        try:
-            with Image.open(p) as im:
-                if im.width * im.height > Image.MAX_IMAGE_PIXELS:
-                    bombs.append(p)
-        except Image.DecompressionBombError:
-            bombs.append(p)
-        except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
-            broken.append(p)
-    if bombs:
-        raise _listing(HostileInputError, bombs, f"over {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)", source, rows)
-    pil_broken = set(broken)
-    broken += _tf_undecodable([p for p in distinct if p not in pil_broken])
+
+
+def decode_checked(
+    groups: Sequence[tuple[Sequence[str], np.ndarray | store.StoreWriter | None]],
+    source: str | os.PathLike[str] | None = None,
+    rows: dict[str, int] | None = None,
+    *,
+    image_size: int | None = None,
+    resize: str = "stretch",
+    check: bool = True,
+) -> list[int]:
+    """:func:`check_images` and the decoding of the images into their cache, in one pass.
+
+    ``groups``: ``(paths, into)`` pairs; each image of ``paths`` is decoded once, resized
+    (:func:`decode_and_resize`) and written in order into ``into`` (an array [N, S, S, 3] or
+    a :class:`store.StoreWriter`), or, where ``into`` is ``None``, decoded only to see that
+    it decodes. With ``check`` the files are first checked as :func:`check_images` says;
+    either way the images that fail to decode are listed in one error. Returns how many
+    images each group decoded.
+    """
+    from PIL import Image
+
+    distinct = list(dict.fromkeys(p for paths, _ in groups for p in paths))
+    broken: list[str] = []
+    if check:
+        require_files(distinct, source, rows)
+        bombs = []
+        for p in distinct:
+            try:
+                with Image.open(p) as im:
+                    if im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                        bombs.append(p)
+            except Image.DecompressionBombError:
+                bombs.append(p)
+            except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
+                broken.append(p)
+        if bombs:
+            raise _listing(HostileInputError, bombs, f"over {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)", source, rows)
+    counts = []
+    for paths, into in groups:
+        failed = _decode_into(list(paths), into, image_size, resize)
+        counts.append(len(paths))
+        broken += failed
     if broken:
         order = {p: i for i, p in enumerate(distinct)}
-        raise _listing(ImageDecodeError, sorted(broken, key=order.__getitem__), "cannot be decoded", source, rows)
+        bad = sorted(set(broken), key=order.__getitem__)
+        raise _listing(ImageDecodeError, bad, "cannot be decoded", source, rows)
+    return counts
 
 
-def _tf_undecodable(paths: list[str]) -> list[str]:
-    """Paths TensorFlow fails to decode: decode all in parallel, see which survive."""
+def _decode_into(paths: list[str], into, image_size: int | None, resize: str) -> list[str]:
+    """Decode ``paths`` in parallel and in order, writing each batch of images into
+    ``into`` (none: decode only); return the paths that failed to decode."""
     if not paths:
         return []
+
+    def decode(i, path):
+        if into is None:  # the check alone: no resize, no pixels kept
+            return i, tf.shape(tf.io.decode_image(read_file(path), channels=3, expand_animations=False))
+        return i, decode_and_resize(path, image_size, resize)
+
     ds = (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .enumerate()
-        .map(
-            lambda i, p: (i, tf.shape(tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False))),
-            num_parallel_calls=AUTOTUNE,
-        )
-        .ignore_errors()
-        .map(lambda i, _: i)
-        .batch(4096)
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+        .map(decode, num_parallel_calls=AUTOTUNE)
+        .ignore_errors()  # a failed image drops out; its index is missing below
+        .batch(DECODE_BATCH)
+        .prefetch(1)
     )
-    ok = set(np.concatenate([b.numpy() for b in ds] or [np.zeros(0, np.int64)]).tolist())
-    return [p for i, p in enumerate(paths) if i not in ok]
+    decoded = np.zeros(len(paths), bool)
+    written = 0
+    for index, images in ds.as_numpy_iterator():
+        decoded[index] = True
+        if into is None or written != index[0] or index[-1] != written + len(index) - 1:
+            continue  # after a failure nothing more is written: the error comes instead
+        if isinstance(into, np.ndarray):
+            into[written : written + len(index)] = images
+        else:
+            into.write(written, images)
+        written += len(index)
+    return [p for p, ok in zip(paths, decoded) if not ok]
 
 
 def _listing(error, bad: list[str], what: str, source, rows: dict[str, int] | None) -> Exception:
@@ -248,7 +292,8 @@ def make_dataset(
     shuffle: bool | None = None,
     resample_negatives: bool = False,
     resample_positives: bool = False,
-    cache: str | os.PathLike[str] | None = "memory",
+    cache: str | os.PathLike[str] | None = "auto",
+    cache_limit: int | None = None,
     seed: int = 0,
     repeat: bool = False,
     drop_remainder: bool = False,
@@ -263,15 +308,17 @@ def make_dataset(
     the manifest's row order. ``resample_negatives`` / ``resample_positives`` give each
     different-class / same-class pair a fresh right-hand partner from the split's own
     images every pass (see :func:`pairs_dataset`; :func:`dsxsd.train.fit` does it for
-    ``train`` only). ``cache``: ``"memory"`` decodes the split's images once
-    for the whole run, a folder keeps them on disk across runs, ``None``/``"none"``
-    decodes each distinct image once per epoch. ``repeat`` makes it endless (for
-    ``steps_per_epoch``). ``check`` refuses missing/undecodable images up front.
+    ``train`` only). ``cache`` (:func:`split_images`): ``"memory"`` decodes the split's
+    images once for the whole run, a folder keeps them in a store on disk across runs,
+    ``"auto"`` is memory up to ``cache_limit`` bytes and a store in a temporary folder past
+    it, ``None``/``"none"`` decodes each distinct image once per epoch. ``repeat`` makes
+    it endless (for ``steps_per_epoch``). ``check`` refuses missing/undecodable images up
+    front, in the pass that decodes them into the cache.
     """
     table = read_manifest(manifest)
     pairs = pair_table(table, split, manifest)
-    if check:
-        check_images(pairs.paths, manifest, pairs.rows)
+    images = split_images(pairs, image_size=image_size, resize=resize, cache=cache, cache_limit=cache_limit,
+                          cache_key=split, check=check, source=manifest)
     return pairs_dataset(
         pairs,
         image_size=image_size,
@@ -281,11 +328,10 @@ def make_dataset(
         shuffle=split == "train" if shuffle is None else shuffle,
         resample_negatives=resample_negatives,
         resample_positives=resample_positives,
-        cache=cache,
+        images=images,
         seed=seed,
         repeat=repeat,
         drop_remainder=drop_remainder,
-        cache_key=f"{split}",
     )
 
 
@@ -299,17 +345,19 @@ def pairs_dataset(
     shuffle: bool = False,
     resample_negatives: bool = False,
     resample_positives: bool = False,
-    cache: str | os.PathLike[str] | None = "memory",
+    cache: str | os.PathLike[str] | None = "auto",
+    cache_limit: int | None = None,
     seed: int = 0,
     repeat: bool = False,
     drop_remainder: bool = False,
     cache_key: str = "",
     start: int = 0,
+    images: Rows | None = None,
 ) -> tf.data.Dataset:
     """The pipeline behind :func:`make_dataset`, from a :class:`PairTable`.
 
-    One element holds the whole split's decoded images [N, S, S, 3] uint8
-    (:func:`split_images`); each pass over the pairs shuffles the pair indices (a fresh, seeded permutation per
+    The split's decoded images [N, S, S, 3] uint8 are ``images`` (:func:`split_images`,
+    made here from ``cache`` when not given); each pass over the pairs shuffles the pair indices (a fresh, seeded permutation per
     pass), cuts them into batches, gathers each batch's images and augments them. With
     ``resample_negatives`` / ``resample_positives`` each pass also draws every
     different-class / same-class pair a new right-hand image (:func:`_partner_sampler`);
@@ -324,9 +372,12 @@ def pairs_dataset(
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
-    images = split_images(pairs, image_size=image_size, resize=resize, cache=cache, cache_key=cache_key)
+    if images is None:
+        images = split_images(pairs, image_size=image_size, resize=resize, cache=cache, cache_limit=cache_limit,
+                              cache_key=cache_key, check=False)
+    rows, take = _rows(images, image_size, resize, pairs.paths)
     return _pair_batches(
-        pairs, images, batch_size=batch_size, augment=augment, shuffle=shuffle,
+        pairs, rows, take=take, batch_size=batch_size, augment=augment, shuffle=shuffle,
         resample_negatives=resample_negatives, resample_positives=resample_positives, seed=seed, repeat=repeat,
         drop_remainder=drop_remainder, start=start,
     )
@@ -354,32 +405,73 @@ def features_dataset(
     :func:`dsxsd.train.fit` trains a head on while the tower is frozen.
     """
     return _pair_batches(
-        pairs, tf.data.Dataset.from_tensors(features), batch_size=batch_size, augment=False, shuffle=shuffle,
+        pairs, tf.data.Dataset.from_tensors(features), take=_take_tensor, batch_size=batch_size, augment=False, shuffle=shuffle,
         resample_negatives=resample_negatives, resample_positives=resample_positives, seed=seed, repeat=repeat,
         drop_remainder=drop_remainder, start=start,
     )
 
 
 def split_images(
-    pairs: PairTable, *, image_size: int, resize: str = "stretch", cache: str | os.PathLike[str] | None = "memory",
-    cache_key: str = "",
-) -> tf.data.Dataset:
-    """A dataset of one element: the split's distinct images, uint8 [N, S, S, 3] in the
-    order of ``pairs.paths``, decoded once (and kept, see ``cache`` in :func:`make_dataset`)."""
-    images = (
-        tf.data.Dataset.from_tensor_slices(pairs.paths)
-        .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
-        .batch(len(pairs.paths))
-    )
-    return _cached(images, cache, pairs, image_size, resize, cache_key)
+    pairs: PairTable, *, image_size: int, resize: str = "stretch", cache: str | os.PathLike[str] | None = "auto",
+    cache_key: str = "", cache_limit: int | None = None, check: bool = True,
+    source: str | os.PathLike[str] | None = None,
+) -> Rows:
+    """The split's distinct images, uint8 [N, S, S, 3] in the order of ``pairs.paths``,
+    decoded once, in the pass that checks them (:func:`decode_checked`); see
+    :func:`dsxsd.train.store.prepare` for where ``cache`` keeps them. ``"auto"`` without a
+    folder overflows into a store in a temporary folder."""
+    folder = None
+    if str(cache) in ("auto", "disk"):
+        import tempfile
+
+        folder = os.path.join(tempfile.gettempdir(), "dsxsd-cache")
+    return store.prepare(
+        {cache_key: pairs.paths}, image_size=image_size, resize=resize, cache="none" if cache is None else cache,
+        cache_limit=cache_limit, folder=folder, source=source, rows=pairs.rows, check=check,
+    )[cache_key]
+
+
+def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
+    """What :func:`_pair_batches` gathers from: a dataset of one element holding a row per
+    image, and the function that takes a batch's left and right rows from it.
+
+    The plain version, where the images are decoded every pass (``cache="none"``), is the
+    decoded tensor and ``tf.gather``. Cached images (memory or a disk store) are numpy
+    rows gathered by :func:`dsxsd.train.store.gather_pairs`: one call per batch (the Python
+    lock taken once per batch, released while numpy copies), reading a store's rows in
+    ascending order. Memory and disk share it, so both give the same batches.
+    """
+    if images.kind == "none":
+        decoded = (
+            tf.data.Dataset.from_tensor_slices(paths)
+            .map(lambda p: decode_and_resize(p, image_size, resize), num_parallel_calls=AUTOTUNE)
+            .batch(max(len(paths), 1))
+        )
+        return decoded, _take_tensor
+    shape = images.array.shape[1:]
+
+    def take(_rows, left, right):
+        a, b = tf.numpy_function(
+            lambda l, r: store.gather_pairs(images, l, r), [left, right], [tf.uint8, tf.uint8], stateful=False
+        )
+        a.set_shape([None, *shape])
+        b.set_shape([None, *shape])
+        return a, b
+
+    return tf.data.Dataset.from_tensors(tf.zeros([0], tf.uint8)), take
+
+
+def _take_tensor(rows: tf.Tensor, left: tf.Tensor, right: tf.Tensor):
+    return tf.gather(rows, left), tf.gather(rows, right)
 
 
 def _pair_batches(
-    pairs: PairTable, images: tf.data.Dataset, *, batch_size: int, augment: bool, shuffle: bool,
+    pairs: PairTable, images: tf.data.Dataset, *, take, batch_size: int, augment: bool, shuffle: bool,
     resample_negatives: bool, resample_positives: bool, seed: int, repeat: bool, drop_remainder: bool, start: int,
 ) -> tf.data.Dataset:
     """The batches of :func:`pairs_dataset` and :func:`features_dataset`, gathered from
-    ``images``: one element holding a row per distinct image (an image, or its features)."""
+    ``images``: one element holding a row per distinct image (an image, or its features),
+    by ``take(element, left_indices, right_indices)`` (see :func:`_rows`)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if start and not repeat:
@@ -428,8 +520,7 @@ def _pair_batches(
         # A batch is a slice of the epoch's order: batching the order's scalars one by one
         # cost more per epoch than gathering the rows.
         idx = order[step * batch_size : (step + 1) * batch_size]
-        a = tf.gather(rows, tf.gather(left, idx))
-        b = tf.gather(rows, tf.gather(rights, idx))
+        a, b = take(rows, tf.gather(left, idx), tf.gather(rights, idx))
         if augment:
             a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
             b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
@@ -493,25 +584,6 @@ def _partner_sampler(pairs: PairTable, negatives: bool, positives: bool):
     return partners
 
 
-def _cached(images: tf.data.Dataset, cache, pairs: PairTable, image_size: int, resize: str, key: str) -> tf.data.Dataset:
-    if cache is None or str(cache) == "none":
-        return images
-    if str(cache) == "memory":
-        return images.cache()
-    folder = Path(cache)
-    folder.mkdir(parents=True, exist_ok=True)
-    # The file name is a digest of what was decoded and how, so a changed manifest or
-    # image size never reads a stale cache.
-    digest = hashlib.sha256("\n".join([str(image_size), resize, *pairs.paths]).encode()).hexdigest()[:16]
-    prefix = folder / f"{key}-{digest}"
-    if not Path(f"{prefix}.index").exists():
-        # A run killed while writing the cache leaves a lock file that would block the
-        # next run; with no finished cache there is nothing the lock protects.
-        for lock in folder.glob(f"{prefix.name}*.lockfile"):
-            lock.unlink(missing_ok=True)
-    return images.cache(str(prefix))
-
-
 def _augment_uint8(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     augmented = augment_batch(tf.cast(images, tf.float32), seed)
     return tf.cast(tf.round(augmented), tf.uint8)
@@ -535,11 +607,13 @@ __all__ = [
     "augment_batch",
     "check_images",
     "decode_and_resize",
+    "decode_checked",
     "load_images",
     "make_dataset",
     "features_dataset",
     "pair_table",
     "pairs_dataset",
     "read_manifest",
+    "require_files",
     "split_images",
 ]

@@ -29,7 +29,7 @@ from .. import _preflight, environment, presets
 from .._io import write_text
 from ..environment import PRECISIONS, STRATEGIES, TrainingPlan
 from ..errors import OutputExistsError, SettingError, SettingWarning, require_path
-from . import data, loop, network, run
+from . import data, loop, network, run, store
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 1e-4, "sgd": 1e-2}
@@ -54,7 +54,8 @@ def fit(
     augment: bool | None = None,
     resample_negatives: bool | None = None,
     resample_positives: bool | None = None,
-    cache: str | os.PathLike[str] = "memory",
+    cache: str | os.PathLike[str] = "auto",
+    cache_limit: int | str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
     freeze_backbone: bool = False,
     fine_tune_epochs: int = 0,
@@ -99,6 +100,14 @@ def fit(
     uninterrupted one would. Validation keeps the manifest's pairs, so its loss compares
     across epochs.
 
+    ``cache`` keeps the train and val splits' decoded images for the run: ``"auto"`` in
+    memory while they fit ``cache_limit`` (bytes, or a size such as ``"8GB"``; default half
+    the machine's memory) and in a store on disk under ``out/cache/`` past it, ``"memory"``,
+    ``"disk"``, a folder for the store, or ``"none"`` (decoded every epoch). Every image is
+    checked (missing, hostile, undecodable: one error lists them) in the same pass that
+    decodes it into the cache; a resumed run reuses a finished store, decoding nothing
+    again (``docs/run-folder.md``). The summary's ``images_decoded`` counts that pass.
+
     ``freeze_backbone`` trains the head alone for ``epochs`` epochs, the tower fixed (as
     ``backbone_weights`` or the seed made it): the tower runs once per distinct train and
     val image, and the head trains on its features (:func:`train_head_on_features`), so
@@ -132,6 +141,7 @@ def fit(
     )
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
+    cache_limit = _preflight.check_cache(cache, cache_limit)
     _preflight.check_backbone_weights(backbone_weights, width)
     _preflight.check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment)
     backend = environment.keras_backend()
@@ -156,7 +166,9 @@ def fit(
     )
     rows = dict(zip(table["left"], table["row"]))
     rows.update({p: min(r, rows.get(p, r)) for p, r in zip(table["right"], table["row"])})
-    data.check_images(list(dict.fromkeys(list(table["left"]) + list(table["right"]))), manifest, rows)
+    # A look at each file here; they are read, checked and decoded into the cache in one
+    # pass once the run folder is locked (_split_images).
+    data.require_files(list(dict.fromkeys(list(table["left"]) + list(table["right"]))), manifest, rows)
     # The ImageNet weights download here, if they must, once everything else is known to work.
     weights_file = None if backbone_weights is None else network.backbone_weights_file(backbone_weights)
 
@@ -165,16 +177,24 @@ def fit(
         preset=preset or "reference", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
         width=width, image_size=image_size, resize=resize, augment=augment,
-        resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache),
+        resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache), cache_limit=cache_limit,
         backbone_weights=_backbone_setting(backbone_weights, weights_file),
         freeze_backbone=bool(freeze_backbone), fine_tune_epochs=int(fine_tune_epochs),
     )
     if chief:
         _refuse_foreign(out)  # before the lock file is made in it
-    # Non-chief workers of a multi-worker run train in lockstep but write nothing.
-    with run.lock_run_folder(out) if chief else contextlib.nullcontext():
-        state = _prepare_out(out, config, overwrite) if chief else _read_state(out, config)
-        return _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose)
+    created = not out.exists()
+    try:
+        # Non-chief workers of a multi-worker run train in lockstep but write nothing.
+        with run.lock_run_folder(out) if chief else contextlib.nullcontext():
+            state = _prepare_out(out, config, overwrite) if chief else _read_state(out, config)
+            images = _split_images(out, config, dist, chief, table, train_pairs, val_pairs, rows, created)
+            return _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose, images)
+    except BaseException:
+        if created and chief:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # a run refused (or stopped) before it wrote anything leaves nothing
+        raise
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -194,7 +214,32 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"{out}: {kept}")
 
 
-def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose) -> dict[str, Any]:
+def _split_images(out: Path, config, dist, chief: bool, table, train_pairs, val_pairs, rows, created: bool):
+    """The train and val splits' images, checked and decoded into their cache in one pass
+    (:func:`dsxsd.train.store.prepare`); the test split's are decoded only to check them.
+
+    A run folder that already holds this run (config.json, written after this pass once
+    succeeded) had its images checked then: its test images are not decoded again, and
+    its finished stores are reused.
+    """
+    splits = {"train": train_pairs.paths, "val": val_pairs.paths}
+    if not run.is_run_folder(out):
+        test = table[table["split"] == "test"]
+        splits["test"] = list(dict.fromkeys([*test["left"], *test["right"]]))
+    try:
+        return store.prepare(
+            splits,
+            image_size=config["image_size"], resize=config["resize"], cache=_cache(config, dist, chief),
+            cache_limit=config["cache_limit"], folder=_store_folder(out, dist, chief),
+            source=config["manifest"], rows=rows, check_only=("test",),
+        )
+    except BaseException:
+        if created and chief:
+            shutil.rmtree(out / store.CACHE_FOLDER, ignore_errors=True)
+        raise
+
+
+def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, verbose, images) -> dict[str, Any]:
     epochs, steps_per_epoch = total_epochs(config), config["steps_per_epoch"]
     history = run.read_history(out)
     history = [r for r in history if r["epoch"] <= state["epoch"]] if state else []
@@ -224,7 +269,7 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
             frozen_epochs = config["epochs"] if config["freeze_backbone"] else 0
             # 1. --freeze-backbone: the head alone, on the tower's features.
             if initial_epoch < frozen_epochs:
-                train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, initial_epoch, schedule)
+                train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, initial_epoch, schedule, images)
             # 2. --fine-tune-epochs: the top block and the head, on images, a fresh
             # optimizer at a tenth of the rate. The same step whether the frozen stage ran
             # just now or before a resume, so a resumed run fine-tunes as an uninterrupted one.
@@ -234,7 +279,7 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
             # Training on images: the whole model, or the fine-tuning stage.
             first = max(initial_epoch, frozen_epochs)
             if first < epochs and not recorder.stopped_early:
-                train_ds, val_ds = _datasets(config, train_pairs, val_pairs, dist, chief, start=first * steps)
+                train_ds, val_ds = _datasets(config, train_pairs, val_pairs, images, start=first * steps)
                 _fit(model, config, dist, train_ds, val_ds, initial_epoch=first, epochs=epochs, **schedule)
         seconds = time.monotonic() - started
         history = recorder.history
@@ -246,6 +291,9 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
         raise TrainingInterrupted(out, recorder.saved_epoch, epochs) from None
     summary = _summary(out, history, initial_epoch, recorder, seconds, config)
     summary["already_complete"] = finished
+    # What the one pass over the images decoded (0 for a split whose store was reused).
+    summary["images_decoded"] = sum(rows.decoded for rows in images.values())
+    summary["image_cache"] = {split: images[split].kind for split in ("train", "val")}
     return summary
 
 
@@ -261,7 +309,8 @@ def _fit(model, config, dist, train_ds, val_ds, **schedule) -> None:
         model.fit(train_ds, validation_data=val_ds, shuffle=False, **schedule)  # the dataset shuffles itself
 
 
-def train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, initial_epoch, schedule) -> None:
+def train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, initial_epoch, schedule,
+                           images=None) -> None:
     """The frozen stage of ``--freeze-backbone``: epochs ``initial_epoch + 1`` to
     ``epochs`` train the head alone, on the tower's features.
 
@@ -281,9 +330,9 @@ def train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, i
             optimizer=model.optimizer, loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
             steps_per_execution=config["steps_per_execution"],
         )
-    cache = _cache(config, dist, chief)
-    train_features = tower_features(tower, train_pairs, config, cache, "train")
-    val_features = tower_features(tower, val_pairs, config, cache, "val")
+    images = images or {split: _cache(config, dist, chief) for split in ("train", "val")}
+    train_features = tower_features(tower, train_pairs, config, images["train"], "train")
+    val_features = tower_features(tower, val_pairs, config, images["val"], "val")
     train_ds = data.features_dataset(
         train_pairs, train_features, batch_size=config["batch_size"], shuffle=True, seed=config["seed"],
         repeat=True, start=initial_epoch * schedule["steps_per_epoch"],
@@ -296,36 +345,52 @@ def train_head_on_features(model, config, dist, chief, train_pairs, val_pairs, i
 
 def tower_features(tower: keras.Model, pairs: data.PairTable, config: dict[str, Any], cache, cache_key: str):
     """The tower's features of each of ``pairs``' distinct images, [N, D] in the order of
-    ``pairs.paths``, each image decoded and run through the tower once.
+    ``pairs.paths``, each image run through the tower once.
 
-    The images are read as training reads them, through a ``--cache`` folder where there
-    is one (it keeps them for later runs); in memory they are not kept, read this once.
+    ``cache``: the split's images (:class:`dsxsd.train.store.Rows`, as training reads
+    them), or a ``--cache`` value to read them by (decoded here, kept as it says).
     """
-    images = data.split_images(
-        pairs, image_size=config["image_size"], resize=config["resize"],
-        cache=None if str(cache) == "memory" else cache, cache_key=cache_key,
-    )
-    batches = images.unbatch().batch(FEATURE_BATCH).as_numpy_iterator()
+    size, resize = config["image_size"], config["resize"]
+    if isinstance(cache, store.Rows) and cache.kind != "none":
+        batches = cache.batches(FEATURE_BATCH)
+    elif isinstance(cache, store.Rows) or str(cache) in _preflight.CACHE_MODES:
+        # Decoded for this once, a batch at a time: the features are what is kept.
+        batches = (
+            tf.data.Dataset.from_tensor_slices(pairs.paths)
+            .map(lambda p: data.decode_and_resize(p, size, resize), num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(FEATURE_BATCH)
+            .as_numpy_iterator()
+        )
+    else:  # a --cache folder: the store is kept for later runs
+        batches = data.split_images(pairs, image_size=size, resize=resize, cache=cache, cache_key=cache_key,
+                                    check=False).batches(FEATURE_BATCH)
     return np.concatenate([keras.ops.convert_to_numpy(tower(batch, training=False)) for batch in batches])
 
 
 def _cache(config: dict[str, Any], dist, chief: bool):
+    """``--cache``; a folder of a multi-worker run's other workers gets a subfolder each:
+    each worker stores every image (docs/training.md says why)."""
     cache = config["cache"]
-    if cache not in ("memory", "none") and not chief:
+    if cache not in _preflight.CACHE_MODES and not chief:
         cache = Path(cache) / f"worker-{dist.cluster_resolver.task_id}"
     return cache
 
 
-def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool, start: int):
-    common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"],
-                  cache=_cache(config, dist, chief))
+def _store_folder(out: Path, dist, chief: bool) -> Path:
+    """Where ``--cache auto`` and ``disk`` keep the image stores: ``out/cache``."""
+    folder = out / store.CACHE_FOLDER
+    return folder if chief else folder / f"worker-{dist.cluster_resolver.task_id}"
+
+
+def _datasets(config: dict[str, Any], train_pairs, val_pairs, images, start: int):
+    common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"])
     train_ds = data.pairs_dataset(
         train_pairs, augment=config["augment"], shuffle=True, seed=config["seed"], repeat=True, start=start,
         resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
-        cache_key="train", **common,
+        images=images["train"], **common,
     )
     train_ds = onto_device(train_ds, train_input_device(config["strategy"]))
-    return train_ds, data.pairs_dataset(val_pairs, cache_key="val", **common)
+    return train_ds, data.pairs_dataset(val_pairs, images=images["val"], **common)
 
 
 def train_input_device(strategy: str) -> str | None:

@@ -6,6 +6,7 @@
     run/logs/            TensorBoard              run/curves.png   loss and accuracy per epoch
     run/checkpoints/     epoch-N.keras (model + optimizer) and state.json (which epoch)
     run/.lock            while a ``dsxsd train`` runs: flock'ed, holds its process id
+    run/cache/           the image stores of --cache auto (past --cache-limit) and disk
 
 Every file is written atomically, so a kill at any moment leaves each file either as it
 was or complete, and a full disk leaves no half-written file (:class:`RunSaveError`).
@@ -18,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -189,7 +191,7 @@ def lock_run_folder(out: Path) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         # What runs killed while saving left behind; checkpoints change names every
         # epoch, so no later write of the same file would find them.
-        for folder in (out, out / "checkpoints"):
+        for folder in (out, out / "checkpoints", out / CACHE_FOLDER):
             remove_abandoned(folder)
         yield
     finally:
@@ -222,14 +224,28 @@ def _take_lock(path: Path, out: Path) -> int:
 
 def holds_own_lock_only(path: Path) -> bool:
     """Whether the folder ``path`` holds nothing but a lock file of dsxsd's (a process id,
-    or nothing: a run killed before it wrote anything else)."""
+    or nothing) and image stores (``cache/``): a run killed before it wrote anything else,
+    maybe while it decoded its images into a store."""
     lock = path / LOCK_NAME
     try:
-        entries = [child.name for child in path.iterdir()]
-        text = lock.read_text("ascii").strip() if entries == [LOCK_NAME] and lock.is_file() else None
+        entries = sorted(child.name for child in path.iterdir())
+        if not entries or not set(entries) <= {LOCK_NAME, CACHE_FOLDER}:
+            return False
+        if CACHE_FOLDER in entries and not _holds_stores_only(path / CACHE_FOLDER):
+            return False
+        text = lock.read_text("ascii").strip() if lock.is_file() else ""
     except (OSError, UnicodeDecodeError):
         return False
-    return text is not None and (text == "" or text.isdigit())
+    return text == "" or text.isdigit()
+
+
+# The folder of a run that holds its image stores (dsxsd.train.store).
+CACHE_FOLDER = "cache"
+_STORE_FILE = re.compile(r"(\w+-)?[0-9a-f]{16}\.(u8|json)|\..+\.tmp|worker-\d+")
+
+
+def _holds_stores_only(folder: Path) -> bool:
+    return folder.is_dir() and all(_STORE_FILE.fullmatch(child.name) for child in folder.iterdir())
 
 
 def is_run_folder(path: Path) -> bool:

@@ -1,0 +1,202 @@
+"""Training past memory: the disk image store (``--cache auto`` past ``--cache-limit``)
+against the in-memory cache and the decode limit, measured in the same run.
+
+1. Peak resident memory of ``dsxsd.train.fit`` (one short epoch, width 0.125, 105 px) on a
+   generated manifest whose images do not fit ``--cache-limit``, in a fresh interpreter,
+   against the fixed cost: the same run on a tiny manifest, plus the limit (target: at
+   most 1x). Reported twice: the peak of all resident pages (``ru_maxrss``, which counts
+   the store's pages mapped at that moment) and of the process's own memory (anonymous
+   pages, sampled every 20 ms).
+2. The first epoch from the store: the one pass that checks every image and writes it into
+   a new store, then an epoch of pairs gathered from it, against the decode+resize limit
+   (each distinct image read, decoded and resized once, nothing else; target at most 1.25x).
+3. A later epoch, pairs gathered from the store while the page cache holds it, against the
+   same epoch gathered from memory (``--cache memory``; target at least 0.8x as fast), and
+   the memory cache against ``tf.gather`` from one tensor (the memory cache before the
+   store), no target.
+
+    python benchmarks/bench_store.py            # 3,000 crops, a few minutes on 2 cores
+    python benchmarks/bench_store.py --full     # 300,000 crops (about 10 GB decoded), --cache-limit 1GB
+    python benchmarks/bench_store.py --crops 30000 --limit 100MB
+
+Memory figures are printed in the table's time columns, in MB (``what`` says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks._common`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import Row, interleaved, table, timed  # noqa: E402
+
+STAGE = "image store"
+SIZE = 105
+BATCH = 32
+CLASSES = 50
+TINY_CROPS = 100
+MB = 2**20
+
+
+def make_manifest(root: Path, crops: int) -> Path:
+    """``crops`` generated JPEG crops in :data:`CLASSES` classes and make-pairs' pairs."""
+    import dsxsd
+    from benchmarks.bench_pipeline import make_images
+
+    if not (root / "images").exists():
+        make_images(root / "images", CLASSES, max(crops // CLASSES, 2), SIZE)
+    manifest = root / "pairs.csv"
+    if not manifest.exists():
+        dsxsd.make_pairs(root / "images", manifest, positives=1, seed=0)
+    return manifest
+
+
+# ---------------------------------------------------------------------- memory (fresh process)
+
+
+def fit_child(manifest: str, out: str, limit: str, steps: int) -> None:
+    """In a fresh interpreter: one short epoch of fit; print the peaks as JSON."""
+    peak_anon = [0]
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        peak_anon[0] = max(peak_anon[0], int(line.split()[1]) * 1024)
+            time.sleep(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    import resource
+
+    from dsxsd.train import fit
+
+    start = time.perf_counter()
+    summary = fit(manifest, out, epochs=1, steps_per_epoch=steps, width=0.125, image_size=SIZE,
+                  batch_size=BATCH, cache_limit=limit, verbose=0)
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_anon": peak_anon[0],
+        "image_cache": summary["image_cache"], "decoded": summary["images_decoded"], "seconds": seconds,
+    }))
+
+
+def fit_peaks(manifest: Path, out: Path, limit: str, steps: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--fit-child", str(manifest), str(out), limit, str(steps)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------- time (this process)
+
+
+def drain(ds) -> int:
+    import tensorflow as tf
+
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def first_epoch_from_a_new_store(pairs, manifest: Path, folder: Path) -> None:
+    """What fit's first epoch does past the limit: check and store every image in one pass,
+    then gather an epoch of pairs from the store."""
+    import shutil
+
+    from dsxsd.train import data, store
+
+    shutil.rmtree(folder, ignore_errors=True)
+    rows = store.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder,
+                         source=manifest, rows=pairs.rows)["train"]
+    drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
+
+
+def measure(quick: bool = False, *, crops: int | None = None, limit: str | None = None) -> list[Row]:
+    from dsxsd import _preflight
+    from dsxsd.train import data, store
+    from benchmarks.bench_pipeline import decode_limit_dataset
+
+    crops = crops or 3000
+    limit = limit or ("1GB" if crops >= 100_000 else "20MB")
+    runs = 2 if quick else 3
+    steps = 10 if quick else 20
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="dsxsd-bench-store-") as tmp:
+        tmp = Path(tmp)
+        manifest = make_manifest(tmp / "big", crops)
+        tiny = make_manifest(tmp / "tiny", TINY_CROPS)
+        pairs = data.pair_table(data.read_manifest(manifest), "train", manifest)
+        limit_bytes = _preflight.parse_size(limit)
+        decoded_mb = len(pairs.paths) * SIZE * SIZE * 3 / MB
+
+        # 1. memory: the store run against the fixed cost plus the limit
+        fixed = fit_peaks(tiny, tmp / "tiny-run", limit, steps)
+        big = fit_peaks(manifest, tmp / "big-run", limit, steps)
+        what = (f"fit, 1 epoch of {steps} steps, {crops:,} crops ({len(pairs.paths):,} train images, "
+                f"{decoded_mb:,.0f} MB decoded), --cache-limit {limit}, train on {big['image_cache']['train']}")
+        bound = f"fixed cost ({TINY_CROPS} crops) + the limit"
+        for key, name in (("peak_rss", "peak resident MB"), ("peak_anon", "peak own (anonymous) MB")):
+            rows.append(Row(STAGE, f"{what}: {name} (MB in the time columns)", big[key] / MB, bound,
+                            (fixed[key] + limit_bytes) / MB, "overhead", 1.0))
+
+        # 2. the first epoch: one checking pass into a new store, then the epoch from it
+        folder = tmp / "store"
+        limit_ds = decode_limit_dataset(pairs.paths, SIZE, BATCH)
+        drain(limit_ds)  # untimed: tracing, threads
+        limit_s, first_s = interleaved(runs, (drain, limit_ds), (first_epoch_from_a_new_store, pairs, manifest, folder))
+        data_note = f"{len(pairs):,} pairs of {len(pairs.paths):,} images, {SIZE}px"
+        rows.append(Row(STAGE, f"first epoch: check + decode into a new store + the epoch from it: {data_note}",
+                        first_s, "decode+resize limit (distinct images once)", limit_s, "overhead", 1.25))
+
+        # 3. later epochs: from the store (page cache warm) and from memory
+        on_disk = store.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder)["train"]
+        assert on_disk.kind == "disk" and on_disk.decoded == 0
+        in_memory = store.Rows("memory", on_disk.array.copy())
+        common = dict(image_size=SIZE, batch_size=BATCH, shuffle=True)
+        from_disk = data.pairs_dataset(pairs, images=on_disk, **common)
+        from_memory = data.pairs_dataset(pairs, images=in_memory, **common)
+        # tf.gather from one tensor: the same pairs as features_dataset gathers them
+        from_tensor = data.features_dataset(pairs, in_memory.array, batch_size=BATCH, shuffle=True)
+        for ds in (from_disk, from_memory, from_tensor):
+            drain(ds)
+        disk_s, memory_s, tensor_s = interleaved(runs + 2, (drain, from_disk), (drain, from_memory),
+                                                 (drain, from_tensor))
+        rows += [
+            Row(STAGE, f"later epoch from the disk store (page cache warm): {data_note}", disk_s,
+                "the same epoch from memory (--cache memory)", memory_s, "speedup", 0.8),
+            Row(STAGE, f"later epoch, --cache memory (numpy gather per batch): {data_note}", memory_s,
+                "tf.gather from one tensor (the memory cache before the store)", tensor_s, "speedup", None),
+        ]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--fit-child":
+        fit_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--crops", type=int, help="generated crops (default 3,000; --full 300,000)")
+    parser.add_argument("--limit", help="--cache-limit of the run (default 20MB; 1GB from 100,000 crops)")
+    parser.add_argument("--full", action="store_true", help="300,000 crops at --cache-limit 1GB")
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    crops = args.crops or (300_000 if args.full else None)
+    rows, seconds = timed(measure, args.quick, crops=crops, limit=args.limit)
+    print(table(rows, markdown=args.markdown))
+    print(f"\n({seconds:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()

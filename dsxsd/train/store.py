@@ -1,0 +1,328 @@
+"""Where a split's decoded images live while training: memory, or a store on disk.
+
+A split's distinct images, decoded and resized, are ``N x S x S x 3`` uint8 rows. They are
+held in memory when they fit ``--cache-limit``; otherwise they go to a disk store, one
+file of the rows back to back, read by index through a memory map, so a split larger than
+the machine's memory trains in bounded memory (``docs/run-folder.md``)::
+
+    cache/train-<digest>.u8     the rows, row i = image i of the split's distinct paths
+    cache/train-<digest>.json   written last: count, shape, bytes, sha256, mtime
+
+The digest is of what was decoded and how (the image size, the resize mode, each path with
+its file's size and modification time), so other settings or changed images never read a
+stale store. The rows are written under a temporary name and renamed when complete, and the
+``.json`` is written after that: a store killed halfway has no ``.json`` and is rebuilt,
+never read. A finished store whose file is shorter or longer than its ``.json`` says, or
+whose bytes changed, is refused (:class:`ImageStoreError`), not silently trained on.
+
+Memory and disk hold the same bytes and a batch gathers its rows the same way from both
+(:func:`gather_pairs`): the same pairs, seed and settings give bit-identical batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import mmap
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .. import _preflight
+from .._io import atomic_path, write_text
+from . import run
+from ..errors import ImageStoreError
+
+STORE_FORMAT = "dsxsd.images"
+STORE_VERSION = 1
+# The folder of a run (``--cache auto`` or ``disk``) that holds its stores.
+CACHE_FOLDER = run.CACHE_FOLDER
+# Rows gathered from a mapped store before its pages are unmapped again: see Rows.gather.
+RELEASE_EVERY = 64 * 2**20
+
+
+@dataclass
+class Rows:
+    """A split's decoded images: ``array`` uint8 [N, S, S, 3], in memory or mapped from
+    ``file``; ``decoded`` counts the images decoded to make it (0: a finished store reused).
+    ``kind`` is ``"memory"``, ``"disk"`` or ``"none"`` (decoded every pass; no ``array``)."""
+
+    kind: str
+    array: np.ndarray | None = None
+    file: Path | None = None
+    decoded: int = 0
+    _map: mmap.mmap | None = field(default=None, repr=False)
+    _gathered: int = field(default=0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """The rows ``indices`` name, in that order: read in ascending order, so a batch's
+        reads from a disk store go front to back through the file, in one numpy call
+        (which releases the Python lock while it copies), not one Python step per image."""
+        order = np.argsort(indices, kind="stable")
+        rows = self.array[indices[order]]
+        out = np.empty_like(rows)
+        out[order] = rows
+        if self._map is not None:
+            self._release(rows.nbytes)
+        return out
+
+    def _release(self, nbytes: int) -> None:
+        # A mapped page this process touched counts in its resident memory until it is
+        # unmapped, though it is the system's page cache and dropped under pressure. Unmapped
+        # now and then, resident memory stays bounded; a page read again comes back from the
+        # page cache (a minor fault), not from disk.
+        with self._lock:
+            self._gathered += nbytes
+            release = self._gathered >= RELEASE_EVERY
+            if release:
+                self._gathered = 0
+        if release and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        """The rows in order, ``size`` at a time (what the frozen tower's features read)."""
+        for start in range(0, len(self.array), size):
+            yield np.array(self.array[start : start + size])
+
+
+def gather_pairs(rows: Rows, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's left and right images, gathered in one pass over the sorted indices."""
+    both = rows.gather(np.concatenate([left, right]))
+    return both[: len(left)], both[len(left) :]
+
+
+# --------------------------------------------------------------------- memory or disk
+
+
+def prepare(
+    splits: dict[str, list[str]],
+    *,
+    image_size: int,
+    resize: str,
+    cache: str | os.PathLike[str] = "auto",
+    cache_limit: int | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+    rows: dict[str, int] | None = None,
+    check: bool = True,
+    check_only: tuple[str, ...] = (),
+) -> dict[str, Rows]:
+    """Each split's decoded images (``splits``: key -> distinct paths), in one decode pass
+    that also checks them (:func:`dsxsd.train.data.decode_checked`); each :class:`Rows`
+    counts the images it decoded.
+
+    ``cache``: ``"memory"`` holds them in memory; ``"disk"`` in a store in ``folder``;
+    another path is that folder; ``"auto"`` in memory while the splits, in order, fit
+    ``cache_limit`` bytes together (default: :func:`dsxsd._preflight.default_cache_limit`),
+    each split past it in a store; ``"none"`` keeps nothing (each pass decodes again; the
+    images are decoded here only to check them). A finished store of the same images and
+    settings is reused: its images are neither decoded nor checked again. The splits named
+    in ``check_only`` (a manifest's test split) are decoded to check them, not kept.
+    """
+    from . import data
+
+    mode = str(cache)
+    budget = _preflight.default_cache_limit() if cache_limit is None else int(cache_limit)
+    shape = (image_size, image_size, 3)
+    result: dict[str, Rows] = {}
+    groups: list[tuple[list[str], object]] = []
+    group_keys: list[str] = []
+    writers: dict[str, StoreWriter] = {}
+    with contextlib.ExitStack() as stack:
+        for key, paths in splits.items():
+            nbytes = len(paths) * int(np.prod(shape))
+            kind = mode if mode in ("memory", "disk", "none") else "disk"
+            if mode == "auto":
+                kind = "memory" if nbytes <= budget else "disk"
+            if key in check_only:
+                continue
+            if kind == "memory":
+                budget -= nbytes
+                result[key] = Rows("memory", np.empty((len(paths), *shape), np.uint8))
+                into = result[key].array
+            elif kind == "none":
+                result[key] = Rows("none")
+                into = None
+                if not check:
+                    continue
+            else:
+                where = Path(cache) if mode not in _preflight.CACHE_MODES else folder
+                if where is None:
+                    raise ValueError(f"cache={mode!r} needs a folder for the image store")
+                Path(where).mkdir(parents=True, exist_ok=True)
+                data_file, meta_file = store_files(Path(where), key, paths, image_size, resize)
+                found = open_store(data_file, meta_file, len(paths), shape)
+                if found is not None:
+                    result[key] = found
+                    continue
+                into = writers[key] = stack.enter_context(StoreWriter(data_file, meta_file, len(paths), shape))
+            groups.append((paths, into))
+            group_keys.append(key)
+        if check:
+            kept = {p for paths, _ in groups for p in paths}
+            for key in check_only:
+                result[key] = Rows("none")
+                groups.append(([p for p in splits.get(key, []) if p not in kept], None))
+                group_keys.append(key)
+        counts = data.decode_checked(groups, source, rows, image_size=image_size, resize=resize, check=check)
+        for key, writer in writers.items():
+            writer.finish()
+            result[key] = writer.rows()
+    for key, count in zip(group_keys, counts):
+        result[key].decoded = count
+    return result
+
+
+# ------------------------------------------------------------------------ the store's name
+
+
+def digest(paths: list[str], image_size: int, resize: str) -> str:
+    """A digest of what a split's store holds and how it was made: the image size, the
+    resize mode and each path with its file's size and modification time, so a changed
+    image makes another store, never a stale read. Paths that cannot be read are left to
+    the image check that follows."""
+    h = hashlib.sha256(f"{STORE_FORMAT} {STORE_VERSION}\n{image_size}\n{resize}\n".encode())
+    for path in paths:
+        try:
+            st = os.stat(path)
+            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}\0-\n".encode())
+    return h.hexdigest()[:16]
+
+
+def store_files(folder: Path, key: str, paths: list[str], image_size: int, resize: str) -> tuple[Path, Path]:
+    """The rows file and the ``.json`` of a split's store in ``folder``."""
+    name = f"{key}-{digest(paths, image_size, resize)}" if key else digest(paths, image_size, resize)
+    return folder / f"{name}.u8", folder / f"{name}.json"
+
+
+# ----------------------------------------------------------------------- opening a store
+
+
+def open_store(data: Path, meta: Path, count: int, shape: tuple[int, ...]) -> Rows | None:
+    """The finished store ``data`` as :class:`Rows` (memory-mapped, read-only), or
+    ``None`` when there is none: no ``.json`` means no store was finished here, and the
+    rows a killed build left are removed. A finished store that does not match its
+    ``.json`` raises :class:`ImageStoreError` naming the file."""
+    if not meta.is_file():
+        data.unlink(missing_ok=True)
+        return None
+    expected = _read_meta(meta, count, shape)
+    try:
+        st = os.stat(data)
+    except FileNotFoundError:
+        raise ImageStoreError(f"image store is missing; its {meta.name} remains. {_REBUILD}", file=data) from None
+    if st.st_size != expected["bytes"]:
+        what = "truncated" if st.st_size < expected["bytes"] else "longer than it was written"
+        raise ImageStoreError(
+            f"image store is {what}: {st.st_size} bytes, {meta.name} says {expected['bytes']}. {_REBUILD}", file=data
+        )
+    if st.st_mtime_ns != expected["mtime_ns"]:
+        # Changed since it was written, or only copied: the bytes decide, read once.
+        if _sha256(data) != expected["sha256"]:
+            raise ImageStoreError(f"image store was modified after it was written. {_REBUILD}", file=data)
+        write_text(meta, json.dumps({**expected, "mtime_ns": st.st_mtime_ns}, indent=2) + "\n", overwrite=True)
+    return _mapped(data, count, shape)
+
+
+_REBUILD = "Delete it to rebuild it, or train with --cache memory"
+
+
+def _read_meta(meta: Path, count: int, shape: tuple[int, ...]) -> dict:
+    try:
+        found = json.loads(meta.read_text(encoding="utf-8"))
+        ok = (
+            found.get("format") == STORE_FORMAT and found.get("version") == STORE_VERSION
+            and found["count"] == count and tuple(found["shape"]) == tuple(shape)
+            and found["bytes"] == count * int(np.prod(shape)) and isinstance(found["sha256"], str)
+            and isinstance(found["mtime_ns"], int)
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ImageStoreError(
+            f"not the .json of a dsxsd image store of {count} images of {'x'.join(map(str, shape))}. {_REBUILD}",
+            file=meta,
+        )
+    return found
+
+
+def _mapped(data: Path, count: int, shape: tuple[int, ...]) -> Rows:
+    if count == 0:
+        return Rows("disk", np.zeros((0, *shape), np.uint8), data)
+    with open(data, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    array = np.frombuffer(mapping, np.uint8).reshape(count, *shape)
+    return Rows("disk", array, data, _map=mapping)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- writing a store
+
+
+class StoreWriter:
+    """Writes a split's rows in order into a temporary file; :meth:`finish` renames it
+    into place and then writes the ``.json``. Used as a context manager around the decode
+    pass: an error (or a kill) before :meth:`finish` leaves no store behind."""
+
+    def __init__(self, data: Path, meta: Path, count: int, shape: tuple[int, ...]):
+        self.data, self.meta, self.count, self.shape = data, meta, count, tuple(shape)
+        self.written = 0
+        self._hash = hashlib.sha256()
+
+    def __enter__(self) -> StoreWriter:
+        meta_gone = not self.meta.exists()
+        self.meta.unlink(missing_ok=True)
+        if meta_gone:
+            self.data.unlink(missing_ok=True)
+        self._atomic = atomic_path(self.data, overwrite=True)
+        self._file = open(self._atomic.__enter__(), "wb")
+        return self
+
+    def write(self, first: int, rows: np.ndarray) -> None:
+        """Rows ``first, first + 1, ...``: they come in order, from the first."""
+        assert first == self.written, (first, self.written)
+        rows = np.ascontiguousarray(rows, np.uint8)
+        self._file.write(rows.data)
+        self._hash.update(rows.data)
+        self.written += len(rows)
+
+    def finish(self) -> None:
+        if self.written != self.count:
+            raise RuntimeError(f"{self.written} of {self.count} images written to {self.data}")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._atomic.__exit__(None, None, None)  # renamed into place
+        st = os.stat(self.data)
+        meta = {
+            "format": STORE_FORMAT, "version": STORE_VERSION, "count": self.count, "shape": list(self.shape),
+            "dtype": "uint8", "bytes": st.st_size, "sha256": self._hash.hexdigest(), "mtime_ns": st.st_mtime_ns,
+        }
+        write_text(self.meta, json.dumps(meta, indent=2) + "\n", overwrite=True)
+        self._atomic = None
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._atomic is not None:  # not finished: the temporary goes
+            self._file.close()
+            self._atomic.__exit__(kind or RuntimeError, error or RuntimeError("not finished"), trace)
+
+    def rows(self) -> Rows:
+        return _mapped(self.data, self.count, self.shape)
+
+
+__all__ = ["CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "gather_pairs", "open_store", "store_files"]

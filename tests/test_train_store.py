@@ -1,0 +1,268 @@
+"""The image cache: memory or a disk store by --cache-limit, one decode pass that checks and
+caches, batches from disk equal to those from memory, stores killed, stale, truncated or
+edited handled, a resumed run decoding nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dsxsd import _preflight
+from dsxsd.errors import ImageDecodeError, ImageStoreError, SettingError
+
+pytestmark = pytest.mark.tf
+
+tf = pytest.importorskip("tensorflow")
+
+from dsxsd.train import data, fit, store  # noqa: E402
+from train_support import IMAGE_SIZE, WIDTH, count_reads, make_shapes_manifest  # noqa: E402,F401
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = dict(width=WIDTH, image_size=IMAGE_SIZE, verbose=0, batch_size=8, lr=1e-3)
+STREAM = dict(image_size=IMAGE_SIZE, batch_size=8, shuffle=True, seed=7, augment=True,
+              resample_negatives=True, resample_positives=True, repeat=True)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return make_shapes_manifest(tmp_path_factory.mktemp("store"), per_class=8, positives=1)
+
+
+def batches(ds, n: int):
+    return [(a.numpy(), b.numpy(), y.numpy()) for (a, b), y in ds.take(n)]
+
+
+def assert_same(first, second):
+    assert len(first) == len(second)
+    for x, y in zip(first, second):
+        for a, b in zip(x, y):
+            np.testing.assert_array_equal(a, b)
+
+
+def train_paths(manifest) -> list[str]:
+    return data.pair_table(data.read_manifest(manifest), "train", manifest).paths
+
+
+def prepare(manifest, folder, **kwargs):
+    settings = dict(image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=folder)
+    return store.prepare({"train": train_paths(manifest)}, **{**settings, **kwargs})["train"]
+
+
+# ------------------------------------------------------------------ sizes and settings
+
+
+@pytest.mark.parametrize("text, size", [("500MB", 500 * 10**6), ("8GB", 8 * 10**9), ("1.5GiB", int(1.5 * 2**30)),
+                                        ("64kb", 64_000), ("0", 0), ("1000", 1000), (" 2 GB ", 2 * 10**9)])
+def test_cache_limits_are_sizes(text, size):
+    assert _preflight.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1GB", "8 gigabytes", "", "1e9"])
+def test_a_bad_cache_limit_is_a_usage_error(text):
+    with pytest.raises(SettingError, match="--cache-limit must be a size such as 500MB or 8GB") as info:
+        _preflight.parse_size(text)
+    assert info.value.exit_code == 2
+
+
+def test_the_default_limit_is_half_the_memory():
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < _preflight.default_cache_limit() <= physical // 2
+
+
+# -------------------------------------------------------------------- memory or disk
+
+
+def test_a_tiny_limit_puts_the_images_in_a_store_whose_batches_equal_memory(manifest, tmp_path):
+    on_disk = data.make_dataset(manifest, "train", cache=tmp_path / "c", **STREAM)
+    auto = data.make_dataset(manifest, "train", cache="auto", cache_limit=1, **STREAM)
+    in_memory = data.make_dataset(manifest, "train", cache="memory", **STREAM)
+    decoded = data.make_dataset(manifest, "train", cache="none", **STREAM)
+    n = 3 * data.pair_table(data.read_manifest(manifest), "train").batches(8)  # three passes
+    expected = batches(in_memory, n)
+    for ds in (on_disk, auto, decoded):
+        assert_same(batches(ds, n), expected)
+    stores = sorted(p.suffix for p in (tmp_path / "c").iterdir())
+    assert stores == [".json", ".u8"]
+
+
+def test_auto_keeps_what_fits_the_limit_in_memory(manifest, tmp_path):
+    paths = train_paths(manifest)
+    one_split = len(paths) * IMAGE_SIZE * IMAGE_SIZE * 3
+    splits = {"train": paths, "val": paths[:5]}
+    kinds = {k: r.kind for k, r in store.prepare(
+        splits, image_size=IMAGE_SIZE, resize="stretch", cache="auto", cache_limit=one_split, folder=tmp_path,
+    ).items()}
+    assert kinds == {"train": "memory", "val": "disk"}  # the limit is for all splits together
+    kinds = {k: r.kind for k, r in store.prepare(
+        splits, image_size=IMAGE_SIZE, resize="stretch", cache="auto", cache_limit=2 * one_split, folder=tmp_path,
+    ).items()}
+    assert kinds == {"train": "memory", "val": "memory"}
+
+
+# ------------------------------------------------------------- one pass, and reuse
+
+
+def test_one_pass_checks_and_caches_and_a_finished_store_is_reused(manifest, tmp_path, count_reads):
+    first = prepare(manifest, tmp_path)
+    n = len(train_paths(manifest))
+    assert first.kind == "disk" and first.decoded == n
+    assert set(count_reads.values()) == {1} and len(count_reads) == n  # each image read once, checked and stored
+    again = prepare(manifest, tmp_path)
+    assert again.decoded == 0 and sum(count_reads.values()) == n  # nothing read again
+    np.testing.assert_array_equal(first.array, again.array)
+
+
+def test_an_undecodable_image_is_listed_and_leaves_no_store(manifest, tmp_path):
+    paths = train_paths(manifest)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 20)
+    with pytest.raises(ImageDecodeError, match=f"1 image cannot be decoded: {broken}"):
+        store.prepare({"train": paths[:4] + [str(broken)] + paths[4:]}, image_size=IMAGE_SIZE, resize="stretch",
+                      cache="disk", folder=tmp_path / "c", source="pairs.csv")
+    assert list((tmp_path / "c").iterdir()) == []  # nothing half-written stays
+
+
+def test_a_store_of_other_settings_or_changed_images_is_not_read(manifest, tmp_path):
+    first = prepare(manifest, tmp_path)
+    other_size = prepare(manifest, tmp_path, image_size=IMAGE_SIZE + 8)
+    letterbox = prepare(manifest, tmp_path, resize="letterbox")
+    assert other_size.decoded and letterbox.decoded and other_size.array.shape[1] == IMAGE_SIZE + 8
+    changed = Path(train_paths(manifest)[0])
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # an image edited since
+    rebuilt = prepare(manifest, tmp_path)
+    assert rebuilt.decoded == len(first.array)
+    assert len(list(tmp_path.glob("*.u8"))) == 4 and len(list(tmp_path.glob("*.json"))) == 4
+
+
+KILLED_BUILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from dsxsd.train import data, store
+    data.DECODE_BATCH = 4
+    write = store.StoreWriter.write
+    def write_then_die(self, first, rows):
+        write(self, first, rows)
+        if self.written >= 8:
+            os.kill(os.getpid(), signal.SIGKILL)
+    store.StoreWriter.write = write_then_die
+    store.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
+    """ % IMAGE_SIZE
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_a_store_killed_during_its_build_is_rebuilt(manifest, tmp_path):
+    paths = train_paths(manifest)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_BUILD, str(tmp_path), *paths], env=env,
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    left = [p.name for p in tmp_path.iterdir()]
+    assert left and not any(name.endswith((".json", ".u8")) for name in left)  # only the temporary
+    rebuilt = prepare(manifest, tmp_path)
+    assert rebuilt.decoded == len(paths)
+    np.testing.assert_array_equal(rebuilt.array, prepare(manifest, tmp_path, cache="memory").array)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".u8"]  # the temporary is gone
+
+
+def test_rows_without_their_json_are_an_unfinished_store_and_rebuilt(manifest, tmp_path):
+    first = prepare(manifest, tmp_path)
+    meta = next(tmp_path.glob("*.json"))
+    meta.unlink()  # killed between renaming the rows into place and writing the .json
+    again = prepare(manifest, tmp_path)
+    assert again.decoded == len(first.array) and meta.is_file()
+
+
+# --------------------------------------------------------------------- refusals
+
+
+def test_a_truncated_store_is_refused_naming_its_file(manifest, tmp_path):
+    prepare(manifest, tmp_path)
+    rows = next(tmp_path.glob("*.u8"))
+    size = rows.stat().st_size
+    os.truncate(rows, size - 100)
+    with pytest.raises(ImageStoreError) as info:
+        prepare(manifest, tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{rows}: image store is truncated: {size - 100} bytes, ")
+    assert "\n" not in message and "Delete it to rebuild it" in message
+
+
+def test_an_edited_store_is_refused_and_a_copied_one_is_read(manifest, tmp_path):
+    first = prepare(manifest, tmp_path)
+    rows = next(tmp_path.glob("*.u8"))
+    stat = rows.stat()
+    os.utime(rows, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # copied: same bytes, new time
+    np.testing.assert_array_equal(prepare(manifest, tmp_path).array, first.array)
+    with open(rows, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ImageStoreError, match=f"^{rows}: image store was modified after it was written"):
+        prepare(manifest, tmp_path)
+
+
+def test_a_json_that_is_not_a_stores_is_refused(manifest, tmp_path):
+    prepare(manifest, tmp_path)
+    meta = next(tmp_path.glob("*.json"))
+    meta.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ImageStoreError, match=f"^{meta}: not the .json of a dsxsd image store"):
+        prepare(manifest, tmp_path)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def test_a_run_past_its_limit_trains_from_its_store_as_from_memory_and_resumes_without_decoding(
+    manifest, tmp_path, count_reads
+):
+    table = pd.read_csv(manifest)
+    distinct = len(set(table.left) | set(table.right))
+    summary = fit(manifest, tmp_path / "disk", epochs=1, cache_limit="1KB", **SMALL)
+    assert summary["image_cache"] == {"train": "disk", "val": "disk"}
+    assert summary["images_decoded"] == distinct  # train, val and test, each once
+    assert set(count_reads.values()) == {1} and len(count_reads) == distinct
+    stores = sorted(p.name.split("-")[0] + p.suffix for p in (tmp_path / "disk" / "cache").iterdir())
+    assert stores == ["train.json", "train.u8", "val.json", "val.u8"]
+    assert json.loads((tmp_path / "disk" / "config.json").read_text())["cache_limit"] == 1000
+    resumed = fit(manifest, tmp_path / "disk", epochs=2, cache_limit="1KB", **SMALL)
+    assert resumed["initial_epoch"] == 1 and resumed["images_decoded"] == 0
+    assert sum(count_reads.values()) == distinct  # nothing read again
+    in_memory = fit(manifest, tmp_path / "memory", epochs=2, cache="memory", **SMALL)
+    assert in_memory["image_cache"] == {"train": "memory", "val": "memory"}
+    disk_history = pd.read_csv(tmp_path / "disk" / "history.csv")
+    pd.testing.assert_frame_equal(disk_history, pd.read_csv(tmp_path / "memory" / "history.csv"))
+
+
+def test_a_bad_image_refuses_a_new_run_and_leaves_no_folder(tmp_path):
+    manifest = make_shapes_manifest(tmp_path / "data", per_class=8, positives=1)
+    bad = pd.read_csv(manifest).query("split == 'val'").left.iloc[0]
+    (manifest.parent / bad).write_bytes(b"GIF89a but not really")
+    with pytest.raises(ImageDecodeError, match="1 image cannot be decoded: .*" + bad):
+        fit(manifest, tmp_path / "run", epochs=1, cache="disk", **SMALL)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_killed_while_it_built_its_store_is_taken_up_again(manifest, tmp_path):
+    run = tmp_path / "run"
+    (run / "cache").mkdir(parents=True)
+    (run / ".lock").write_text("4242\n")  # its holder is gone: nobody holds the flock
+    (run / "cache" / ".train-0123456789abcdef.u8.4242.abcdefgh.tmp").write_bytes(b"\0" * 100)
+    summary = fit(manifest, run, epochs=1, cache="disk", **SMALL)
+    assert summary["epochs"] == 1 and summary["images_decoded"] > 0
+    assert not list((run / "cache").glob(".*.tmp"))  # what the killed build left is cleared away
+    (tmp_path / "foreign" / "cache").mkdir(parents=True)
+    (tmp_path / "foreign" / "cache" / "thesis.tex").write_text("mine")
+    with pytest.raises(Exception, match="not a dsxsd run folder"):
+        fit(manifest, tmp_path / "foreign", epochs=1, **SMALL)
