@@ -22,15 +22,14 @@ import pandas as pd
 import tensorflow as tf
 
 from .._images import RESIZE_MODES
+from .._preflight import augment_policy
 from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
 from ..pairs import read_pairs
+from .augment import augment_batch, augment_uint8  # augment_batch stays importable from here
 
 AUTOTUNE = tf.data.AUTOTUNE
-# Augmentation strengths: brightness shift as a fraction of 255, contrast factor range.
-BRIGHTNESS_DELTA = 0.2
-CONTRAST_RANGE = (0.8, 1.2)
 # How many offending paths an error lists before "and N more".
 LIST_FIRST = 5
 
@@ -244,7 +243,8 @@ def make_dataset(
     image_size: int = 105,
     batch_size: int = 32,
     resize: str = "stretch",
-    augment: bool = False,
+    augment: bool | str = False,
+    augment_flips: bool | None = None,
     shuffle: bool | None = None,
     resample_negatives: bool = False,
     resample_positives: bool = False,
@@ -266,7 +266,8 @@ def make_dataset(
     ``train`` only). ``cache``: ``"memory"`` decodes the split's images once
     for the whole run, a folder keeps them on disk across runs, ``None``/``"none"``
     decodes each distinct image once per epoch. ``repeat`` makes it endless (for
-    ``steps_per_epoch``). ``check`` refuses missing/undecodable images up front.
+    ``steps_per_epoch``). ``augment``: ``"basic"`` (or ``True``) or ``"crops"``, flipping
+    as ``augment_flips`` says (:mod:`dsxsd.train.augment`). ``check`` refuses missing/undecodable images up front.
     """
     table = read_manifest(manifest)
     pairs = pair_table(table, split, manifest)
@@ -278,6 +279,7 @@ def make_dataset(
         batch_size=batch_size,
         resize=resize,
         augment=augment,
+        augment_flips=augment_flips,
         shuffle=split == "train" if shuffle is None else shuffle,
         resample_negatives=resample_negatives,
         resample_positives=resample_positives,
@@ -295,7 +297,8 @@ def pairs_dataset(
     image_size: int,
     batch_size: int,
     resize: str = "stretch",
-    augment: bool = False,
+    augment: bool | str = False,
+    augment_flips: bool | None = None,
     shuffle: bool = False,
     resample_negatives: bool = False,
     resample_positives: bool = False,
@@ -326,7 +329,7 @@ def pairs_dataset(
         raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
     images = split_images(pairs, image_size=image_size, resize=resize, cache=cache, cache_key=cache_key)
     return _pair_batches(
-        pairs, images, batch_size=batch_size, augment=augment, shuffle=shuffle,
+        pairs, images, batch_size=batch_size, augment=augment, augment_flips=augment_flips, shuffle=shuffle,
         resample_negatives=resample_negatives, resample_positives=resample_positives, seed=seed, repeat=repeat,
         drop_remainder=drop_remainder, start=start,
     )
@@ -375,8 +378,9 @@ def split_images(
 
 
 def _pair_batches(
-    pairs: PairTable, images: tf.data.Dataset, *, batch_size: int, augment: bool, shuffle: bool,
+    pairs: PairTable, images: tf.data.Dataset, *, batch_size: int, augment: bool | str, shuffle: bool,
     resample_negatives: bool, resample_positives: bool, seed: int, repeat: bool, drop_remainder: bool, start: int,
+    augment_flips: bool | None = None,
 ) -> tf.data.Dataset:
     """The batches of :func:`pairs_dataset` and :func:`features_dataset`, gathered from
     ``images``: one element holding a row per distinct image (an image, or its features)."""
@@ -402,6 +406,7 @@ def _pair_batches(
     right = tf.constant(pairs.right)
     labels = tf.constant(pairs.labels)
     partners = _partner_sampler(pairs, resample_negatives, resample_positives)
+    policy = augment_policy(augment)
 
     def one_epoch(rows: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(len(pairs), dtype=tf.int32)
@@ -430,9 +435,9 @@ def _pair_batches(
         idx = order[step * batch_size : (step + 1) * batch_size]
         a = tf.gather(rows, tf.gather(left, idx))
         b = tf.gather(rows, tf.gather(rights, idx))
-        if augment:
-            a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
-            b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
+        if policy != "none":
+            a = augment_uint8(a, tf.stack([epoch_seed, 2 * step]), policy, augment_flips)
+            b = augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]), policy, augment_flips)
         return (a, b), tf.gather(labels, idx)
 
     # Skipping the (handle, step) elements costs no gather: only the steps are counted off.
@@ -510,24 +515,6 @@ def _cached(images: tf.data.Dataset, cache, pairs: PairTable, image_size: int, r
         for lock in folder.glob(f"{prefix.name}*.lockfile"):
             lock.unlink(missing_ok=True)
     return images.cache(str(prefix))
-
-
-def _augment_uint8(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    augmented = augment_batch(tf.cast(images, tf.float32), seed)
-    return tf.cast(tf.round(augmented), tf.uint8)
-
-
-def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random horizontal flip, brightness and contrast, drawn per image from ``seed``."""
-    n = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
-    flip = tf.random.stateless_uniform([n, 1, 1, 1], seeds[0]) < 0.5
-    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    delta = tf.random.stateless_uniform([n, 1, 1, 1], seeds[1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA) * 255.0
-    factor = tf.random.stateless_uniform([n, 1, 1, 1], seeds[2], *CONTRAST_RANGE)
-    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    images = (images - mean) * factor + mean + delta
-    return tf.clip_by_value(images, 0.0, 255.0)
 
 
 __all__ = [
