@@ -11,12 +11,15 @@ of the digits 0-9, 8x8 pixels, no download), written as class folders and paired
 - ``unseen``: every image, the classes split 60/10/30 (``--split-by class``): the test
   classes were never trained on, the one-shot protocol. ROC AUC, EER, 3-way one-shot.
 
-Each recipe trains (``dsxsd.train.fit``), then ``best.keras`` is evaluated. The rows give
-the figures and the wall time of training. Quality does not come as a ratio, so this
-benchmark prints its own table and is not among ``run.py``'s stages.
+A recipe is the options of ``dsxsd train``, as typed: each trains by the command itself
+(in this process), then ``best.keras`` is evaluated. The rows give the figures and the
+wall time of training. Quality does not come as a ratio, so this benchmark prints its own
+table and is not among ``run.py``'s stages.
 
-    python benchmarks/bench_quality.py              # both protocols, every recipe
+    python benchmarks/bench_quality.py              # both protocols, the recipes below
     python benchmarks/bench_quality.py --quick      # a tiny pass (seconds), for the tests
+    python benchmarks/bench_quality.py --protocol small \
+        --recipe "--preset cpu" --recipe "--preset cpu --augment crops --weight-decay 0.05"
 """
 
 from __future__ import annotations
@@ -32,13 +35,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# name -> fit() settings. The first is the first recipe a new user tried on real photos
-# (a CPU-sized model, no preset); the preset is what dsxsd now recommends.
-RECIPES: dict[str, dict] = {
-    "width 0.125, 64 px, 10 epochs": {"width": 0.125, "image_size": 64, "epochs": 10},
-    "--preset cpu": {"preset": "cpu"},
-}
-QUICK_RECIPES: dict[str, dict] = {"--preset cpu, 1 epoch, 32 px": {"preset": "cpu", "epochs": 1, "image_size": 32}}
+# dsxsd train's options. The first is the first recipe a new user tried on real photos (a
+# CPU-sized model, no preset); the preset is what dsxsd now recommends.
+RECIPES = ("--width 0.125 --image-size 64 --epochs 10", "--preset cpu")
+QUICK_RECIPES = ("--preset cpu --epochs 1 --image-size 32",)
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,13 @@ def write_digits(root: Path, per_class: int | None) -> Path:
     return root
 
 
-def measure_one(root: Path, protocol: Protocol, recipe: str, settings: dict) -> Result:
+def measure_one(root: Path, protocol: Protocol, recipe: str) -> Result:
+    import shlex
+
+    from click.testing import CliRunner
+
     import dsxsd
-    from dsxsd.train import fit
+    from dsxsd.cli import main
     from dsxsd.train.evaluate import evaluate, evaluate_n_way
 
     folder = root / protocol.name
@@ -102,8 +106,11 @@ def measure_one(root: Path, protocol: Protocol, recipe: str, settings: dict) -> 
                          split_by=protocol.split_by, seed=0)
     run = folder / f"run-{len(list(folder.glob('run-*')))}"
     start = time.perf_counter()
-    summary = fit(pairs, run, verbose=0, **settings)
+    done = CliRunner().invoke(main, ["train", str(pairs), "--out", str(run), *shlex.split(recipe), "--json"])
     train_s = time.perf_counter() - start
+    if done.exit_code:
+        raise SystemExit(f"recipe {recipe!r}: {done.output.strip() or done.exception!r}")
+    summary = json.loads(done.stdout)
     pairs_result = evaluate(run / "best.keras", pairs, "test", plots=False)
     one_shot = evaluate_n_way(run / "best.keras", pairs, protocol.n_way, 400, split="test", overwrite=True)
     return Result(
@@ -112,15 +119,18 @@ def measure_one(root: Path, protocol: Protocol, recipe: str, settings: dict) -> 
     )
 
 
-def measure(quick: bool = False) -> list[Result]:
-    protocols = (QUICK,) if quick else PROTOCOLS
-    recipes = QUICK_RECIPES if quick else RECIPES
+def measure(quick: bool = False, recipes: list[str] | None = None, protocols: list[str] | None = None) -> list[Result]:
+    """Every recipe on every protocol (``protocols``: names of :data:`PROTOCOLS`; with
+    ``quick``, a tiny "small")."""
+    chosen = (QUICK,) if quick else tuple(p for p in PROTOCOLS if protocols is None or p.name in protocols)
+    recipes = list(recipes or (QUICK_RECIPES if quick else RECIPES))
+    results = []
     with tempfile.TemporaryDirectory(prefix="dsxsd-bench-quality-") as tmp:
-        return [
-            measure_one(Path(tmp), protocol, name, settings)
-            for protocol in protocols
-            for name, settings in recipes.items()
-        ]
+        for protocol in chosen:
+            for recipe in recipes:
+                results.append(measure_one(Path(tmp), protocol, recipe))
+                print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)  # as they come
+    return results
 
 
 def table(results: list[Result]) -> str:
@@ -138,8 +148,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny pass (seconds)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--recipe", action="append", metavar="OPTIONS",
+                        help='dsxsd train options, quoted, e.g. "--preset cpu --augment crops" (repeatable; '
+                        'default: the recipes of the table in benchmarks/README.md)')
+    parser.add_argument("--protocol", action="append", choices=[p.name for p in PROTOCOLS],
+                        help="only this protocol (repeatable; default: all)")
     args = parser.parse_args(argv)
-    results = measure(args.quick)
+    results = measure(args.quick, args.recipe, args.protocol)
     print(json.dumps([r.__dict__ for r in results], indent=2) if args.json else table(results))
 
 

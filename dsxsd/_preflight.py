@@ -12,6 +12,8 @@ before it loads a model, so the Python API fails as early, with the same message
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,11 @@ IMAGENET_WEIGHTS = "imagenet"
 # Where training keeps a split's decoded images (dsxsd.train.store): "auto" chooses memory
 # or disk by --cache-limit; any other value is a folder for the disk store.
 CACHE_MODES = ("auto", "memory", "disk", "none")
+# --augment's policies (dsxsd.train.augment) and --lr-schedule's schedules (dsxsd.train.fit).
+AUGMENTATIONS = ("none", "basic", "crops")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+# Whether each policy flips images when --augment-flips is not given.
+AUGMENT_FLIPS = {"none": False, "basic": True, "crops": False}
 
 
 # --------------------------------------------------------------------------- image lists
@@ -398,19 +405,51 @@ def check_cache(cache: str | os.PathLike[str], cache_limit: str | int | None) ->
             f"--cache must be auto, memory, disk, none or a folder; {cache} is a file", file=None
         )
     return default_cache_limit() if cache_limit is None else parse_size(cache_limit)
+def augment_policy(augment: bool | str | None) -> str:
+    """``augment`` as one of :data:`AUGMENTATIONS`: ``True`` is ``basic`` (what
+    ``augment=True`` meant before there were policies), ``False``/``None`` ``none``."""
+    if augment is None or augment is False:
+        return "none"
+    if augment is True:
+        return "basic"
+    if augment not in AUGMENTATIONS:
+        raise SettingError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    return augment
+
+
+def augment_flips(policy: str, flips: bool | None) -> bool:
+    """Whether ``policy`` flips images: ``flips``, or the policy's default when ``None``
+    (``basic`` flips; ``crops`` does not, as a mirrored digit or word is another object)."""
+    return AUGMENT_FLIPS[policy] if flips is None else bool(flips)
+
+
+def check_recipe(
+    *, augment: bool | str | None = None, weight_decay: float = 0.0, lr_schedule: str = "constant",
+    flips: bool | None = None,
+) -> None:
+    """Refuse an augmentation, weight decay or learning-rate schedule that does not exist,
+    and flips without an augmentation to flip in."""
+    if augment_policy(augment) == "none" and flips:
+        raise SettingError("--augment-flips needs --augment basic or --augment crops")
+    if not isinstance(weight_decay, numbers.Real) or isinstance(weight_decay, bool) or not 0 <= weight_decay < math.inf:
+        raise SettingError(f"weight decay must be a number of at least 0, got {weight_decay!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise SettingError(f"unknown learning-rate schedule {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
 
 
 def check_train(
     manifest: str | os.PathLike[str], out: str | os.PathLike[str], *, width: float = 1.0,
-    backbone_weights: str | os.PathLike[str] | None = None, augment: bool = False, freeze_backbone: bool = False,
-    fine_tune_epochs: int = 0, cache: str | os.PathLike[str] = "auto", cache_limit: str | int | None = None,
+    backbone_weights: str | os.PathLike[str] | None = None, augment: bool | str = False, freeze_backbone: bool = False,
+    fine_tune_epochs: int = 0, weight_decay: float = 0.0, lr_schedule: str = "constant", augment_flips: bool | None = None,
+    cache: str | os.PathLike[str] = "auto", cache_limit: str | int | None = None,
 ) -> None:
     """What ``dsxsd train`` can refuse at once: settings that cannot work together, a
     Keras backend it does not train under, a bad pairs manifest, one without train or val
     pairs, a run folder that cannot be written or that another run holds."""
     check_cache(cache, cache_limit)
+    check_recipe(augment=augment, weight_decay=weight_decay, lr_schedule=lr_schedule, flips=augment_flips)
     check_backbone_weights(backbone_weights, width)
-    check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment)
+    check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment_policy(augment) != "none")
     check_train_backend(configured_backend())
     check_output_folder(out)
     holder = _io.lock_holder(Path(out) / RUN_LOCK)

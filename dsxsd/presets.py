@@ -30,7 +30,9 @@ REFERENCE: dict[str, Any] = {
     "lr": None,
     "width": 1.0,
     "image_size": 105,
-    "augment": False,
+    "augment": "none",
+    "weight_decay": 0.0,
+    "lr_schedule": "constant",
     "resample_negatives": False,
     "resample_positives": False,
 }

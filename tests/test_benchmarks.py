@@ -259,12 +259,12 @@ def test_serve_benchmark_times_the_onnx_command_against_the_keras_one_and_pairs_
 def test_quality_benchmark_trains_evaluates_and_reports_each_recipe():
     bench = importlib.import_module("benchmarks.bench_quality")
     (result,) = bench.measure(quick=True)
-    assert (result.protocol, result.recipe, result.n_way) == ("small", "--preset cpu, 1 epoch, 32 px", 5)
+    assert (result.protocol, result.recipe, result.n_way) == ("small", "--preset cpu --epochs 1 --image-size 32", 5)
     assert (result.epochs, result.best_epoch) == (1, 1)
     assert result.train_s > 0
     assert 0.0 <= result.roc_auc <= 1.0 and 0.0 <= result.eer <= 1.0 and 0.0 <= result.one_shot <= 1.0
     row = bench.table([result]).splitlines()[2]
-    assert row.startswith("| small | --preset cpu, 1 epoch, 32 px | ")
+    assert row.startswith("| small | --preset cpu --epochs 1 --image-size 32 | ")
     assert f"| {result.roc_auc:.3f} | {result.eer:.3f} | {result.one_shot:.3f} (5-way) |" in row
 
 

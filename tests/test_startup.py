@@ -217,3 +217,27 @@ def test_a_backend_set_in_keras_json_is_refused_before_tensorflow(no_tensorflow,
     assert done.returncode == 2, done.stderr
     assert done.stderr == ("error: training runs under Keras' tensorflow or jax backend, not 'torch': "
                            "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax\n")
+
+
+RECIPE_REFUSALS = {
+    # options: (exit code, what the one error line says)
+    ("--augment", "rotate"): (2, "'rotate' is not one of 'none', 'basic', 'crops'"),
+    ("--lr-schedule", "step"): (2, "'step' is not one of 'constant', 'cosine', 'plateau'"),
+    ("--weight-decay", "-0.5"): (2, "-0.5 is not in the range x>=0"),
+    ("--augment-flips",): (2, "error: --augment-flips needs --augment basic or --augment crops"),
+    ("--augment", "crops", "--no-augment"): (2, "--no-augment and --augment crops contradict each other"),
+    ("--augment", "--freeze-backbone"): (2, "--augment cannot be combined with --freeze-backbone"),
+}
+
+
+@pytest.mark.parametrize("options", list(RECIPE_REFUSALS), ids=" ".join)
+def test_bad_recipe_options_are_refused_before_tensorflow(options, no_tensorflow, data):
+    code, message = RECIPE_REFUSALS[options]
+    run = f"from dsxsd.cli import main; main(['train', 'pairs.csv', '--out', 'new-run', *{list(options)!r}])"
+    done = _python(run, _env(no_tensorflow), cwd=data)
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "was imported" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert lines[1:] in ([], ["Try '-c train --help' for help."]), done.stderr  # one line, click's hint at most
+    assert not (data / "new-run").exists()

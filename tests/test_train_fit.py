@@ -246,6 +246,11 @@ RESUMABLE = {
     "steps": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, steps_per_epoch=3, augment=True, **SMALL),
     "resampled": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, steps_per_epoch=3, resample_negatives=True,
                       resample_positives=True, **SMALL),
+    # crops and a cosine over the run: each epoch's images and rate depend on the epoch alone
+    "cosine": dict(epochs=3, batch_size=4, lr=1e-3, seed=5, steps_per_epoch=3, augment="crops",
+                   lr_schedule="cosine", weight_decay=0.1, **SMALL),
+    # a rate high enough that the validation loss stalls, and the rate drops mid-run
+    "plateau": dict(epochs=3, batch_size=4, lr=0.05, seed=5, steps_per_epoch=3, lr_schedule="plateau", **SMALL),
 }
 
 
@@ -419,3 +424,59 @@ def test_batches_prefetched_onto_a_device_train_the_same(tiny, tmp_path, monkeyp
     whole, whole_run = uninterrupted("steps")
     assert (tmp_path / "run" / "history.csv").read_text() == (whole_run / "history.csv").read_text()
     assert summary["loss"] == whole["loss"]
+
+
+def test_cosine_schedule_decays_the_rate_over_the_run_and_fixes_its_length(tiny, tmp_path):
+    import math
+
+    run = tmp_path / "run"
+    fit(tiny, run, epochs=4, batch_size=8, lr=1e-3, lr_schedule="cosine", augment="crops", weight_decay=0.05, **SMALL)
+    config = read_run_config(run)
+    assert (config["lr_schedule"], config["augment"], config["augment_flips"], config["weight_decay"]) == (
+        "cosine", "crops", False, 0.05)
+    # history.csv's rate is the optimizer's at the end of each epoch: the cosine, step by step
+    want = [1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(1, 5)]
+    np.testing.assert_allclose(pd.read_csv(run / "history.csv").lr, want, rtol=1e-4, atol=1e-9)
+    # The rate of every epoch depends on how many there are: --epochs cannot grow.
+    with pytest.raises(OutputExistsError, match="epochs: 4 -> 6"):
+        fit(tiny, run, epochs=6, batch_size=8, lr=1e-3, lr_schedule="cosine", augment="crops", weight_decay=0.05,
+            **SMALL)
+
+
+def test_plateau_schedule_lowers_the_rate_after_epochs_without_a_better_val_loss(tiny, tmp_path):
+    from dsxsd.train.fit import PLATEAU_FACTOR, PLATEAU_PATIENCE, plateau_lr
+
+    assert plateau_lr(1.0, [0.5, 0.6, 0.6, 0.4, 0.7, 0.8]) == pytest.approx(PLATEAU_FACTOR**2)
+    assert plateau_lr(1.0, [0.5, 0.4, 0.3]) == 1.0 and PLATEAU_PATIENCE == 2
+    run = tmp_path / "run"
+    fit(tiny, run, epochs=6, batch_size=4, lr=0.05, lr_schedule="plateau", **SMALL)
+    history = pd.read_csv(run / "history.csv")
+    # each epoch's rate follows from the validation losses before it
+    want = [plateau_lr(0.05, history.val_loss[:i].tolist()) for i in range(len(history))]
+    np.testing.assert_allclose(history.lr, want, rtol=1e-6)
+    assert history.lr.iloc[-1] < 0.05  # at this rate the validation loss stalls: the rate came down
+
+
+def test_recipe_settings_are_refused_before_anything_is_written(tiny, tmp_path):
+    run = tmp_path / "run"
+    cases = {
+        "unknown augmentation 'rotate'; expected one of none, basic, crops": dict(augment="rotate"),
+        "weight decay must be a number of at least 0, got -0.1": dict(weight_decay=-0.1),
+        "unknown learning-rate schedule 'step'; expected one of constant, cosine, plateau": dict(lr_schedule="step"),
+        "--augment-flips needs --augment basic or --augment crops": dict(augment_flips=True),
+        "--augment cannot be combined with --freeze-backbone": dict(augment="crops", freeze_backbone=True),
+    }
+    for message, settings in cases.items():
+        with pytest.raises(SettingError, match=message):
+            fit(tiny, run, epochs=1, **SMALL, **settings)
+    assert not run.exists()
+
+
+def test_a_run_written_before_augmentation_policies_resumes(tiny, tmp_path):
+    from dsxsd.train.run import RESUME_DEFAULTS, config_differences
+
+    old = {"augment": True, "lr": 1e-3}  # config.json of an earlier version: no policy, flips, decay, schedule
+    new = {**RESUME_DEFAULTS, "augment": "basic", "augment_flips": True, "lr": 1e-3}
+    assert config_differences(old, new) == []
+    assert config_differences({"augment": False, "lr": 1e-3}, {**new, "augment": "none", "augment_flips": False}) == []
+    assert config_differences(old, {**new, "augment": "crops"}) == ["augment: 'basic' -> 'crops'"]

@@ -72,7 +72,16 @@ def _cache(value: str) -> str:
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None, help="Scales every conv width; 0.125 makes a CPU-sized model [default: 1.0, or the preset's].")
 @click.option("--image-size", type=click.IntRange(min=32), default=None, help="Input side in pixels [default: 105, or the preset's].")
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch", show_default=True, help="letterbox keeps the aspect ratio and pads.")
-@click.option("--augment/--no-augment", default=None, help="Random flips, brightness and contrast on training images [default: off].")
+@click.option(
+    "--augment", type=click.Choice(_preflight.AUGMENTATIONS), is_flag=False, flag_value="basic", default=None,
+    help="Augment training images. basic (--augment alone): random flips, brightness and contrast. crops, for "
+    "object crops: a random resized crop, a rotation of up to 10 degrees, brightness, contrast and saturation, "
+    "no flips [default: none, or the preset's].",
+)
+@click.option("--no-augment", is_flag=True, default=False, help="Same as --augment none (overrides a preset's).")
+@click.option("--augment-flips/--no-augment-flips", default=None, help="Random horizontal flips in the augmentation (mirrored text and digits are other objects) [default: on with basic, off with crops].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, metavar="FLOAT", help="Decoupled weight decay (AdamW; sgd: Keras' weight_decay), as in PyTorch's AdamW: each step shrinks every weight by lr x FLOAT of itself [default: 0, or the preset's].")
+@click.option("--lr-schedule", type=click.Choice(_preflight.LR_SCHEDULES), default=None, help="constant; cosine: decays to 0 over the run's --epochs, step by step (then --epochs cannot change on resume); plateau: x0.2 after 2 epochs without a lower validation loss [default: constant, or the preset's].")
 @click.option("--resample-negatives/--no-resample-negatives", default=None, help="Each epoch, give every different-class training pair a new partner of another class, drawn from the train split's images (against memorising a small dataset) [default: off, on with --preset cpu].")
 @click.option("--resample-positives/--no-resample-positives", default=None, help="Each epoch, give every same-class training pair a new partner: another image of its class from the train split [default: off, on with --preset cpu].")
 @click.option("--cache", default="auto", show_default=True, metavar="auto|memory|disk|none|DIR", help="Where the decoded images stay for the run. auto: in memory while they fit --cache-limit, past it in a store on disk (RUN/cache); memory; disk (RUN/cache); DIR: a store in DIR, kept across runs; none: decoded every epoch.")
@@ -86,7 +95,8 @@ def _cache(value: str) -> str:
 @overwrite_option
 @json_option
 def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_stopping, steps_per_epoch, width,
-          image_size, resize, augment, resample_negatives, resample_positives, cache, cache_limit, backbone_weights,
+          image_size, resize, augment, no_augment, augment_flips, weight_decay, lr_schedule, resample_negatives,
+          resample_positives, cache, cache_limit, backbone_weights,
           freeze_backbone, fine_tune_epochs, strategy, precision, jit, overwrite, as_json) -> None:
     """Train the Siamese VGG16 network on MANIFEST (a pairs.csv from make-pairs).
 
@@ -108,14 +118,20 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
     KERAS_BACKEND=jax dsxsd train pairs.csv --out run/   (JAX, one device)
     """
     need_tensorflow()
+    if no_augment:
+        if augment not in (None, "none"):
+            raise click.UsageError(f"--no-augment and --augment {augment} contradict each other; give one")
+        augment = "none"
     recipe = presets.resolve(preset, dict(
         epochs=epochs, batch_size=batch_size, lr=lr, width=width, image_size=image_size, augment=augment,
+        weight_decay=weight_decay, lr_schedule=lr_schedule,
         resample_negatives=resample_negatives, resample_positives=resample_positives,
     ))
     # Before the seconds TensorFlow takes to import.
     _preflight.check_train(manifest, out, width=recipe["width"], backbone_weights=backbone_weights,
                            augment=recipe["augment"], freeze_backbone=freeze_backbone, fine_tune_epochs=fine_tune_epochs,
-                           cache=cache, cache_limit=cache_limit)
+                           weight_decay=recipe["weight_decay"], lr_schedule=recipe["lr_schedule"],
+                           augment_flips=augment_flips, cache=cache, cache_limit=cache_limit)
     if preset is not None and not as_json:
         click.echo(presets.describe(preset))
     train_package = import_train()
@@ -125,6 +141,7 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
             out,
             preset=preset,
             **recipe,
+            augment_flips=augment_flips,
             optimizer=optimizer,
             seed=seed,
             early_stopping=early_stopping,
@@ -144,7 +161,8 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
     if as_json:
         print_json(summary)
     elif summary["already_complete"]:
-        click.echo(f"{out} is already complete {_done(summary, recipe['epochs'], fine_tune_epochs)}")
+        fixed = fine_tune_epochs or recipe["lr_schedule"] == "cosine"
+        click.echo(f"{out} is already complete {_done(summary, recipe['epochs'], fine_tune_epochs, fixed)}")
     else:
         resumed = f" (resumed after epoch {summary['initial_epoch']})" if summary["resumed"] else ""
         stopped = ", stopped early" if summary["stopped_early"] else ""
@@ -155,13 +173,16 @@ def train(manifest, out, preset, epochs, batch_size, lr, optimizer, seed, early_
         )
 
 
-def _done(summary, epochs: int, fine_tune_epochs: int = 0) -> str:
-    """What a finished run holds, and how to get more out of it."""
+def _done(summary, epochs: int, fine_tune_epochs: int = 0, fixed_epochs: bool = False) -> str:
+    """What a finished run holds, and how to get more out of it. ``fixed_epochs``: its
+    --epochs is a resume key (fine-tuning stages, a cosine schedule)."""
     trained = summary["epochs"]
     if summary["stopped_early"]:
         return f"(stopped early after epoch {trained}); pass --overwrite to train it again"
     if fine_tune_epochs:  # its stages are fixed: --epochs and --fine-tune-epochs are resume keys
         return f"({trained} epochs, {fine_tune_epochs} of them fine-tuning); pass --overwrite to train it again"
+    if fixed_epochs:  # the cosine's length is the run's
+        return f"({trained} epochs on a cosine schedule); pass --overwrite to train it again"
     if trained > epochs:
         return f"({trained} epochs); raise --epochs above {trained} to train more"
     return f"({trained} of {epochs} epochs); raise --epochs to train more"

@@ -21,17 +21,16 @@ import pandas as pd
 import tensorflow as tf
 
 from .._images import RESIZE_MODES
+from .._preflight import augment_policy
 from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
 from ..pairs import read_pairs
 from . import store
 from .store import Rows
+from .augment import augment_batch, augment_uint8  # augment_batch stays importable from here
 
 AUTOTUNE = tf.data.AUTOTUNE
-# Augmentation strengths: brightness shift as a fraction of 255, contrast factor range.
-BRIGHTNESS_DELTA = 0.2
-CONTRAST_RANGE = (0.8, 1.2)
 # How many offending paths an error lists before "and N more".
 LIST_FIRST = 5
 # Images per write while a split's images are decoded into memory or a store.
@@ -288,7 +287,8 @@ def make_dataset(
     image_size: int = 105,
     batch_size: int = 32,
     resize: str = "stretch",
-    augment: bool = False,
+    augment: bool | str = False,
+    augment_flips: bool | None = None,
     shuffle: bool | None = None,
     resample_negatives: bool = False,
     resample_positives: bool = False,
@@ -312,8 +312,10 @@ def make_dataset(
     images once for the whole run, a folder keeps them in a store on disk across runs,
     ``"auto"`` is memory up to ``cache_limit`` bytes and a store in a temporary folder past
     it, ``None``/``"none"`` decodes each distinct image once per epoch. ``repeat`` makes
-    it endless (for ``steps_per_epoch``). ``check`` refuses missing/undecodable images up
-    front, in the pass that decodes them into the cache.
+    it endless (for ``steps_per_epoch``). ``augment``: ``"basic"`` (or ``True``) or
+    ``"crops"``, flipping as ``augment_flips`` says (:mod:`dsxsd.train.augment`). ``check``
+    refuses missing/undecodable images up front, in the pass that decodes them into the
+    cache.
     """
     table = read_manifest(manifest)
     pairs = pair_table(table, split, manifest)
@@ -325,6 +327,7 @@ def make_dataset(
         batch_size=batch_size,
         resize=resize,
         augment=augment,
+        augment_flips=augment_flips,
         shuffle=split == "train" if shuffle is None else shuffle,
         resample_negatives=resample_negatives,
         resample_positives=resample_positives,
@@ -341,7 +344,8 @@ def pairs_dataset(
     image_size: int,
     batch_size: int,
     resize: str = "stretch",
-    augment: bool = False,
+    augment: bool | str = False,
+    augment_flips: bool | None = None,
     shuffle: bool = False,
     resample_negatives: bool = False,
     resample_positives: bool = False,
@@ -377,7 +381,7 @@ def pairs_dataset(
                               cache_key=cache_key, check=False)
     rows, take = _rows(images, image_size, resize, pairs.paths)
     return _pair_batches(
-        pairs, rows, take=take, batch_size=batch_size, augment=augment, shuffle=shuffle,
+        pairs, rows, take=take, batch_size=batch_size, augment=augment, augment_flips=augment_flips, shuffle=shuffle,
         resample_negatives=resample_negatives, resample_positives=resample_positives, seed=seed, repeat=repeat,
         drop_remainder=drop_remainder, start=start,
     )
@@ -466,8 +470,9 @@ def _take_tensor(rows: tf.Tensor, left: tf.Tensor, right: tf.Tensor):
 
 
 def _pair_batches(
-    pairs: PairTable, images: tf.data.Dataset, *, take, batch_size: int, augment: bool, shuffle: bool,
+    pairs: PairTable, images: tf.data.Dataset, *, take, batch_size: int, augment: bool | str, shuffle: bool,
     resample_negatives: bool, resample_positives: bool, seed: int, repeat: bool, drop_remainder: bool, start: int,
+    augment_flips: bool | None = None,
 ) -> tf.data.Dataset:
     """The batches of :func:`pairs_dataset` and :func:`features_dataset`, gathered from
     ``images``: one element holding a row per distinct image (an image, or its features),
@@ -494,6 +499,7 @@ def _pair_batches(
     right = tf.constant(pairs.right)
     labels = tf.constant(pairs.labels)
     partners = _partner_sampler(pairs, resample_negatives, resample_positives)
+    policy = augment_policy(augment)
 
     def one_epoch(rows: tf.Tensor, epoch_seed: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(len(pairs), dtype=tf.int32)
@@ -521,9 +527,9 @@ def _pair_batches(
         # cost more per epoch than gathering the rows.
         idx = order[step * batch_size : (step + 1) * batch_size]
         a, b = take(rows, tf.gather(left, idx), tf.gather(rights, idx))
-        if augment:
-            a = _augment_uint8(a, tf.stack([epoch_seed, 2 * step]))
-            b = _augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]))
+        if policy != "none":
+            a = augment_uint8(a, tf.stack([epoch_seed, 2 * step]), policy, augment_flips)
+            b = augment_uint8(b, tf.stack([epoch_seed, 2 * step + 1]), policy, augment_flips)
         return (a, b), tf.gather(labels, idx)
 
     # Skipping the (handle, step) elements costs no gather: only the steps are counted off.
@@ -584,22 +590,6 @@ def _partner_sampler(pairs: PairTable, negatives: bool, positives: bool):
     return partners
 
 
-def _augment_uint8(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    augmented = augment_batch(tf.cast(images, tf.float32), seed)
-    return tf.cast(tf.round(augmented), tf.uint8)
-
-
-def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random horizontal flip, brightness and contrast, drawn per image from ``seed``."""
-    n = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
-    flip = tf.random.stateless_uniform([n, 1, 1, 1], seeds[0]) < 0.5
-    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    delta = tf.random.stateless_uniform([n, 1, 1, 1], seeds[1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA) * 255.0
-    factor = tf.random.stateless_uniform([n, 1, 1, 1], seeds[2], *CONTRAST_RANGE)
-    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    images = (images - mean) * factor + mean + delta
-    return tf.clip_by_value(images, 0.0, 255.0)
 
 
 __all__ = [

@@ -51,7 +51,10 @@ def fit(
     width: float | None = None,
     image_size: int | None = None,
     resize: str = "stretch",
-    augment: bool | None = None,
+    augment: bool | str | None = None,
+    augment_flips: bool | None = None,
+    weight_decay: float | None = None,
+    lr_schedule: str | None = None,
     resample_negatives: bool | None = None,
     resample_positives: bool | None = None,
     cache: str | os.PathLike[str] = "auto",
@@ -133,17 +136,20 @@ def fit(
     """
     recipe = presets.resolve(preset, dict(
         epochs=epochs, batch_size=batch_size, lr=lr, width=width, image_size=image_size, augment=augment,
+        weight_decay=weight_decay, lr_schedule=lr_schedule,
         resample_negatives=resample_negatives, resample_positives=resample_positives,
     ))
     epochs, batch_size, lr, width, image_size = (recipe[k] for k in ("epochs", "batch_size", "lr", "width", "image_size"))
-    augment, resample_negatives, resample_positives = (
-        recipe[k] for k in ("augment", "resample_negatives", "resample_positives")
+    augment, weight_decay, lr_schedule, resample_negatives, resample_positives = (
+        recipe[k] for k in ("augment", "weight_decay", "lr_schedule", "resample_negatives", "resample_positives")
     )
+    _preflight.check_recipe(augment=augment, weight_decay=weight_decay, lr_schedule=lr_schedule, flips=augment_flips)
+    augment = _preflight.augment_policy(augment)
     _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, resize, strategy, precision,
               width, image_size)
     cache_limit = _preflight.check_cache(cache, cache_limit)
     _preflight.check_backbone_weights(backbone_weights, width)
-    _preflight.check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment)
+    _preflight.check_frozen_backbone(freeze_backbone, fine_tune_epochs, augment != "none")
     backend = environment.keras_backend()
     _preflight.check_train_backend(backend)  # the backend Keras runs, ~/.keras/keras.json too
     plan = environment.plan_training(strategy, precision, jit, backend=backend)
@@ -177,7 +183,9 @@ def fit(
         preset=preset or "reference", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
         width=width, image_size=image_size, resize=resize, augment=augment,
-        resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache), cache_limit=cache_limit,
+        augment_flips=_preflight.augment_flips(augment, augment_flips), weight_decay=float(weight_decay),
+        lr_schedule=lr_schedule, resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives),
+        cache=str(cache), cache_limit=cache_limit,
         backbone_weights=_backbone_setting(backbone_weights, weights_file),
         freeze_backbone=bool(freeze_backbone), fine_tune_epochs=int(fine_tune_epochs),
     )
@@ -254,12 +262,14 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
         # Built with the layers trainable that trained when the checkpoint was written:
         # they decide what optimizer state it holds.
         checkpoint = out / "checkpoints" / state["weights"] if state else None
-        model = _compiled_model(config, dist, checkpoint, trainable_at(config, initial_epoch))
-        recorder.saved_model = model  # the whole Siamese model, whichever part of it trains
         # Training reads one endless stream of batches; an epoch is a fixed number of
         # them, so a resumed run starts the stream where its finished epochs left it.
         steps = steps_per_epoch or train_pairs.batches(config["batch_size"])
+        model = _compiled_model(config, dist, checkpoint, trainable_at(config, initial_epoch), steps)
+        recorder.saved_model = model  # the whole Siamese model, whichever part of it trains
         all_callbacks: list[keras.callbacks.Callback] = [recorder]
+        if config.get("lr_schedule") == "plateau":
+            all_callbacks.append(PlateauSchedule(config, recorder))
         if chief:
             all_callbacks.append(EpochScalars(out / "logs"))
         all_callbacks += list(callbacks)
@@ -275,7 +285,7 @@ def _train(out, config, state, dist, chief, train_pairs, val_pairs, callbacks, v
             # just now or before a resume, so a resumed run fine-tunes as an uninterrupted one.
             if frozen_epochs and initial_epoch <= frozen_epochs < epochs and not recorder.stopped_early:
                 with dist.scope():
-                    _compile(model, config, "top")
+                    _compile(model, config, "top", steps)
             # Training on images: the whole model, or the fine-tuning stage.
             first = max(initial_epoch, frozen_epochs)
             if first < epochs and not recorder.stopped_early:
@@ -385,7 +395,7 @@ def _store_folder(out: Path, dist, chief: bool) -> Path:
 def _datasets(config: dict[str, Any], train_pairs, val_pairs, images, start: int):
     common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"])
     train_ds = data.pairs_dataset(
-        train_pairs, augment=config["augment"], shuffle=True, seed=config["seed"], repeat=True, start=start,
+        train_pairs, augment=config["augment"], augment_flips=config["augment_flips"], shuffle=True, seed=config["seed"], repeat=True, start=start,
         resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
         images=images["train"], **common,
     )
@@ -420,7 +430,8 @@ def onto_device(dataset: tf.data.Dataset, device: str | None) -> tf.data.Dataset
     return dataset.apply(tf.data.experimental.prefetch_to_device(device))
 
 
-def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None, trainable: str = "all") -> keras.Model:
+def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None, trainable: str = "all",
+                    steps_per_epoch: int = 1) -> keras.Model:
     # Seeded the same on every rerun: what is random besides the data (the initial
     # weights) must not depend on where a run resumed. The data are seeded per pass.
     keras.utils.set_random_seed(config["seed"])
@@ -429,7 +440,7 @@ def _compiled_model(config: dict[str, Any], dist, checkpoint: Path | None, train
     try:
         with dist.scope():
             model = network.build_model(config["image_size"], config["width"], config["backbone_weights"])
-            _compile(model, config, trainable)
+            _compile(model, config, trainable, steps_per_epoch)
             if checkpoint is not None:
                 _restore(model, checkpoint)
     finally:
@@ -457,17 +468,21 @@ def trainable_at(config: dict[str, Any], epoch: int) -> str:
     return "top" if config.get("fine_tune_epochs") and epoch > config["epochs"] else "head"
 
 
-def _compile(model: keras.Model, config: dict[str, Any], trainable: str) -> None:
+def _compile(model: keras.Model, config: dict[str, Any], trainable: str, steps_per_epoch: int = 1) -> None:
     """Compile ``model`` to train the layers ``trainable`` names (:func:`trainable_at`),
-    with a fresh optimizer: fine-tuning starts its own, at its own learning rate."""
+    with a fresh optimizer: fine-tuning starts its own, at its own learning rate (and,
+    under ``--lr-schedule cosine``, its own cosine over its epochs)."""
     tower = model.get_layer("tower")
     tower.trainable = trainable != "head"
     if trainable == "top":
         for layer in tower.layers:
             layer.trainable = layer.name.startswith(FINE_TUNE_BLOCKS)
     lr = config["lr"] * (FINE_TUNE_LR_FACTOR if trainable == "top" else 1.0)
+    if config.get("lr_schedule") == "cosine":
+        stage_epochs = config["fine_tune_epochs"] if trainable == "top" else config["epochs"]
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=stage_epochs * steps_per_epoch)
     model.compile(
-        optimizer=_optimizer(config["optimizer"], lr), loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
+        optimizer=_optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0)), loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
         steps_per_execution=config["steps_per_execution"],
     )
     # Built now, so that a checkpoint's optimizer state (Adam's moments, the step count)
@@ -552,6 +567,49 @@ class RunRecorder(keras.callbacks.Callback):
         for old in [*folder.glob("epoch-*.keras"), *folder.glob("epoch-*.weights.h5")]:
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+# --lr-schedule plateau: the rate is multiplied by this after this many epochs in a row
+# without a lower validation loss (Keras' ReduceLROnPlateau, sized for runs of 10-20 epochs).
+PLATEAU_FACTOR = 0.2
+PLATEAU_PATIENCE = 2
+
+
+def plateau_lr(base_lr: float, val_losses: Sequence[float]) -> float:
+    """The rate after epochs of ``val_losses`` under ``--lr-schedule plateau``: what
+    Keras' ``ReduceLROnPlateau(factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE,
+    min_delta=0)`` would have set, from ``base_lr``."""
+    lr, best, wait = base_lr, float("inf"), 0
+    for loss in val_losses:
+        if loss < best:
+            best, wait = loss, 0
+        else:
+            wait += 1
+        if wait >= PLATEAU_PATIENCE:
+            lr, wait = lr * PLATEAU_FACTOR, 0
+    return lr
+
+
+class PlateauSchedule(keras.callbacks.Callback):
+    """``--lr-schedule plateau``: before each epoch, the rate :func:`plateau_lr` gives
+    for the validation losses of the stage so far.
+
+    Why not Keras' ReduceLROnPlateau itself: it counts epochs without improvement in
+    memory, so a resumed run would start counting afresh and lower the rate later than
+    an uninterrupted one. Derived from history.csv (as early stopping is), it does not.
+    """
+
+    def __init__(self, config: dict[str, Any], recorder: RunRecorder):
+        super().__init__()
+        self.config = config
+        self.recorder = recorder
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        fine_tuning = trainable_at(self.config, epoch) == "top"
+        first = self.config["epochs"] if fine_tuning else 0  # the stage's epochs come after it
+        base = self.config["lr"] * (FINE_TUNE_LR_FACTOR if fine_tuning else 1.0)
+        losses = [r["val_loss"] for r in self.recorder.history if first < r["epoch"] <= epoch and "val_loss" in r]
+        self.model.optimizer.learning_rate = plateau_lr(base, losses)
 
 
 class EpochScalars(keras.callbacks.Callback):
@@ -687,9 +745,15 @@ def resolve_steps_per_execution(
     return max(n for n in range(1, min(GPU_STEPS_PER_EXECUTION, steps_per_epoch) + 1) if steps_per_epoch % n == 0)
 
 
-def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+def _optimizer(name: str, lr, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """The optimizer, at ``lr`` (a rate or a schedule). ``weight_decay`` is decoupled from
+    the gradient (AdamW; with sgd the same decay, Keras' ``weight_decay``): each step
+    shrinks every weight by ``lr * weight_decay`` of itself, as Keras and PyTorch's
+    AdamW do, so its values are those of PyTorch's AdamW (0.01 there by default)."""
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay or None)
+    if weight_decay:
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
     return keras.optimizers.Adam(learning_rate=lr)
 
 

@@ -44,6 +44,9 @@ RESUME_KEYS = (
     "width",
     "resize",
     "augment",
+    "augment_flips",
+    "weight_decay",
+    "lr_schedule",
     "resample_negatives",
     "resample_positives",
     "batch_size",
@@ -82,17 +85,22 @@ def write_config(out: Path, config: dict[str, Any]) -> None:
 # an older run folder still resumes when the new setting is left at that value.
 RESUME_DEFAULTS = {
     "resample_negatives": False, "resample_positives": False, "freeze_backbone": False, "fine_tune_epochs": 0,
+    "augment_flips": False, "weight_decay": 0.0, "lr_schedule": "constant",
 }
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The resume-relevant settings that differ, as ``name: old -> new``.
 
-    ``epochs`` may change, except where fine-tuning follows a frozen stage: there it is
-    the frozen stage's length, and the epochs after it were trained fine-tuning.
+    ``epochs`` may change, except where fine-tuning follows a frozen stage (there it is
+    the frozen stage's length, and the epochs after it were trained fine-tuning) and
+    under ``lr_schedule`` cosine (the rate of every epoch depends on how many there are).
     """
     old = {**RESUME_DEFAULTS, **old}
-    keys = RESUME_KEYS + (("epochs",) if new.get("fine_tune_epochs") else ())
+    if isinstance(old.get("augment"), bool):  # written before augmentation policies
+        old["augment"], old["augment_flips"] = ("basic", True) if old["augment"] else ("none", False)
+    fixed_epochs = new.get("fine_tune_epochs") or new.get("lr_schedule") == "cosine"
+    keys = RESUME_KEYS + (("epochs",) if fixed_epochs else ())
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
