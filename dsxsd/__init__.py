@@ -33,7 +33,7 @@ from .errors import (
     WorkerProcessError,
 )
 from .formats import format_names, get_format, guess_format, read, write
-from .model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from .annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
 
 __version__ = "0.1.0"
 

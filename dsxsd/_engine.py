@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from .errors import DsxsdError, ErrorPolicy, UsageError, WorkerProcessError
-from .model import BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from .annotations import BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
 
 # --------------------------------------------------------------------------- how many
 

@@ -201,20 +201,6 @@ class ImageFinder:
         return None
 
 
-def find_image(
-    images: str | os.PathLike[str],
-    filename: str,
-    *,
-    path: str | None = None,
-    annotation_file: str | os.PathLike[str] | None = None,
-    per_image_file: bool = False,
-) -> Path:
-    """One-off :meth:`ImageFinder.find`; use an :class:`ImageFinder` for many images."""
-    return ImageFinder(images).find(
-        filename, path=path, annotation_file=annotation_file, per_image_file=per_image_file
-    )
-
-
 def open_image(
     path: str | os.PathLike[str],
     *,
@@ -496,7 +482,6 @@ __all__ = [
     "RESIZE_MODES",
     "TRAINING_DECODERS",
     "ImageFinder",
-    "find_image",
     "for_output",
     "model_input",
     "model_inputs",

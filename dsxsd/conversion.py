@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from .errors import ErrorPolicy, require_path
 from .formats import OnError, get_format, guess_format, read, write
-from .model import AnnotationSet, ImageAnnotation, SkippedFile, classes_in_order
+from .annotations import AnnotationSet, ImageAnnotation, SkippedFile, classes_in_order
 from .report import nothing_produced, write_skip_report
 
 

@@ -63,7 +63,7 @@ from ._engine import Failure as _Failure
 from ._engine import chunks_of, resolve_workers, run_chunks
 from ._images import ImageFinder, for_output, open_image
 from .errors import CropOptionError, DsxsdError, ErrorPolicy, InvalidValueError, UsageError, require_path
-from .model import (
+from .annotations import (
     BOX_OUT_OF_ORDER,  # noqa: F401 - re-exported: the reasons a box is not cut, with those below
     EMPTY_BOX,  # noqa: F401
     AnnotationSet,

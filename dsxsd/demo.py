@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from . import _io
 from .errors import OutputExistsError
-from .model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from .annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 # Written into the demo folder so that --overwrite only ever deletes a demo folder.

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ._images import ImageFinder, open_image, to_rgb
 from ._io import atomic_directory, check_output, write_bytes
 from .errors import DsxsdError, require_path
-from .model import AnnotationSet, SkippedFile, classes_in_order
+from .annotations import AnnotationSet, SkippedFile, classes_in_order
 
 # Tableau 10: distinct, readable on photos, colour-blind friendlier than pure RGB.
 PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -184,7 +184,7 @@ class ErrorPolicy:
         if mode not in ("raise", "skip"):
             raise UsageError(f"on_error must be 'raise' or 'skip', got {mode!r}")
         self.mode = mode
-        self.skipped: list = []  # of dsxsd.model.SkippedFile
+        self.skipped: list = []  # of dsxsd.annotations.SkippedFile
 
     @property
     def stops(self) -> bool:
@@ -203,7 +203,7 @@ class ErrorPolicy:
         ``reason`` and ``line`` (default: the error's own)."""
         if self.stops:
             raise error
-        from .model import SkippedFile
+        from .annotations import SkippedFile
 
         self.skipped.append(SkippedFile(
             str(error.file if file is None else file),

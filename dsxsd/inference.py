@@ -54,7 +54,8 @@ DEFAULT_THRESHOLD = 0.5
 ONNX_SUFFIX = ".onnx"
 
 
-def _nothing(n: int = 1) -> None:
+def no_progress(n: int = 1) -> None:
+    """The progress callback that ignores its calls: the default where none is given."""
     return None
 
 
@@ -108,7 +109,7 @@ class Scorer(abc.ABC):
 
     def embed(
         self, paths: Sequence[str | os.PathLike[str]], batch_size: int = 64,
-        progress: Progress = _nothing,
+        progress: Progress = no_progress,
     ) -> np.ndarray:
         """Feature vectors ``[N, D]`` float32, one tower pass per image, in batches so that
         memory stays bounded however many images there are."""
@@ -242,7 +243,7 @@ def predict_pairs(
     threshold: float | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
-    progress: Progress = _nothing,
+    progress: Progress = no_progress,
 ) -> PairScores:
     """Score every pair of a pairs manifest (or of one ``split``) into a CSV.
 
@@ -266,7 +267,7 @@ def predict_pairs(
 
 def score_pairs(
     scorer: Scorer, left: Sequence[str], right: Sequence[str], batch_size: int = 64,
-    progress: Progress = _nothing,
+    progress: Progress = no_progress,
 ) -> tuple[np.ndarray, int]:
     """``(scores [N], number of distinct images)``: each image embedded once."""
     distinct = list(dict.fromkeys([*left, *right]))
@@ -288,7 +289,7 @@ def embed(
     split: str | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
-    progress: Progress = _nothing,
+    progress: Progress = no_progress,
     kind: str = "auto",
 ) -> Index | AnnIndex:
     """Embed every image of ``source`` (crops manifest, class-folder tree or pairs
@@ -460,7 +461,7 @@ def search_blocks(
     candidates: int | None = None,
     exact: bool = False,
     batch_size: int = 64,
-    progress: Progress = _nothing,
+    progress: Progress = no_progress,
 ):
     """``(query, hits)`` for each query in order, computed a block of queries at a time
     (what ``dsxsd search --out`` writes as it goes)."""

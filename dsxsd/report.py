@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 from . import _io
 from .errors import DsxsdError
-from .model import SkippedFile
+from .annotations import SkippedFile
 
 
 def report_path(output: str | os.PathLike[str]) -> Path:

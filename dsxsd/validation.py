@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Literal, Sequence, Tuple, Union
 
 from .errors import DsxsdError, require_path
-from .model import BOX_OUT_OF_ORDER, AnnotationSet, ImageAnnotation, ObjectAnnotation
+from .annotations import BOX_OUT_OF_ORDER, AnnotationSet, ImageAnnotation, ObjectAnnotation
 
 Severity = Literal["error", "warning"]
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from hypothesis import strategies as st
 
-from dsxsd.model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from dsxsd.annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 
 # Printable characters of every script: letters, digits, punctuation, symbols and spaces
 # (control, format, surrogate, private and unassigned code points excluded).

@@ -10,7 +10,7 @@ import dsxsd
 import dsxsd.drawing
 from dsxsd.cli import main
 from dsxsd.drawing import PALETTE, render
-from dsxsd.model import BBox, ObjectAnnotation
+from dsxsd.annotations import BBox, ObjectAnnotation
 
 HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
 CAPTION = 16  # the band under each image of a draw-pairs sheet of 128 px tiles

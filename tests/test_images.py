@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dsxsd import HostileInputError, MissingImageError
-from dsxsd._images import ImageFinder, find_image, for_output, open_image, to_rgb
+from dsxsd._images import ImageFinder, for_output, open_image, to_rgb
 from dsxsd.errors import ImageDecodeError
 
 
@@ -58,7 +58,7 @@ def test_the_exact_name_wins_over_other_extensions_and_jpg_over_png(tmp_path):
 
 def test_a_filename_with_folders_is_also_looked_for_directly_under_images(tmp_path):
     touch_image(tmp_path / "0001.jpg")
-    assert find_image(tmp_path, "JPEGImages/0001.jpg") == tmp_path / "0001.jpg"
+    assert ImageFinder(tmp_path).find("JPEGImages/0001.jpg") == tmp_path / "0001.jpg"
 
 
 def test_a_path_from_another_machine_is_only_a_hint_for_its_base_name(tmp_path):

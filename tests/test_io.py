@@ -22,7 +22,7 @@ from dsxsd.cli import main
 from dsxsd._io import atomic_directory, atomic_path, write_text
 from dsxsd.report import report_path, write_skip_report
 from disk_support import FullDisk
-from dsxsd.model import SkippedFile
+from dsxsd.annotations import SkippedFile
 
 
 def test_write_text_refuses_to_replace_without_overwrite(tmp_path):

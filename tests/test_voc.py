@@ -26,7 +26,8 @@ from dsxsd.errors import (
 )
 from dsxsd import _engine
 from dsxsd.formats import _xml, voc
-from dsxsd.model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from dsxsd.formats.csv import number_text
+from dsxsd.annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
 
 DATA = Path(__file__).parent / "data" / "voc"
 GOOD = DATA / "good"
@@ -562,10 +563,10 @@ def test_writer_numbers(tmp_path):
         "0.30000000000000004", "1e-05", "12.5", "1e+20",
     ]
     assert root.xpath("/annotation/object[3]/bndbox/*/text()") == ["-3", "4", "5", "6"]
-    assert voc.format_number(12.0) == "12"
-    assert voc.format_number(-0.0) == "0"
-    assert voc.format_number(2.0**53) == "9007199254740992.0"
-    assert float(voc.format_number(2.0**53)) == 2.0**53
+    assert number_text(12.0) == "12"
+    assert number_text(-0.0) == "0"
+    assert number_text(2.0**53) == "9007199254740992.0"
+    assert float(number_text(2.0**53)) == 2.0**53
 
 
 def test_writer_bytes_are_labelimg_shaped(tmp_path):

@@ -19,7 +19,7 @@ import pandas as pd
 from lxml import etree
 
 import dsxsd
-from dsxsd.model import AnnotationSet
+from dsxsd.annotations import AnnotationSet
 
 
 # ---- the classic script (xml_to_csv.py), verbatim apart from sorted() --------------------

@@ -13,7 +13,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from dsxsd.model import AnnotationSet, ImageAnnotation
+from dsxsd.annotations import AnnotationSet, ImageAnnotation
 
 # The size a placeholder gets when the annotation gives none.
 DEFAULT_SIZE = (64, 48)

@@ -17,7 +17,7 @@ import click
 
 from .. import __version__
 from ..errors import DsxsdError
-from . import convert, crop, inspect, pairs, train, use
+from . import convert, crop, explore, pairs, train, use
 
 
 # What a shell reports for a process killed by SIGPIPE (128 + 13), as `ls | head -1` ends.
@@ -109,7 +109,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
         click.echo(ctx.get_help())  # `dsxsd` alone: the help, as a first look, not an error
 
 
-for module in (convert, crop, inspect, pairs, train, use):
+for module in (convert, crop, explore, pairs, train, use):
     for command in module.COMMANDS:
         main.add_command(command)
 

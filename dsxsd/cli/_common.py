@@ -69,17 +69,42 @@ json_option = click.option(
 )
 
 
+# What the train extra brings (h5py comes with Keras).
+TRAIN_EXTRA_MODULES = ("tensorflow", "keras", "h5py", "matplotlib")
+
+
+def _train_extra_missing(module: str):
+    from ..errors import MissingDependencyError
+
+    return MissingDependencyError(
+        f'this command needs {module}, which is not installed: pip install "dsxsd[train]"'
+    )
+
+
 def need_tensorflow() -> None:
     """Fail with the install line when the train extra is missing, without importing it
     (that takes seconds; the command's own checks come first)."""
     import importlib.util
 
-    from ..errors import MissingDependencyError
+    for module in TRAIN_EXTRA_MODULES[:2]:
+        if importlib.util.find_spec(module) is None:
+            raise _train_extra_missing(module)
 
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
-        raise MissingDependencyError(
-            'this command needs TensorFlow, which is not installed: pip install "dsxsd[train]"'
-        )
+
+def import_train():
+    """``dsxsd.train``, or the same error as :func:`need_tensorflow` where a module of
+    the train extra cannot be imported after all (found, but broken)."""
+    import importlib
+
+    try:
+        train_package = importlib.import_module("dsxsd.train")
+        train_package.require_tensorflow()  # the network alone imports without it
+    except ImportError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in TRAIN_EXTRA_MODULES:
+            raise
+        raise _train_extra_missing(top) from None
+    return train_package
 
 
 @contextlib.contextmanager
@@ -140,6 +165,7 @@ __all__ = [
     "overwrite_option",
     "on_error_option",
     "json_option",
+    "import_train",
     "need_tensorflow",
     "progress",
     "print_json",

@@ -13,30 +13,10 @@ import click
 
 from .. import _preflight, presets
 from ..presets import PRESETS
-from ._common import _InputPath, input_path, json_option, need_tensorflow, overwrite_option, print_json, setting_warnings
-
-INSTALL_HINT = 'pip install "dsxsd[train]"'
-# What the train extra brings (h5py comes with Keras).
-TRAIN_EXTRA_MODULES = frozenset({"tensorflow", "keras", "h5py", "matplotlib"})
-
-
-def import_train():
-    """``dsxsd.train``, or a MissingDependencyError (exit 2) naming the install line."""
-    import importlib
-
-    from ..errors import MissingDependencyError
-
-    try:
-        train_package = importlib.import_module("dsxsd.train")
-        train_package.require_tensorflow()  # the network alone imports without it
-    except ImportError as exc:
-        top = (exc.name or "").split(".")[0]
-        if top not in TRAIN_EXTRA_MODULES:
-            raise
-        raise MissingDependencyError(
-            f"training needs {top}, which is not installed: run {INSTALL_HINT}"
-        ) from None
-    return train_package
+from ._common import (
+    _InputPath, import_train, input_path, json_option, need_tensorflow, overwrite_option, print_json,
+    setting_warnings,
+)
 
 
 class _BackboneWeights(_InputPath):

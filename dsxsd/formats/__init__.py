@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Optional, Union
 
 from ..errors import ErrorPolicy, InvalidAnnotationError, UnknownFormatError, require_path
-from ..model import AnnotationSet, ImageAnnotation
+from ..annotations import AnnotationSet, ImageAnnotation
 
 # ``on_error`` of every reader and stage: a name, or a policy (see ErrorPolicy).
 OnError = Union[Literal["raise", "skip"], ErrorPolicy]

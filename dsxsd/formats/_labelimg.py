@@ -24,14 +24,14 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from ..model import UNSPECIFIED_POSE
+from ..annotations import UNSPECIFIED_POSE
 from . import _xml
 
 _S = r"[ \t\r\n]*"  # XML white space only: str's \s would also take Unicode spaces
 # Character data that is the same text in a tree: no markup, no entity, no \r (which XML
 # turns into \n), no character XML 1.0 forbids. Of those above U+00FF, surrogates cannot
 # come out of strict UTF-8 decoding and U+FFFE/U+FFFF are looked for in the whole text
-# once (_NONCHARACTERS): a class of code points under 256 alone matches a third faster.
+# once (_NONCHARACTERS): a class of code points under 256 alone matches faster.
 _TEXT = r"[^<>&\r\x00-\x08\x0b\x0c\x0e-\x1f]*"
 _NONCHARACTERS = ("\ufffe", "\uffff")
 _DIGITS = _S + r"([0-9]{1,15})" + _S

@@ -29,13 +29,9 @@ from typing import Any
 
 from .. import _io
 from ..errors import ErrorPolicy, InvalidValueError, MalformedFileError, MissingFieldError
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from ..annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError
-from .json import parse_document
-
-
-def _number(value: float) -> int | float:
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+from .json import parse_document, plain_number
 
 
 # ----------------------------------------------------------------------------- writing
@@ -60,8 +56,8 @@ def to_document(annotations: AnnotationSet, one_based: bool = False) -> dict[str
                     "id": len(boxes) + 1,
                     "image_id": image_id,
                     "category_id": category_ids[obj.label],
-                    "bbox": [_number(x), _number(y), _number(w), _number(h)],
-                    "area": _number(abs(w * h)),
+                    "bbox": [plain_number(x), plain_number(y), plain_number(w), plain_number(h)],
+                    "area": plain_number(abs(w * h)),
                     "iscrowd": 1 if obj.attributes.get("iscrowd") in (1, True, "1") else 0,
                     "segmentation": [],
                 }

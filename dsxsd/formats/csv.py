@@ -31,7 +31,7 @@ from ..errors import (
     MalformedFileError,
     MissingFieldError,
 )
-from ..model import (
+from ..annotations import (
     UNSPECIFIED_POSE,
     AnnotationSet,
     BBox,
@@ -59,8 +59,9 @@ _FALSE = {"0", "0.0", "false", "no", ""}
 
 
 def number_text(value: float) -> str:
-    """A coordinate as text: integral values without ``.0`` (as ``xml_to_csv.py`` writes
-    VOC's integer pixels), others in the shortest form that reads back exactly."""
+    """A coordinate as text: integral values without ``.0`` (as LabelImg and
+    ``xml_to_csv.py`` write integer pixels), others (also integral ones too large to be
+    pixels) in the shortest form that reads back as the same float (``1e+20``)."""
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value)

@@ -26,7 +26,7 @@ from ..errors import (
     InvalidValueError,
     MalformedFileError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from ..annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError
 from .csv import decode_text
 
@@ -37,7 +37,9 @@ VERSION = 1
 # ----------------------------------------------------------------------------- writing
 
 
-def _number(value: float) -> int | float:
+def plain_number(value: float) -> int | float:
+    """An integral float as an int (``12`` rather than ``12.0`` in the JSON), as long as
+    it is exactly one."""
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
@@ -71,10 +73,10 @@ def _object_document(obj: ObjectAnnotation) -> dict[str, Any]:
     item: dict[str, Any] = {
         "class": obj.label,
         "bbox": {
-            "xmin": _number(box.xmin),
-            "ymin": _number(box.ymin),
-            "xmax": _number(box.xmax),
-            "ymax": _number(box.ymax),
+            "xmin": plain_number(box.xmin),
+            "ymin": plain_number(box.ymin),
+            "xmax": plain_number(box.xmax),
+            "ymax": plain_number(box.ymax),
         },
         "difficult": obj.difficult,
         "truncated": obj.truncated,
@@ -378,4 +380,4 @@ FORMAT = Format(
     lossy=(),
 )
 
-__all__ = ["FORMAT", "read_json", "write_json", "to_document", "dumps", "json_path"]
+__all__ = ["FORMAT", "read_json", "write_json", "to_document", "dumps", "json_path", "plain_number"]

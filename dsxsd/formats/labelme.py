@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import _engine
 from ..errors import InvalidValueError, MalformedFileError, MissingFieldError
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
+from ..annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
 from . import Format, OnError
 from .json import parse_document
 

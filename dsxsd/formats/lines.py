@@ -31,7 +31,7 @@ from ..errors import (
     InvalidAnnotationError,
     InvalidValueError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from ..annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError
 from .csv import decode_text, number_text, parse_number
 

@@ -59,15 +59,14 @@ from ..errors import (
     MalformedFileError,
     MissingImageError,
 )
-from ..model import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
+from ..annotations import AnnotationSet, BBox, ImageAnnotation, ObjectAnnotation
 from . import Format, OnError, file_per_image
 from .csv import decode_text, parse_number
-from .lines import read_classes
+from .lines import CLASSES_NAME, read_classes
 
 if TYPE_CHECKING:
     from .._images import ImageFinder
 
-CLASSES_NAME = "classes.txt"
 YAML_NAMES = ("data.yaml", "dataset.yaml")
 # A label file holds a few hundred boxes at most; anything this large is not one, and
 # reading it whole would only cost memory.

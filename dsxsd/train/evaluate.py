@@ -29,7 +29,7 @@ from .._io import sha256_file
 from .._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .._preflight import CALIBRATION_SPLIT, check_one_shot, read_image_list, read_pairs_frame, require_split
 from ..errors import ManifestError
-from ..inference import Progress, Scorer, _nothing, score_pairs
+from ..inference import Progress, Scorer, no_progress, score_pairs
 
 def _round(value: float) -> float:
     # Kept at full precision: a rounded threshold could flip pairs scored next to it.
@@ -107,7 +107,7 @@ def evaluate(
     batch_size: int = 64,
     plots: bool = True,
     overwrite: bool = False,
-    progress: Progress = _nothing,
+    progress: Progress = no_progress,
 ) -> PairEvaluation:
     """Score the pairs of ``split`` and write metrics (and ``roc.png``, ``scores.png``).
 
@@ -235,7 +235,7 @@ def evaluate_n_way(
     out: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
-    progress: Progress = _nothing,
+    progress: Progress = no_progress,
 ) -> OneShotEvaluation:
     """N-way one-shot accuracy over the images of ``source`` (a crops manifest, a
     class-folder tree, or the images of ``split`` of a pairs manifest).

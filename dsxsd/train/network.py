@@ -316,11 +316,6 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     return model
 
 
-def model_image_size(model: keras.Model) -> int:
-    """The input side a model was built for."""
-    return int(model.get_layer("tower").input.shape[1])
-
-
 __all__ = [
     "HEAD_UNITS",
     "ImagePreprocess",
@@ -335,6 +330,5 @@ __all__ = [
     "imagenet_weights_file",
     "load_backbone_weights",
     "load_model",
-    "model_image_size",
     "split_model",
 ]
