@@ -113,45 +113,55 @@ def decode_checked(
     ``groups``: ``(paths, into)`` pairs; each image of ``paths`` is decoded once, resized
     (:func:`decode_and_resize`) and written in order into ``into`` (an array [N, S, S, 3] or
     a :class:`store.StoreWriter`), or, where ``into`` is ``None``, decoded only to see that
-    it decodes. With ``check`` the files are first checked as :func:`check_images` says;
-    either way the images that fail to decode are listed in one error. Returns how many
-    images each group decoded.
+    it decodes. With ``check`` the files are checked as :func:`check_images` says (missing
+    files first, then each header just before its image is decoded); either way the images
+    that fail to decode are listed in one error. Returns how many images each group decoded.
     """
-    from PIL import Image
-
     distinct = list(dict.fromkeys(p for paths, _ in groups for p in paths))
-    broken: list[str] = []
     if check:
         require_files(distinct, source, rows)
-        bombs = []
-        for p in distinct:
-            try:
-                with Image.open(p) as im:
-                    if im.width * im.height > Image.MAX_IMAGE_PIXELS:
-                        bombs.append(p)
-            except Image.DecompressionBombError:
-                bombs.append(p)
-            except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
-                broken.append(p)
-        if bombs:
-            raise _listing(HostileInputError, bombs, f"over {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)", source, rows)
+    bombs: list[str] = []
+    broken: list[str] = []
     counts = []
     for paths, into in groups:
-        failed = _decode_into(list(paths), into, image_size, resize)
+        broken += _decode_into(list(paths), into, image_size, resize, bombs if check else None)
         counts.append(len(paths))
-        broken += failed
+    order = {p: i for i, p in enumerate(distinct)}
+    if bombs:
+        from PIL import Image
+
+        bombs = sorted(set(bombs), key=order.__getitem__)
+        raise _listing(HostileInputError, bombs, f"over {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)", source, rows)
     if broken:
-        order = {p: i for i, p in enumerate(distinct)}
-        bad = sorted(set(broken), key=order.__getitem__)
-        raise _listing(ImageDecodeError, bad, "cannot be decoded", source, rows)
+        raise _listing(ImageDecodeError, sorted(set(broken), key=order.__getitem__), "cannot be decoded", source, rows)
     return counts
 
 
-def _decode_into(paths: list[str], into, image_size: int | None, resize: str) -> list[str]:
+def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bombs: list[str] | None) -> list[str]:
     """Decode ``paths`` in parallel and in order, writing each batch of images into
-    ``into`` (none: decode only); return the paths that failed to decode."""
+    ``into`` (none: decode only); return the paths that failed to decode.
+
+    With ``bombs`` (a list the decompression bombs are added to), each file's header is
+    first opened with Pillow, and only the files that pass go on to be decoded: a bomb is
+    never decoded, and the header checks (Python, one at a time) overlap with the decoding
+    (TensorFlow's threads) instead of coming before it.
+    """
     if not paths:
         return []
+    def checked_headers():
+        for i, path in enumerate(paths):
+            problem = _header_problem(path)
+            if problem == "bomb":
+                bombs.append(path)
+            elif problem is None:
+                yield i, path  # the others never decoded: listed as failed below
+
+    if bombs is None:
+        source = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+    else:
+        source = tf.data.Dataset.from_generator(
+            checked_headers, output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string))
+        )
 
     def decode(i, path):
         if into is None:  # the check alone: no resize, no pixels kept
@@ -159,8 +169,7 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str) ->
         return i, decode_and_resize(path, image_size, resize)
 
     ds = (
-        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
-        .map(decode, num_parallel_calls=AUTOTUNE)
+        source.map(decode, num_parallel_calls=AUTOTUNE)
         .ignore_errors()  # a failed image drops out; its index is missing below
         .batch(DECODE_BATCH)
         .prefetch(1)
@@ -176,7 +185,21 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str) ->
         else:
             into.write(written, images)
         written += len(index)
-    return [p for p, ok in zip(paths, decoded) if not ok]
+    never = set(bombs or ())
+    return [p for p, ok in zip(paths, decoded) if not ok and p not in never]
+
+
+def _header_problem(path: str) -> str | None:
+    """``"bomb"`` past Pillow's pixel limit, ``"broken"`` where Pillow cannot open it, else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return "bomb" if im.width * im.height > Image.MAX_IMAGE_PIXELS else None
+    except Image.DecompressionBombError:
+        return "bomb"
+    except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
+        return "broken"
 
 
 def _listing(error, bad: list[str], what: str, source, rows: dict[str, int] | None) -> Exception:

@@ -397,10 +397,10 @@ def _datasets(config: dict[str, Any], train_pairs, val_pairs, images, start: int
     train_ds = data.pairs_dataset(
         train_pairs, augment=config["augment"], augment_flips=config["augment_flips"], shuffle=True, seed=config["seed"], repeat=True, start=start,
         resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
-        images=images["train"], **common,
+        images=images["train"], cache_key="train", **common,
     )
     train_ds = onto_device(train_ds, train_input_device(config["strategy"]))
-    return train_ds, data.pairs_dataset(val_pairs, images=images["val"], **common)
+    return train_ds, data.pairs_dataset(val_pairs, images=images["val"], cache_key="val", **common)
 
 
 def train_input_device(strategy: str) -> str | None:
