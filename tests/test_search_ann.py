@@ -49,7 +49,7 @@ def recall(found, exact):
 # --------------------------------------------------------------------------- results
 
 
-def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tmp_path):
+def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tmp_path, monkeypatch):
     index, features, labels, model = build(tmp_path)
     assert sorted(p.name for p in index.file.iterdir()) == sorted([ann.MANIFEST, *ann.FILES])
     manifest = json.loads((index.file / ann.MANIFEST).read_text("utf-8"))
@@ -61,9 +61,11 @@ def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tm
     stored = np.load(index.file / ann.FEATURES, mmap_mode="r")
     assert isinstance(stored, np.memmap) and stored.dtype == np.float16
     np.testing.assert_allclose(stored, features, rtol=1e-3, atol=1e-3)
-    # a search reads rows by file reads, runs of neighbours at once, not through the map
+    # a search gathers rows through a map it keeps (a small file) or makes for each gather
     ids = np.array([0, 1, 2, 7, 9, 10, 11, 599])
     np.testing.assert_array_equal(index.rows(ids), np.asarray(stored[ids], dtype=np.float32))
+    monkeypatch.setattr(ann, "KEEP_MAPPED_BYTES", 0)
+    np.testing.assert_array_equal(ann.load(index.file).rows(ids), np.asarray(stored[ids], dtype=np.float32))
     assert index.paths[7] == str(tmp_path / "entries" / "e7.png") and index.classes[7] == labels[7]
     assert index.paths[-2:] == [str(tmp_path / "entries" / f"e{i}.png") for i in (598, 599)]
 
