@@ -65,11 +65,11 @@ FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
 PCA_DIMS = 256
-# Below this many entries the candidates come from an exhaustive inner-product scan of
-# float32 vectors (at most 257 numbers an entry: 1 GB at a million). An inverted file
-# under the inner product found fewer of the head's top 10 (benchmarks/README.md, search),
-# so it is kept for what does not fit that memory.
-IVF_MIN_ENTRIES = 2_000_000
+# Below this many entries the shortlist comes from an exhaustive inner-product scan;
+# from it, an inverted file over lifted vectors (index_spec, lift), which at 200,000
+# entries was faster at the same recall (benchmarks/README.md, search) and at a million
+# holds a byte a dimension where the scan holds four.
+IVF_MIN_ENTRIES = 100_000
 # The share of an inverted file's lists searched per query (nprobe): measured in
 # benchmarks/README.md (search) against the recall of the head's top 10.
 NPROBE_SHARE = 1 / 16
@@ -274,8 +274,9 @@ def set_nprobe(index: Any, nprobe: int) -> None:
 
 # FAISS is asked for this many times the candidates the head re-ranks; the linearised
 # head, in |a - b| on the entries' features, picks the candidates among them
-# (AnnIndex.candidates; benchmarks/README.md, search, measured it).
-SHORTLIST = 8
+# (AnnIndex.candidates). At a million entries a shortlist of 2,048 held 0.94 of the head's
+# top 10, one of 4,096 0.99 (benchmarks/README.md, search).
+SHORTLIST = 32
 # Below this many queries at once FAISS searches on one thread. FAISS parallelises a
 # search over its queries, so a few queries gain nothing from more threads, while its
 # OpenMP threads, left spinning after the search, take the cores from the head's

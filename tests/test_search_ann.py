@@ -101,11 +101,12 @@ def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
     files = query_files(tmp_path / "q", 40)
     scorer = TableScorer(queries, model)
     scorer.calls = 0
-    found = inference.search(index, files, k=10, model=scorer)
+    found = inference.search(index, files, k=10, model=scorer, candidates=24)  # a shortlist of 768
     reranked = scorer.calls
     exact = inference.search(index, files, k=10, model=scorer, exact=True)
-    assert reranked <= 40 * ann.DEFAULT_CANDIDATES  # the head saw the candidates only
+    assert reranked <= 40 * 24  # the head saw the candidates only
     assert recall(found, exact) >= 0.95
+    assert recall(inference.search(index, files, k=10, model=scorer), exact) >= 0.95  # the default
 
 
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
@@ -299,5 +300,7 @@ def test_a_large_npz_is_written_as_named_with_a_warning(tmp_path, monkeypatch):
 
 def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
-    assert ann.index_spec(1_000_000, 4608) == ("Flat", 0)
+    assert ann.index_spec(99_999, 4608) == ("Flat", 0)
+    assert ann.index_spec(100_000, 64) == ("IVF256,SQ8", 16)
+    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQ8", 64)
     assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQ8", 128)
