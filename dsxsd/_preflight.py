@@ -40,7 +40,7 @@ INDEX_VERSION = 1
 # (benchmarks/README.md, search).
 ANN_MIN_ENTRIES = 20_000
 # How many candidates an approximate index hands to the head per query (from a FAISS
-# shortlist of dsxsd.ann.SHORTLIST times as many); benchmarks/README.md (search) has the
+# shortlist of dsxsd.ann.shortlist_size entries); benchmarks/README.md (search) has the
 # recall of the head's top 10 against this number.
 DEFAULT_CANDIDATES = 128
 # The split whose pairs calibrate the decision threshold (dsxsd.train.evaluate).

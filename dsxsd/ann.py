@@ -6,7 +6,7 @@ as float32 in memory and scores a query against all of them with the head. At th
 reference size (4,608 features) a million entries are 18 GB of features and each query
 runs the head a million times. This index answers in three steps instead:
 
-1. shortlist: :data:`SHORTLIST` times the candidates, the entries a linear stand-in of
+1. shortlist: :func:`shortlist_size` entries, those a linear stand-in of
    the head, taken in ``(a - b)**2``, scores highest: the largest inner products in a
    FAISS index (:func:`entry_vectors`; the stand-in is measured from the head itself when
    the index is written, :func:`head_weights`; past a size an inverted file over lifted
@@ -272,11 +272,19 @@ def set_nprobe(index: Any, nprobe: int) -> None:
         need_faiss().extract_index_ivf(index).nprobe = nprobe
 
 
-# FAISS is asked for this many times the candidates the head re-ranks; the linearised
+# FAISS shortlists this many times the candidates the head re-ranks, or
+# SHORTLIST_PER_ROOT x sqrt(entries) where that is more (shortlist_size); the linearised
 # head, in |a - b| on the entries' features, picks the candidates among them
-# (AnnIndex.candidates). At a million entries a shortlist of 2,048 held 0.94 of the head's
-# top 10, one of 4,096 0.99 (benchmarks/README.md, search).
-SHORTLIST = 32
+# (AnnIndex.candidates). The shortlist that holds the head's top 10 grew with the index
+# (near-duplicates grow with it): 512 at 50,000 entries, about 1,500 at 200,000, 4,096 at
+# a million, where 2,048 held 0.94 of it (benchmarks/README.md, search).
+SHORTLIST = 8
+SHORTLIST_PER_ROOT = 4
+
+
+def shortlist_size(count: int, wanted: int) -> int:
+    """How many entries of ``count`` FAISS shortlists for ``wanted`` candidates."""
+    return min(count, max(wanted * SHORTLIST, math.ceil(SHORTLIST_PER_ROOT * math.sqrt(count))))
 # Below this many queries at once FAISS searches on one thread. FAISS parallelises a
 # search over its queries, so a few queries gain nothing from more threads, while its
 # OpenMP threads, left spinning after the search, take the cores from the head's
@@ -438,9 +446,9 @@ class AnnIndex:
 
     def shortlist(self, features: np.ndarray, wanted: int, nprobe: int | None = None) -> list[np.ndarray]:
         """For each query's features ``[n, D]``, the ids (ascending) of the
-        :data:`SHORTLIST` x ``wanted`` entries FAISS finds first: all the queries in one
-        FAISS search."""
-        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), min(len(self), wanted * SHORTLIST))
+        :func:`shortlist_size` entries FAISS finds first: all the queries in one FAISS
+        search."""
+        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), shortlist_size(len(self), wanted))
         return [np.unique(row[row >= 0]) for row in found]  # ascending: ties keep index order
 
     def candidates(
@@ -454,13 +462,16 @@ class AnnIndex:
         FAISS orders by the linearised head in ``(a - b)**2`` (what an inner product
         can hold, :func:`entry_vectors`); the narrowing uses it in ``|a - b|`` itself,
         on the entries' features: where the head's top 10 is among many near-duplicates,
-        the first finds it in 8 times as many entries as the second
+        the first needs many times as many entries as the second to hold it
         (benchmarks/README.md, search)."""
         ids = list(shortlists)
-        rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # reads in file order
-        gathered = self.rows(rows)
+        if len(ids) == 1:  # ascending and distinct already: no second copy
+            gathered, parts = self.rows(ids[0]), [slice(None)]
+        else:
+            rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # reads in file order
+            gathered, parts = self.rows(rows), np.split(where, np.cumsum([len(i) for i in ids])[:-1])
         out = []
-        for query, these, at in zip(features, ids, np.split(where, np.cumsum([len(i) for i in ids])[:-1])):
+        for query, these, at in zip(features, ids, parts):
             mine = gathered[at]
             if len(these) > wanted:
                 linear = np.abs(mine - query) @ self.weights

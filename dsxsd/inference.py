@@ -511,11 +511,11 @@ def _rerank(
     (:meth:`dsxsd.ann.AnnIndex.candidates`), a group of queries' candidates scored in one
     head call. A query given fewer than ``k`` candidates (an inverted file's probed lists
     can hold fewer) is scored against every entry."""
-    from .ann import SHORTLIST
+    from .ann import shortlist_size
 
     ranked: list = []
     shortlists = index.shortlist(features, wanted)
-    group = max(1, _ROWS_AT_ONCE // (wanted * SHORTLIST))
+    group = max(1, _ROWS_AT_ONCE // shortlist_size(len(index), wanted))
     for start in range(0, len(features), group):
         queries = features[start : start + group]
         found = index.candidates(queries, shortlists[start : start + group], wanted)
