@@ -42,7 +42,7 @@ ANN_MIN_ENTRIES = 20_000
 # How many candidates an approximate index hands to the head per query (from a FAISS
 # shortlist of dsxsd.ann.shortlist_size entries); benchmarks/README.md (search) has the
 # recall of the head's top 10 against this number.
-DEFAULT_CANDIDATES = 128
+DEFAULT_CANDIDATES = 256
 # The split whose pairs calibrate the decision threshold (dsxsd.train.evaluate).
 CALIBRATION_SPLIT = "val"
 # The lock file a training run holds in its run folder (dsxsd.train.run.lock_run_folder).
