@@ -376,8 +376,9 @@ _QUERY_BLOCK = 1024
 # Entries read for a group of queries' candidates at once, float32 (at 4,608 features,
 # 75 MB), before the linearised head narrows them to what the head scores.
 _ROWS_AT_ONCE = 4096
-# Entries the head scores at once in an exact search of a memory-mapped index.
-_EXACT_CHUNK = 65_536
+# Entries an exact search reads and makes float32 at once, for all of a block's queries
+# (at 4,608 features, 150 MB).
+_EXACT_CHUNK = 8192
 
 
 def search_scorer(

@@ -70,7 +70,8 @@ def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tm
     assert index.paths[-2:] == [str(tmp_path / "entries" / f"e{i}.png") for i in (598, 599)]
 
 
-def test_candidates_covering_the_index_give_the_exact_search(tmp_path):
+def test_candidates_covering_the_index_give_the_exact_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "_EXACT_CHUNK", 64)  # the exact search merges chunks' best
     index, features, _, model = build(tmp_path, count=300)
     queries = queries_near(features, 6)
     files = query_files(tmp_path / "q", 6)
@@ -82,7 +83,8 @@ def test_candidates_covering_the_index_give_the_exact_search(tmp_path):
     stored = np.asarray(index.features, dtype=np.float32)
     for query, hits in zip(queries, exact):
         by_path = dict(zip(index.paths, scorer.score(query, stored)))
-        assert [h.score for h in hits] == pytest.approx([by_path[h.path] for h in hits], abs=1e-12)
+        # float32 rounding differs with the batch the head sees
+        assert [h.score for h in hits] == pytest.approx([by_path[h.path] for h in hits], abs=1e-6)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
         assert [h.rank for h in hits] == list(range(1, 301))
 
