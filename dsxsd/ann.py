@@ -289,7 +289,9 @@ def shortlist_size(count: int, wanted: int) -> int:
 # search over its queries, so a few queries gain nothing from more threads, while its
 # OpenMP threads, left spinning after the search, take the cores from the head's
 # onnxruntime threads that run next (and onnxruntime's from FAISS): a single query took
-# three times as long with two threads as with one (benchmarks/README.md, search).
+# three times as long with two threads as with one (benchmarks/README.md, search). The
+# setting is FAISS's, for the whole process: searches from several Python threads at once
+# may see each other's.
 FAISS_ONE_THREAD_BELOW = 64
 
 
