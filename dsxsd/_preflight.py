@@ -41,8 +41,9 @@ INDEX_VERSION = 1
 # (dsxsd.ann): below it the head scores every entry of a query in milliseconds
 # (benchmarks/README.md, search).
 ANN_MIN_ENTRIES = 20_000
-# How many candidates an approximate index hands to the head per query; benchmarks/README.md
-# (search) has the recall of the head's top 10 against this number.
+# How many candidates an approximate index hands to the head per query (from a FAISS
+# shortlist of dsxsd.ann.shortlist_size entries); benchmarks/README.md (search) has the
+# recall of the head's top 10 against this number.
 DEFAULT_CANDIDATES = 256
 # The split whose pairs calibrate the decision threshold (dsxsd.train.evaluate).
 CALIBRATION_SPLIT = "val"

@@ -4,15 +4,18 @@ re-ranked by the model's head.
 The exact index (one ``.npz``, :func:`dsxsd.inference.embed`) keeps every feature vector
 as float32 in memory and scores a query against all of them with the head. At the
 reference size (4,608 features) a million entries are 18 GB of features and each query
-runs the head a million times. This index answers in two steps instead:
+runs the head a million times. This index answers in three steps instead:
 
-1. candidates: the few hundred entries a linear stand-in of the head scores highest,
-   found as the largest inner products in a FAISS index (:func:`entry_vectors`; the
-   stand-in is measured from the head itself when the index is written,
-   :func:`head_weights`; compressed past a size, :func:`index_spec`);
-2. re-ranking: the head scores the query against those candidates only, on their float16
-   features read from a memory-mapped file, so the order and the scores are the model's
-   own (the head is no metric: L1 distance, then dense layers).
+1. shortlist: :func:`shortlist_size` entries, those a linear stand-in of
+   the head, taken in ``(a - b)**2``, scores highest: the largest inner products in a
+   FAISS index (:func:`entry_vectors`; the stand-in is measured from the head itself when
+   the index is written, :func:`head_weights`; past a size an inverted file over lifted
+   vectors, :func:`index_spec`, :func:`lift`);
+2. candidates: those of the shortlist the same stand-in, taken in ``|a - b|`` as the
+   head takes it, scores highest, on their stored features (:meth:`AnnIndex.candidates`);
+3. re-ranking: the head scores the query against the candidates only, on their float16
+   features read from disk, so the order and the scores are the model's own (the head is
+   no metric: L1 distance, then dense layers).
 
 An index is a folder::
 
@@ -25,8 +28,8 @@ An index is a folder::
     INDEX/head_weights.npy    [D] float32: the linearised head the candidates are found by
     INDEX/projection.npy      [D + 1, 256] float32: the projection before FAISS ([0, 0]: none)
 
-Everything but the FAISS index is memory-mapped, so a search reads only the pages of the
-candidates it re-ranks. FAISS (faiss-cpu, the ``serve`` extra) is imported only when an
+A search holds the FAISS index in memory and reads only its shortlists' rows of the
+features, by file reads (:class:`_Rows`); the rest is memory-mapped. FAISS (faiss-cpu, the ``serve`` extra) is imported only when an
 index is written or searched.
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,14 +65,19 @@ FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
 PCA_DIMS = 256
-# Below this many entries the candidates come from an exhaustive inner-product scan of
-# float32 vectors (at most 257 numbers an entry: 1 GB at a million). An inverted file
-# under the inner product found fewer of the head's top 10 (benchmarks/README.md, search),
-# so it is kept for what does not fit that memory.
-IVF_MIN_ENTRIES = 2_000_000
+# Below this many entries the shortlist comes from an exhaustive inner-product scan;
+# from it, an inverted file over lifted vectors (index_spec, lift), which at 200,000
+# entries was faster at the same recall (benchmarks/README.md, search) and at a million
+# holds a byte a dimension where the scan holds four.
+IVF_MIN_ENTRIES = 100_000
 # The share of an inverted file's lists searched per query (nprobe): measured in
 # benchmarks/README.md (search) against the recall of the head's top 10.
 NPROBE_SHARE = 1 / 16
+# A features file up to this size stays memory-mapped while an index is open; a larger
+# one is mapped for each gather of rows and let go of after (_Rows.take): a search over
+# many queries touches most of the file, whose pages a lasting map would hold as the
+# process's own (9 GB at a million entries of the reference size).
+KEEP_MAPPED_BYTES = 1 << 30
 # Rows used to train PCA and the inverted file's centroids, at most: enough for a stable
 # estimate, bounded so that building stays minutes at a million entries.
 TRAIN_ROWS = 65_536
@@ -170,11 +179,11 @@ def lift(vectors: np.ndarray, norm: float) -> np.ndarray:
 
 
 class _Rows:
-    """Rows of a float16 ``.npy`` read with plain file reads rather than a memory map:
-    pages of a map count as the process's resident memory while they stay cached, and a
-    build (or an exact search) reads every row, a search over many queries most of them:
-    9 GB at a million entries of the reference size. Read this way they sit in the
-    system's file cache instead, which is not the process's."""
+    """Rows of a float16 ``.npy`` read without a lasting memory map: pages of a map count
+    as the process's resident memory while it holds them, and a build (or an exact
+    search) reads every row, a search over many queries most of them: 9 GB at a million
+    entries of the reference size. Read this way they sit in the system's file cache
+    instead, which is not the process's."""
 
     def __init__(self, path: Path) -> None:
         with open(path, "rb") as stream:
@@ -182,6 +191,7 @@ class _Rows:
             self.shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
             self.offset = stream.tell()
         self.path, self.row_bytes = path, self.shape[1] * np.dtype(dtype).itemsize
+        self._kept: np.ndarray | None = None
         self.dtype = dtype
 
     def block(self, start: int, stop: int) -> np.ndarray:
@@ -191,22 +201,27 @@ class _Rows:
         return data.reshape(stop - start, self.shape[1])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` (ascending reads the file forward), a run of neighbours in one read."""
+        """Rows ``rows`` (ascending reads the file forward), gathered through a memory map:
+        one gather costs a fraction of a microsecond a row where a read call per row costs
+        tens. A file of up to :data:`KEEP_MAPPED_BYTES` stays mapped (at most that much
+        resident; once its pages are in, gathers take no page faults); a larger one is
+        mapped for the call and let go of after it, its pages leaving the process with
+        the map (they stay in the system's file cache)."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.shape[1]), self.dtype)
-        flat = out.reshape(-1).view(np.uint8)
-        # runs of consecutive rows: one read each
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        fd = os.open(self.path, os.O_RDONLY)
+        if not len(rows):
+            return np.empty((0, self.shape[1]), self.dtype)
+        if self.offset + self.shape[0] * self.row_bytes <= KEEP_MAPPED_BYTES:
+            if self._kept is None:
+                self._kept = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            return np.asarray(self._kept[rows])
+        with open(self.path, "rb") as stream:
+            mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-                size = int(stop - start) * self.row_bytes
-                data = os.pread(fd, size, self.offset + int(rows[start]) * self.row_bytes)
-                if len(data) != size:
-                    raise DsxsdError("ends before its rows do: embed again", file=self.path)
-                flat[int(start) * self.row_bytes : int(start) * self.row_bytes + size] = np.frombuffer(data, np.uint8)
+            view = np.frombuffer(mapped, self.dtype, self.shape[0] * self.shape[1], self.offset)
+            out = view.reshape(self.shape)[rows]  # a copy: nothing keeps the map open
+            del view
         finally:
-            os.close(fd)
+            mapped.close()
         return out
 
     def __len__(self) -> int:
@@ -257,15 +272,26 @@ def set_nprobe(index: Any, nprobe: int) -> None:
         need_faiss().extract_index_ivf(index).nprobe = nprobe
 
 
-# FAISS is asked for this many times the candidates the head re-ranks; the linearised
+# FAISS shortlists this many times the candidates the head re-ranks, or
+# SHORTLIST_PER_ROOT x sqrt(entries) where that is more (shortlist_size); the linearised
 # head, in |a - b| on the entries' features, picks the candidates among them
-# (AnnIndex.candidates; benchmarks/README.md, search, measured it).
+# (AnnIndex.candidates). The shortlist that holds the head's top 10 grew with the index
+# (near-duplicates grow with it): 512 at 50,000 entries, about 1,500 at 200,000, 4,096 at
+# a million, where 2,048 held 0.94 of it (benchmarks/README.md, search).
 SHORTLIST = 8
+SHORTLIST_PER_ROOT = 4
+
+
+def shortlist_size(count: int, wanted: int) -> int:
+    """How many entries of ``count`` FAISS shortlists for ``wanted`` candidates."""
+    return min(count, max(wanted * SHORTLIST, math.ceil(SHORTLIST_PER_ROOT * math.sqrt(count))))
 # Below this many queries at once FAISS searches on one thread. FAISS parallelises a
 # search over its queries, so a few queries gain nothing from more threads, while its
 # OpenMP threads, left spinning after the search, take the cores from the head's
 # onnxruntime threads that run next (and onnxruntime's from FAISS): a single query took
-# three times as long with two threads as with one (benchmarks/README.md, search).
+# three times as long with two threads as with one (benchmarks/README.md, search). The
+# setting is FAISS's, for the whole process: searches from several Python threads at once
+# may see each other's.
 FAISS_ONE_THREAD_BELOW = 64
 
 
@@ -422,9 +448,9 @@ class AnnIndex:
 
     def shortlist(self, features: np.ndarray, wanted: int, nprobe: int | None = None) -> list[np.ndarray]:
         """For each query's features ``[n, D]``, the ids (ascending) of the
-        :data:`SHORTLIST` x ``wanted`` entries FAISS finds first: all the queries in one
-        FAISS search."""
-        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), min(len(self), wanted * SHORTLIST))
+        :func:`shortlist_size` entries FAISS finds first: all the queries in one FAISS
+        search."""
+        found = faiss_search(self.faiss_index(nprobe), self.query_vectors(features), shortlist_size(len(self), wanted))
         return [np.unique(row[row >= 0]) for row in found]  # ascending: ties keep index order
 
     def candidates(
@@ -438,13 +464,16 @@ class AnnIndex:
         FAISS orders by the linearised head in ``(a - b)**2`` (what an inner product
         can hold, :func:`entry_vectors`); the narrowing uses it in ``|a - b|`` itself,
         on the entries' features: where the head's top 10 is among many near-duplicates,
-        the first finds it in 8 times as many entries as the second
+        the first needs many times as many entries as the second to hold it
         (benchmarks/README.md, search)."""
         ids = list(shortlists)
-        rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # reads in file order
-        gathered = self.rows(rows)
+        if len(ids) == 1:  # ascending and distinct already: no second copy
+            gathered, parts = self.rows(ids[0]), [slice(None)]
+        else:
+            rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # reads in file order
+            gathered, parts = self.rows(rows), np.split(where, np.cumsum([len(i) for i in ids])[:-1])
         out = []
-        for query, these, at in zip(features, ids, np.split(where, np.cumsum([len(i) for i in ids])[:-1])):
+        for query, these, at in zip(features, ids, parts):
             mine = gathered[at]
             if len(these) > wanted:
                 linear = np.abs(mine - query) @ self.weights

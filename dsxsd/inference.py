@@ -377,8 +377,9 @@ _QUERY_BLOCK = 1024
 # Entries read for a group of queries' candidates at once, float32 (at 4,608 features,
 # 75 MB), before the linearised head narrows them to what the head scores.
 _ROWS_AT_ONCE = 4096
-# Entries the head scores at once in an exact search of a memory-mapped index.
-_EXACT_CHUNK = 65_536
+# Entries an exact search reads and makes float32 at once, for all of a block's queries
+# (at 4,608 features, 150 MB).
+_EXACT_CHUNK = 8192
 
 
 def search_scorer(
@@ -512,11 +513,11 @@ def _rerank(
     (:meth:`dsxsd.ann.AnnIndex.candidates`), a group of queries' candidates scored in one
     head call. A query given fewer than ``k`` candidates (an inverted file's probed lists
     can hold fewer) is scored against every entry."""
-    from .ann import SHORTLIST
+    from .ann import shortlist_size
 
     ranked: list = []
     shortlists = index.shortlist(features, wanted)
-    group = max(1, _ROWS_AT_ONCE // (wanted * SHORTLIST))
+    group = max(1, _ROWS_AT_ONCE // shortlist_size(len(index), wanted))
     for start in range(0, len(features), group):
         queries = features[start : start + group]
         found = index.candidates(queries, shortlists[start : start + group], wanted)

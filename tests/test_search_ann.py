@@ -49,7 +49,7 @@ def recall(found, exact):
 # --------------------------------------------------------------------------- results
 
 
-def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tmp_path):
+def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tmp_path, monkeypatch):
     index, features, labels, model = build(tmp_path)
     assert sorted(p.name for p in index.file.iterdir()) == sorted([ann.MANIFEST, *ann.FILES])
     manifest = json.loads((index.file / ann.MANIFEST).read_text("utf-8"))
@@ -61,14 +61,17 @@ def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tm
     stored = np.load(index.file / ann.FEATURES, mmap_mode="r")
     assert isinstance(stored, np.memmap) and stored.dtype == np.float16
     np.testing.assert_allclose(stored, features, rtol=1e-3, atol=1e-3)
-    # a search reads rows by file reads, runs of neighbours at once, not through the map
+    # a search gathers rows through a map it keeps (a small file) or makes for each gather
     ids = np.array([0, 1, 2, 7, 9, 10, 11, 599])
     np.testing.assert_array_equal(index.rows(ids), np.asarray(stored[ids], dtype=np.float32))
+    monkeypatch.setattr(ann, "KEEP_MAPPED_BYTES", 0)
+    np.testing.assert_array_equal(ann.load(index.file).rows(ids), np.asarray(stored[ids], dtype=np.float32))
     assert index.paths[7] == str(tmp_path / "entries" / "e7.png") and index.classes[7] == labels[7]
     assert index.paths[-2:] == [str(tmp_path / "entries" / f"e{i}.png") for i in (598, 599)]
 
 
-def test_candidates_covering_the_index_give_the_exact_search(tmp_path):
+def test_candidates_covering_the_index_give_the_exact_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "_EXACT_CHUNK", 64)  # the exact search merges chunks' best
     index, features, _, model = build(tmp_path, count=300)
     queries = queries_near(features, 6)
     files = query_files(tmp_path / "q", 6)
@@ -80,7 +83,8 @@ def test_candidates_covering_the_index_give_the_exact_search(tmp_path):
     stored = np.asarray(index.features, dtype=np.float32)
     for query, hits in zip(queries, exact):
         by_path = dict(zip(index.paths, scorer.score(query, stored)))
-        assert [h.score for h in hits] == pytest.approx([by_path[h.path] for h in hits], abs=1e-12)
+        # float32 rounding differs with the batch the head sees
+        assert [h.score for h in hits] == pytest.approx([by_path[h.path] for h in hits], abs=1e-6)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
         assert [h.rank for h in hits] == list(range(1, 301))
 
@@ -99,11 +103,12 @@ def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
     files = query_files(tmp_path / "q", 40)
     scorer = TableScorer(queries, model)
     scorer.calls = 0
-    found = inference.search(index, files, k=10, model=scorer)
+    found = inference.search(index, files, k=10, model=scorer, candidates=24)  # a shortlist of 768
     reranked = scorer.calls
     exact = inference.search(index, files, k=10, model=scorer, exact=True)
-    assert reranked <= 40 * ann.DEFAULT_CANDIDATES  # the head saw the candidates only
+    assert reranked <= 40 * 24  # the head saw the candidates only
     assert recall(found, exact) >= 0.95
+    assert recall(inference.search(index, files, k=10, model=scorer), exact) >= 0.95  # the default
 
 
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
@@ -297,5 +302,7 @@ def test_a_large_npz_is_written_as_named_with_a_warning(tmp_path, monkeypatch):
 
 def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
-    assert ann.index_spec(1_000_000, 4608) == ("Flat", 0)
+    assert ann.index_spec(99_999, 4608) == ("Flat", 0)
+    assert ann.index_spec(100_000, 64) == ("IVF256,SQ8", 16)
+    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQ8", 64)
     assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQ8", 128)

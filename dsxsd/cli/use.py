@@ -336,9 +336,9 @@ def search(index, queries, k, model, candidates, exact, out, batch_size, overwri
     QUERIES are images, or folders standing for every image below them. Scores are the
     model's own (its head applied to the query's and each entry's features), so they read
     like dsxsd predict's. An approximate index (a folder made by dsxsd embed) shortlists
-    8 x --candidates entries by its FAISS index, keeps the --candidates that a linear
-    stand-in of the head scores highest, and re-ranks those with the head; --exact scores
-    every entry. An index made with an .onnx is searched without TensorFlow.
+    8 x --candidates entries (4 x sqrt(entries) where more) by its FAISS index, keeps the
+    --candidates that a linear stand-in of the head scores highest, and re-ranks those
+    with the head; --exact scores every entry. An index made with an .onnx is searched without TensorFlow.
 
     \b
     dsxsd search index.npz query.jpg -k 5
