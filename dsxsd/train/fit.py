@@ -72,9 +72,19 @@ def fit(
     """Train on ``manifest``'s ``train`` split, validate on ``val``, write ``out``.
 
     ``preset`` (:mod:`dsxsd.presets`: ``reference``, the default, or ``cpu``) fills in
-    each of ``epochs``, ``batch_size``, ``lr``, ``width``, ``image_size``, ``augment``
-    and ``resample_negatives``/``resample_positives`` left ``None``; the reference recipe
-    is 20 epochs of batch 32 at width 1.0 and 105 px, nothing resampled or augmented.
+    each of ``epochs``, ``batch_size``, ``lr``, ``width``, ``image_size``, ``augment``,
+    ``weight_decay``, ``lr_schedule`` and ``resample_negatives``/``resample_positives``
+    left ``None``; the reference recipe is 20 epochs of batch 32 at width 1.0 and 105 px
+    at a constant rate, nothing resampled, augmented or decayed.
+
+    ``augment`` (:mod:`dsxsd.train.augment`): ``"basic"`` (``True``: flips, brightness,
+    contrast) or ``"crops"`` (a random resized crop, a small rotation, colour jitter);
+    ``augment_flips`` adds or removes the flips (``None``: on with basic, off with crops).
+    ``weight_decay``: decoupled, as AdamW's (:func:`_optimizer`). ``lr_schedule``:
+    ``"constant"``, ``"cosine"`` (Keras' ``CosineDecay`` to 0 over the stage's steps; the
+    run's ``epochs`` is then fixed) or ``"plateau"`` (the rate times
+    :data:`PLATEAU_FACTOR` after :data:`PLATEAU_PATIENCE` epochs without a lower
+    validation loss). history.csv's ``lr`` is the rate at the end of each epoch.
 
     Under Keras' TensorFlow backend ``strategy`` picks the devices; under its JAX
     backend (``KERAS_BACKEND=jax``) the model trains on one device, fed by the same
