@@ -384,7 +384,8 @@ def check_recipe(
 def check_train(
     manifest: str | os.PathLike[str], out: str | os.PathLike[str], *, width: float = 1.0,
     backbone_weights: str | os.PathLike[str] | None = None, augment: bool | str = False, freeze_backbone: bool = False,
-    fine_tune_epochs: int = 0, weight_decay: float = 0.0, lr_schedule: str = "constant", augment_flips: bool | None = None,
+    fine_tune_epochs: int = 0, weight_decay: float = 0.0, lr_schedule: str = "constant",
+    augment_flips: bool | None = None,
 ) -> None:
     """What ``dsxsd train`` can refuse at once: settings that cannot work together, a
     Keras backend it does not train under, a bad pairs manifest, one without train or val

@@ -182,7 +182,8 @@ def fit(
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
         width=width, image_size=image_size, resize=resize, augment=augment,
         augment_flips=_preflight.augment_flips(augment, augment_flips), weight_decay=float(weight_decay),
-        lr_schedule=lr_schedule, resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives), cache=str(cache),
+        lr_schedule=lr_schedule, resample_negatives=bool(resample_negatives),
+        resample_positives=bool(resample_positives), cache=str(cache),
         backbone_weights=_backbone_setting(backbone_weights, weights_file),
         freeze_backbone=bool(freeze_backbone), fine_tune_epochs=int(fine_tune_epochs),
     )
@@ -339,7 +340,8 @@ def _datasets(config: dict[str, Any], train_pairs, val_pairs, dist, chief: bool,
     common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"],
                   cache=_cache(config, dist, chief))
     train_ds = data.pairs_dataset(
-        train_pairs, augment=config["augment"], augment_flips=config["augment_flips"], shuffle=True, seed=config["seed"], repeat=True, start=start,
+        train_pairs, augment=config["augment"], augment_flips=config["augment_flips"], shuffle=True,
+        seed=config["seed"], repeat=True, start=start,
         resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
         cache_key="train", **common,
     )
@@ -426,7 +428,8 @@ def _compile(model: keras.Model, config: dict[str, Any], trainable: str, steps_p
         stage_epochs = config["fine_tune_epochs"] if trainable == "top" else config["epochs"]
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=stage_epochs * steps_per_epoch)
     model.compile(
-        optimizer=_optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0)), loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
+        optimizer=_optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0)), loss=LOSS, metrics=_metrics(),
+        jit_compile=config["jit"],
         steps_per_execution=config["steps_per_execution"],
     )
     # Built now, so that a checkpoint's optimizer state (Adam's moments, the step count)
