@@ -81,7 +81,8 @@ def test_run_folder_holds_everything(learned):
 
     assert config["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     for key, value in {"epochs": EPOCHS, "batch_size": 16, "lr": 1e-3, "optimizer": "adam", "seed": 0,
-                       "width": WIDTH, "image_size": IMAGE_SIZE, "resize": "stretch", "augment": False,
+                       "width": WIDTH, "image_size": IMAGE_SIZE, "resize": "stretch", "augment": "none",
+                       "augment_flips": False, "weight_decay": 0.0, "lr_schedule": "constant",
                        "backbone_weights": None, "strategy": "default", "precision": "float32",
                        "early_stopping": None, "steps_per_epoch": None, "cache": "auto"}.items():
         assert config[key] == value, key

@@ -73,9 +73,19 @@ def fit(
     """Train on ``manifest``'s ``train`` split, validate on ``val``, write ``out``.
 
     ``preset`` (:mod:`dsxsd.presets`: ``reference``, the default, or ``cpu``) fills in
-    each of ``epochs``, ``batch_size``, ``lr``, ``width``, ``image_size``, ``augment``
-    and ``resample_negatives``/``resample_positives`` left ``None``; the reference recipe
-    is 20 epochs of batch 32 at width 1.0 and 105 px, nothing resampled or augmented.
+    each of ``epochs``, ``batch_size``, ``lr``, ``width``, ``image_size``, ``augment``,
+    ``weight_decay``, ``lr_schedule`` and ``resample_negatives``/``resample_positives``
+    left ``None``; the reference recipe is 20 epochs of batch 32 at width 1.0 and 105 px
+    at a constant rate, nothing resampled, augmented or decayed.
+
+    ``augment`` (:mod:`dsxsd.train.augment`): ``"basic"`` (``True``: flips, brightness,
+    contrast) or ``"crops"`` (a random resized crop, a small rotation, colour jitter);
+    ``augment_flips`` adds or removes the flips (``None``: on with basic, off with crops).
+    ``weight_decay``: decoupled, as AdamW's (:func:`_optimizer`). ``lr_schedule``:
+    ``"constant"``, ``"cosine"`` (Keras' ``CosineDecay`` to 0 over the stage's steps; the
+    run's ``epochs`` is then fixed) or ``"plateau"`` (the rate times
+    :data:`PLATEAU_FACTOR` after :data:`PLATEAU_PATIENCE` epochs without a lower
+    validation loss). history.csv's ``lr`` is the rate at the end of each epoch.
 
     Under Keras' TensorFlow backend ``strategy`` picks the devices; under its JAX
     backend (``KERAS_BACKEND=jax``) the model trains on one device, fed by the same
@@ -184,8 +194,8 @@ def fit(
         early_stopping=early_stopping, steps_per_epoch=steps_per_epoch, steps_per_execution=per_execution,
         width=width, image_size=image_size, resize=resize, augment=augment,
         augment_flips=_preflight.augment_flips(augment, augment_flips), weight_decay=float(weight_decay),
-        lr_schedule=lr_schedule, resample_negatives=bool(resample_negatives), resample_positives=bool(resample_positives),
-        cache=str(cache), cache_limit=cache_limit,
+        lr_schedule=lr_schedule, resample_negatives=bool(resample_negatives),
+        resample_positives=bool(resample_positives), cache=str(cache), cache_limit=cache_limit,
         backbone_weights=_backbone_setting(backbone_weights, weights_file),
         freeze_backbone=bool(freeze_backbone), fine_tune_epochs=int(fine_tune_epochs),
     )
@@ -395,7 +405,8 @@ def _store_folder(out: Path, dist, chief: bool) -> Path:
 def _datasets(config: dict[str, Any], train_pairs, val_pairs, images, start: int):
     common = dict(image_size=config["image_size"], batch_size=config["batch_size"], resize=config["resize"])
     train_ds = data.pairs_dataset(
-        train_pairs, augment=config["augment"], augment_flips=config["augment_flips"], shuffle=True, seed=config["seed"], repeat=True, start=start,
+        train_pairs, augment=config["augment"], augment_flips=config["augment_flips"], shuffle=True,
+        seed=config["seed"], repeat=True, start=start,
         resample_negatives=config["resample_negatives"], resample_positives=config["resample_positives"],
         images=images["train"], cache_key="train", **common,
     )
@@ -482,7 +493,8 @@ def _compile(model: keras.Model, config: dict[str, Any], trainable: str, steps_p
         stage_epochs = config["fine_tune_epochs"] if trainable == "top" else config["epochs"]
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=stage_epochs * steps_per_epoch)
     model.compile(
-        optimizer=_optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0)), loss=LOSS, metrics=_metrics(), jit_compile=config["jit"],
+        optimizer=_optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0)), loss=LOSS, metrics=_metrics(),
+        jit_compile=config["jit"],
         steps_per_execution=config["steps_per_execution"],
     )
     # Built now, so that a checkpoint's optimizer state (Adam's moments, the step count)
