@@ -28,8 +28,9 @@ writing end only the starting process holds; the kernel closes it when that proc
 dies, however it dies. (``prctl``'s parent-death signal would not do: a forkserver
 worker's parent is the server.)
 
-Errors cross the process boundary as :class:`Failure` values, because a
-:class:`~dsxsd.errors.DsxsdError` (keyword-only arguments) does not survive pickling.
+Errors cross the process boundary as :class:`Failure` values, because a pickled
+:class:`~dsxsd.errors.DsxsdError` comes back without its fields (file, line, row, field:
+keyword-only arguments), and the message must still name the file and line.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 from .errors import DsxsdError, ErrorPolicy, UsageError, WorkerProcessError
 from .annotations import BBox, ImageAnnotation, ObjectAnnotation, SkippedFile
@@ -461,7 +462,7 @@ class Chunk:
 
 def _chunk(
     files: list[str],
-    format_name: str,
+    fmt: FileFormat,
     context: Any,
     stop: bool,
     keep: bool,
@@ -471,7 +472,6 @@ def _chunk(
 ) -> Chunk:
     """Read a chunk of files (in a worker, or in this process with ``in_worker`` false):
     a chunk under ``stop`` ends at its first bad file."""
-    fmt = _file_format(format_name)
     chunk = Chunk()
     images: list[ImageAnnotation] = []
     with gc_paused():
@@ -489,22 +489,19 @@ def _chunk(
             else:
                 images.append(outcome)
         if finish is not None:
-            chunk.value = finish(images, *finish_args)
+            try:
+                chunk.value = finish(images, *finish_args)
+            except DsxsdError as exc:
+                if not in_worker:
+                    raise
+                chunk.value = Failure.of(exc)
         if keep:
             chunk.images = [pack(image) for image in images] if in_worker else images
     return chunk
 
 
-def _file_format(name: str) -> FileFormat:
-    from .formats import get_format
-
-    files = get_format(name).files
-    assert files is not None, name
-    return files
-
-
 def map_folder(
-    format_name: str,
+    fmt: FileFormat,
     folder: Folder,
     policy: ErrorPolicy,
     workers: int,
@@ -524,7 +521,7 @@ def map_folder(
         chunks = chunks_of(files, workers)
     else:
         workers, chunks = 1, [files]
-    args = (format_name, folder.context, policy.stops, keep, finish, finish_args)
+    args = (fmt, folder.context, policy.stops, keep, finish, finish_args)
 
     def here(chunk: list[str]) -> Chunk:
         return _chunk(chunk, *args, in_worker=False)
@@ -544,6 +541,8 @@ def map_folder(
                 else:
                     file, error = entry
                     policy.failed(error.error() if isinstance(error, Failure) else error, file)
+            if isinstance(chunk.value, Failure):  # finish() failed in a worker
+                raise chunk.value.error()
             yield chunk
 
 
@@ -556,7 +555,7 @@ def read_folder(
     policy = ErrorPolicy(on_error)
     folder = fmt.open(Path(path), **options)
     images: list[ImageAnnotation] = []
-    for chunk in map_folder(fmt.name, folder, policy, workers, where=path):
+    for chunk in map_folder(fmt, folder, policy, workers, where=path):
         images.extend(chunk.images)
     return images, policy.skipped, folder.classes
 

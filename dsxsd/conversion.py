@@ -83,7 +83,7 @@ def convert(
         path = require_path(input)
         folder = source_format.files.open(path, **read_options)
         chunks = map_folder(
-            source, folder, policy, workers, where=path,
+            source_format.files, folder, policy, workers, where=path,
             keep=parts is None, finish=_summarise, finish_args=(lossy, encode),
         )
         for chunk in chunks:

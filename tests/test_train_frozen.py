@@ -165,6 +165,20 @@ def test_fine_tuning_trains_the_top_block_and_the_head_at_a_tenth_of_the_rate(ti
         fit(tiny, run, epochs=3, fine_tune_epochs=2, batch_size=4, lr=1e-3, freeze_backbone=True, **SMALL)
 
 
+def test_the_plateau_schedule_starts_fine_tuning_afresh_at_a_tenth_of_the_rate(tiny, tmp_path):
+    from dsxsd.train.fit import plateau_lr
+
+    run = tmp_path / "run"
+    fit(tiny, run, epochs=3, fine_tune_epochs=3, batch_size=4, lr=0.05, freeze_backbone=True,
+        lr_schedule="plateau", **SMALL)
+    history = pd.read_csv(run / "history.csv")
+    losses = history.val_loss.tolist()
+    # each stage's rate follows from its own validation losses, from its own base rate
+    want = [plateau_lr(0.05, losses[:i]) for i in range(3)] + [plateau_lr(0.005, losses[3:i]) for i in range(3, 6)]
+    np.testing.assert_allclose(history.lr, want, rtol=1e-6)
+    assert history.lr[3] == pytest.approx(0.005)
+
+
 # 28 training pairs, batch 4: 7 batches a pass; 3 steps an epoch straddle the passes, and
 # the image stream of fine-tuning starts where the features' stream ended.
 TWO_STAGES = dict(epochs=2, fine_tune_epochs=2, freeze_backbone=True, batch_size=4, lr=1e-3, seed=5,

@@ -520,7 +520,11 @@ def sniff_folder(path: Path) -> bool:
     return any(path.glob("*.txt")) and find_class_file(path) is not None
 
 
-FILES = _engine.FileFormat("yolo", open=_open, parse=parse_bytes, load=lambda file: _read_limited(Path(file)))
+def _load(file: str) -> bytes:
+    return _read_limited(Path(file))
+
+
+FILES = _engine.FileFormat("yolo", open=_open, parse=parse_bytes, load=_load)
 
 FORMAT = Format(
     name="yolo",

@@ -617,7 +617,9 @@ class PlateauSchedule(keras.callbacks.Callback):
         self.recorder = recorder
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        fine_tuning = trainable_at(self.config, epoch) == "top"
+        # Keras counts epochs from 0, so ``epoch`` is the number finished; the stage is
+        # that of the epoch about to run.
+        fine_tuning = trainable_at(self.config, epoch + 1) == "top"
         first = self.config["epochs"] if fine_tuning else 0  # the stage's epochs come after it
         base = self.config["lr"] * (FINE_TUNE_LR_FACTOR if fine_tuning else 1.0)
         losses = [r["val_loss"] for r in self.recorder.history if first < r["epoch"] <= epoch and "val_loss" in r]
