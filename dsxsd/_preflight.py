@@ -568,6 +568,12 @@ def export_source(run: str | os.PathLike[str], model: str = "best") -> Path:
     return path
 
 
+def info_file(export: str | os.PathLike[str]) -> Path:
+    """The JSON beside a SavedModel folder or a LiteRT file: ``<name>.json``."""
+    export = Path(export)
+    return export.with_name(export.name + ".json")
+
+
 def check_export(
     run: str | os.PathLike[str], out: str | os.PathLike[str], format: str, part: str,
     model: str = "best", overwrite: bool = False,
@@ -576,8 +582,6 @@ def check_export(
     the model, a backend or converter export cannot use, an output in the way (the export
     and, beside a SavedModel or LiteRT file, its JSON). Returns the ``.keras`` file."""
     import importlib.util
-
-    from .serve import info_file
 
     if format not in EXPORT_FORMATS:
         raise SettingError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")

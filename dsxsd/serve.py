@@ -40,7 +40,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._images import RESIZE_MODES, model_inputs
-from ._preflight import EXPORT_PARTS
+from ._preflight import EXPORT_PARTS, info_file
 from .errors import MissingDependencyError, ModelFileError, first_line, require_path
 from .inference import Scorer, read_threshold
 
@@ -130,12 +130,6 @@ class ExportInfo:
     def from_properties(cls, properties: Mapping[str, str], file: str | os.PathLike[str]) -> ExportInfo:
         """Read back :meth:`as_properties`."""
         return cls.from_dict(properties, file)
-
-
-def info_file(export: str | os.PathLike[str]) -> Path:
-    """The JSON beside a SavedModel folder or a LiteRT file: ``<name>.json``."""
-    export = Path(export)
-    return export.with_name(export.name + ".json")
 
 
 def read_info(export: str | os.PathLike[str]) -> ExportInfo:

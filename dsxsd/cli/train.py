@@ -56,7 +56,8 @@ def _cache(value: str) -> str:
     "--augment", type=click.Choice(_preflight.AUGMENTATIONS), is_flag=False, flag_value="basic", default=None,
     help="Augment training images. basic (--augment alone): random flips, brightness and contrast. crops, for "
     "object crops: a random resized crop, a rotation of up to 10 degrees, brightness, contrast and saturation, "
-    "no flips [default: none, or the preset's].",
+    "no flips. Given alone, put it after MANIFEST, which it would take for its value "
+    "[default: none, or the preset's].",
 )
 @click.option("--no-augment", is_flag=True, default=False, help="Same as --augment none (overrides a preset's).")
 @click.option("--augment-flips/--no-augment-flips", default=None, help="Random horizontal flips in the augmentation (mirrored text and digits are other objects) [default: on with basic, off with crops].")
