@@ -188,6 +188,8 @@ def test_rows_without_their_json_are_an_unfinished_store_and_rebuilt(manifest, t
     meta.unlink()  # killed between renaming the rows into place and writing the .json
     again = prepare(manifest, tmp_path)
     assert again.decoded == len(first.array) and meta.is_file()
+    next(tmp_path.glob("*.u8")).unlink()  # the rows deleted by hand: built again too
+    assert prepare(manifest, tmp_path).decoded == len(first.array)
 
 
 # --------------------------------------------------------------------- refusals

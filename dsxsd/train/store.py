@@ -225,7 +225,7 @@ def store_files(folder: Path, key: str, paths: list[str], image_size: int, resiz
 def open_store(data: Path, meta: Path, count: int, shape: tuple[int, ...]) -> Rows | None:
     """The finished store ``data`` as :class:`Rows` (memory-mapped, read-only), or
     ``None`` when there is none: no ``.json`` means no store was finished here, and the
-    rows a killed build left are removed. A finished store that does not match its
+    rows a killed build left are removed (rows deleted by hand leave a ``.json`` to remove). A finished store that does not match its
     ``.json`` raises :class:`ImageStoreError` naming the file."""
     if not meta.is_file():
         data.unlink(missing_ok=True)
@@ -233,8 +233,9 @@ def open_store(data: Path, meta: Path, count: int, shape: tuple[int, ...]) -> Ro
     expected = _read_meta(meta, count, shape)
     try:
         st = os.stat(data)
-    except FileNotFoundError:
-        raise ImageStoreError(f"image store is missing; its {meta.name} remains. {_REBUILD}", file=data) from None
+    except FileNotFoundError:  # the rows were deleted: built again
+        meta.unlink(missing_ok=True)
+        return None
     if st.st_size != expected["bytes"]:
         what = "truncated" if st.st_size < expected["bytes"] else "longer than it was written"
         raise ImageStoreError(
