@@ -402,9 +402,7 @@ def check_cache(cache: str | os.PathLike[str], cache_limit: str | int | None) ->
     """``--cache``'s value must be a mode or a folder (not a file); ``--cache-limit`` a
     size. Returns the limit in bytes (:func:`default_cache_limit` when ``None``)."""
     if str(cache) not in CACHE_MODES and Path(cache).exists() and not Path(cache).is_dir():
-        raise SettingError(
-            f"--cache must be auto, memory, disk, none or a folder; {cache} is a file", file=None
-        )
+        raise SettingError(f"--cache must be auto, memory, disk, none or a folder; {cache} is a file")
     return default_cache_limit() if cache_limit is None else parse_size(cache_limit)
 def augment_policy(augment: bool | str | None) -> str:
     """``augment`` as one of :data:`AUGMENTATIONS`: ``True`` is ``basic`` (what
@@ -610,6 +608,7 @@ def check_export(
 
 __all__ = [
     "ANN_MIN_ENTRIES",
+    "CACHE_MODES",
     "CALIBRATION_SPLIT",
     "DEFAULT_CANDIDATES",
     "EXPORT_FORMATS",
@@ -623,6 +622,7 @@ __all__ = [
     "ImageList",
     "Index",
     "check_backbone_weights",
+    "check_cache",
     "check_embed",
     "check_export",
     "check_evaluate",
@@ -637,11 +637,13 @@ __all__ = [
     "check_search",
     "check_train",
     "check_train_backend",
+    "default_cache_limit",
     "distinct_images",
     "export_source",
     "index_kind",
     "load_index",
     "open_index",
+    "parse_size",
     "read_image_list",
     "read_pairs_frame",
     "require_split",

@@ -73,6 +73,13 @@ def test_a_bad_cache_limit_is_a_usage_error(text):
     assert info.value.exit_code == 2
 
 
+def test_a_cache_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SettingError, match="--cache must be auto, memory, disk, none or a folder; .*notes.txt is a file"):
+        _preflight.check_cache(tmp_path / "notes.txt", None)
+    assert _preflight.check_cache(tmp_path / "new-folder", "2GB") == 2 * 10**9
+
+
 def test_the_default_limit_is_half_the_memory():
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < _preflight.default_cache_limit() <= physical // 2
@@ -181,6 +188,8 @@ def test_rows_without_their_json_are_an_unfinished_store_and_rebuilt(manifest, t
     meta.unlink()  # killed between renaming the rows into place and writing the .json
     again = prepare(manifest, tmp_path)
     assert again.decoded == len(first.array) and meta.is_file()
+    next(tmp_path.glob("*.u8")).unlink()  # the rows deleted by hand: built again too
+    assert prepare(manifest, tmp_path).decoded == len(first.array)
 
 
 # --------------------------------------------------------------------- refusals

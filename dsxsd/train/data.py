@@ -462,11 +462,12 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
     """What :func:`_pair_batches` gathers from: a dataset of one element holding a row per
     image, and the function that takes a batch's left and right rows from it.
 
-    The plain version, where the images are decoded every pass (``cache="none"``), is the
-    decoded tensor and ``tf.gather``. Cached images (memory or a disk store) are numpy
-    rows gathered by :func:`dsxsd.train.store.gather_pairs`: one call per batch (the Python
-    lock taken once per batch, released while numpy copies), reading a store's rows in
-    ascending order. Memory and disk share it, so both give the same batches.
+    The plain version is a tensor of the rows and ``tf.gather``: the images decoded every
+    pass (``cache="none"``), or held in memory (shared with the numpy array they were
+    decoded into, not copied). A disk store is larger than memory, so it cannot be one
+    tensor: its rows are gathered by :func:`dsxsd.train.store.gather_pairs`, one numpy call
+    per batch (the Python lock taken once per batch and released while numpy copies),
+    reading the rows in ascending order. The same rows either way: the same batches.
     """
     if images.kind == "none":
         decoded = (
@@ -475,6 +476,8 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
             .batch(max(len(paths), 1))
         )
         return decoded, _take_tensor
+    if images.kind == "memory":
+        return tf.data.Dataset.from_tensors(_as_tensor(images.array)), _take_tensor
     shape = images.array.shape[1:]
 
     def take(_rows, left, right):
@@ -486,6 +489,15 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
         return a, b
 
     return tf.data.Dataset.from_tensors(tf.zeros([0], tf.uint8)), take
+
+
+def _as_tensor(array: np.ndarray) -> tf.Tensor:
+    """``array`` as a CPU tensor, sharing its memory where it is aligned as TensorFlow needs
+    (:func:`dsxsd.train.store.in_memory`), else a copy."""
+    if array.size and array.flags.c_contiguous and array.ctypes.data % store.ALIGN == 0:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    with tf.device("/cpu:0"):
+        return tf.constant(array)
 
 
 def _take_tensor(rows: tf.Tensor, left: tf.Tensor, right: tf.Tensor):

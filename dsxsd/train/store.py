@@ -15,8 +15,9 @@ stale store. The rows are written under a temporary name and renamed when comple
 never read. A finished store whose file is shorter or longer than its ``.json`` says, or
 whose bytes changed, is refused (:class:`ImageStoreError`), not silently trained on.
 
-Memory and disk hold the same bytes and a batch gathers its rows the same way from both
-(:func:`gather_pairs`): the same pairs, seed and settings give bit-identical batches.
+Memory and disk hold the same bytes and a batch takes the same rows from either (from
+memory by ``tf.gather``, from disk by :func:`gather_pairs`): the same pairs, seed and
+settings give bit-identical batches.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ RELEASE_EVERY = 64 * 2**20
 
 @dataclass
 class Rows:
-    """A split's decoded images: ``array`` uint8 [N, S, S, 3], in memory or mapped from
-    ``file``; ``decoded`` counts the images decoded to make it (0: a finished store reused).
+    """A split's decoded images: ``array`` uint8 [N, S, S, 3], in memory (:func:`in_memory`)
+    or mapped from ``file``; ``decoded`` counts the images decoded to make it (0: a finished
+    store reused).
     ``kind`` is ``"memory"``, ``"disk"`` or ``"none"`` (decoded every pass; no ``array``)."""
 
     kind: str
@@ -89,6 +91,20 @@ class Rows:
         """The rows in order, ``size`` at a time (what the frozen tower's features read)."""
         for start in range(0, len(self.array), size):
             yield np.array(self.array[start : start + size])
+
+
+def in_memory(count: int, shape: tuple[int, ...]) -> Rows:
+    """Room for ``count`` rows in memory, aligned as TensorFlow's tensors are (64 bytes), so
+    the pipeline takes them as a tensor without a copy (DLPack): the decoded images are
+    held once, not twice."""
+    nbytes = count * int(np.prod(shape))
+    buffer = np.empty(nbytes + ALIGN, np.uint8)
+    start = -buffer.ctypes.data % ALIGN
+    return Rows("memory", buffer[start : start + nbytes].reshape(count, *shape))
+
+
+# TensorFlow's tensor alignment (Eigen's largest): a buffer aligned to it can be shared.
+ALIGN = 64
 
 
 def gather_pairs(rows: Rows, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +160,7 @@ def prepare(
                 continue
             if kind == "memory":
                 budget -= nbytes
-                result[key] = Rows("memory", np.empty((len(paths), *shape), np.uint8))
+                result[key] = in_memory(len(paths), shape)
                 into = result[key].array
             elif kind == "none":
                 result[key] = Rows("none")
@@ -209,7 +225,7 @@ def store_files(folder: Path, key: str, paths: list[str], image_size: int, resiz
 def open_store(data: Path, meta: Path, count: int, shape: tuple[int, ...]) -> Rows | None:
     """The finished store ``data`` as :class:`Rows` (memory-mapped, read-only), or
     ``None`` when there is none: no ``.json`` means no store was finished here, and the
-    rows a killed build left are removed. A finished store that does not match its
+    rows a killed build left are removed (rows deleted by hand leave a ``.json`` to remove). A finished store that does not match its
     ``.json`` raises :class:`ImageStoreError` naming the file."""
     if not meta.is_file():
         data.unlink(missing_ok=True)
@@ -217,8 +233,9 @@ def open_store(data: Path, meta: Path, count: int, shape: tuple[int, ...]) -> Ro
     expected = _read_meta(meta, count, shape)
     try:
         st = os.stat(data)
-    except FileNotFoundError:
-        raise ImageStoreError(f"image store is missing; its {meta.name} remains. {_REBUILD}", file=data) from None
+    except FileNotFoundError:  # the rows were deleted: built again
+        meta.unlink(missing_ok=True)
+        return None
     if st.st_size != expected["bytes"]:
         what = "truncated" if st.st_size < expected["bytes"] else "longer than it was written"
         raise ImageStoreError(
@@ -325,4 +342,7 @@ class StoreWriter:
         return _mapped(self.data, self.count, self.shape)
 
 
-__all__ = ["CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "gather_pairs", "open_store", "store_files"]
+__all__ = [
+    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "gather_pairs", "in_memory", "open_store",
+    "prepare", "store_files",
+]
