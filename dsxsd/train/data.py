@@ -12,7 +12,11 @@ by :func:`load_images`, so a model sees the same pixels at prediction time as in
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -445,18 +449,22 @@ def split_images(
 ) -> Rows:
     """The split's distinct images, uint8 [N, S, S, 3] in the order of ``pairs.paths``,
     decoded once, in the pass that checks them (:func:`decode_checked`); see
-    :func:`dsxsd.train.store.prepare` for where ``cache`` keeps them. ``"auto"`` without a
-    folder overflows into a store in a temporary folder."""
-    folder = None
-    if str(cache) in ("auto", "disk"):
-        import tempfile
-
-        folder = os.path.join(tempfile.gettempdir(), "dsxsd-cache")
+    :func:`dsxsd.train.store.prepare` for where ``cache`` keeps them. ``"auto"`` and ``"disk"``
+    keep a store in a temporary folder of this process's own, removed when it exits."""
+    folder = _temporary_store_folder() if str(cache) in ("auto", "disk") else None
     return store.prepare(
         {cache_key: pairs.paths}, image_size=image_size, resize=resize, cache="none" if cache is None else cache,
         cache_limit=cache_limit, folder=folder, source=source, rows=pairs.rows, check=check,
     )[cache_key]
 
+
+@functools.lru_cache(maxsize=None)
+def _temporary_store_folder() -> str:
+    # Not a fixed shared folder: another user's would not be writable, and nothing would
+    # ever remove stores of many gigabytes.
+    folder = tempfile.mkdtemp(prefix="dsxsd-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
     """What :func:`_pair_batches` gathers from: a dataset of one element holding a row per

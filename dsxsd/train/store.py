@@ -37,7 +37,7 @@ import numpy as np
 from .. import _preflight
 from .._io import atomic_path, write_text
 from . import run
-from ..errors import ImageStoreError
+from ..errors import ImageStoreError, OutputWriteError
 
 STORE_FORMAT = "dsxsd.images"
 STORE_VERSION = 1
@@ -291,6 +291,16 @@ def _sha256(path: Path) -> str:
 # ---------------------------------------------------------------------- writing a store
 
 
+@contextlib.contextmanager
+def _naming(store: Path) -> Iterator[None]:
+    """A full disk (the likeliest failure of a store of millions of images) as one line
+    naming the store, not the operating system's message alone."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the image store: {exc.strerror or exc}", file=store) from None
+
+
 class StoreWriter:
     """Writes a split's rows in order into a temporary file; :meth:`finish` renames it
     into place and then writes the ``.json``. Used as a context manager around the decode
@@ -314,15 +324,17 @@ class StoreWriter:
         """Rows ``first, first + 1, ...``: they come in order, from the first."""
         assert first == self.written, (first, self.written)
         rows = np.ascontiguousarray(rows, np.uint8)
-        self._file.write(rows.data)
+        with _naming(self.data):
+            self._file.write(rows.data)
         self._hash.update(rows.data)
         self.written += len(rows)
 
     def finish(self) -> None:
         if self.written != self.count:
             raise RuntimeError(f"{self.written} of {self.count} images written to {self.data}")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with _naming(self.data):
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self._file.close()
         self._atomic.__exit__(None, None, None)  # renamed into place
         st = os.stat(self.data)
