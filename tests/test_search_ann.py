@@ -89,11 +89,13 @@ def test_candidates_covering_the_index_give_the_exact_search(tmp_path, monkeypat
         assert [h.rank for h in hits] == list(range(1, 301))
 
 
-@pytest.mark.parametrize("ivf", [False, True])
-def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
+@pytest.mark.parametrize("ivf, narrow", [(False, 256), (True, 256)])
+def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf, narrow):
     if ivf:  # an inverted file of scalar-quantised codes, as from 50,000 entries
         monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    monkeypatch.setattr(ann, "NARROW_DIMS", narrow)  # all 48 features, 8 bits each
     index, features, _, model = build(tmp_path, count=4000, dim=48, classes=40)
+    assert len(index.narrow_dims) == min(narrow, 48)
     assert index.manifest["faiss_index"] == ("IVF64,SQ8" if ivf else "Flat")
     # an inverted file searches lifted vectors by L2 (ann.lift), a flat scan by inner product
     faiss = pytest.importorskip("faiss")
