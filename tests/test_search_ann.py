@@ -160,6 +160,27 @@ def test_the_compact_copy_finds_the_hits_full_rows_find(tmp_path, dims, monkeypa
     assert inference.search(old.file, files[:3], k=5, model=scorer, candidates=60) == full_rows[:3]
 
 
+def test_a_compact_copy_of_half_the_features_keeps_the_top_10_of_redundant_ones(tmp_path, monkeypatch):
+    """A tower's features are many mixes of fewer underlying ones: keeping the half that
+    moves the head most keeps its top 10 (on independent features it would not)."""
+    monkeypatch.setattr(ann, "NARROW_DIMS", 24)
+    narrow, labels = clustered(4000, 16, 40)
+    rng = np.random.default_rng(5)
+    mix = np.maximum(rng.normal(0.0, 1.0, (16, 48)), 0.0) / 4
+    features = np.maximum(narrow @ mix + rng.normal(0.0, 0.02, (4000, 48)), 0.0).astype(np.float32)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"a model file")
+    paths = [tmp_path / "entries" / f"e{i}.png" for i in range(4000)]
+    index = ann.write_index(tmp_path / "index", [features], 4000, 48, paths, labels, TableScorer(features, model))
+    assert len(index.narrow_dims) == 24
+    queries = queries_near(features, 40)
+    files = query_files(tmp_path / "q", 40)
+    scorer = TableScorer(queries, model)
+    found = inference.search(index, files, k=10, model=scorer, candidates=24)
+    exact = inference.search(index, files, k=10, model=scorer, exact=True)
+    assert recall(found, exact) >= 0.95
+
+
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
     rng = np.random.default_rng(3)
     entries = rng.normal(0.0, 1.0, (500, 9)).astype(np.float32) * rng.uniform(0.2, 3.0, (500, 1)).astype(np.float32)
