@@ -74,7 +74,8 @@ NARROW_SCALE = "narrow.scale.npy"
 FILES_V1 = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 FILES = (*FILES_V1, NARROW, NARROW_DIMS_FILE, NARROW_SCALE)
 
-# Features above this length are reduced by PCA before FAISS sees them: the index's
+# Features above this length are reduced before FAISS sees them (to the PCA_DIMS - 1 of
+# largest |head weight| x spread from index version 2 on, a PCA before): the index's
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
 PCA_DIMS = 256
@@ -99,7 +100,7 @@ ADD_CHUNK = 32_768
 # The compact copy the candidates are picked on keeps this many features (all of them
 # where there are no more): those of largest |head weight| x spread, 8 bits each. Chosen
 # by measurement at 4,608 features (benchmarks/README.md, search).
-NARROW_DIMS = 256
+NARROW_DIMS = 512
 
 
 def need_faiss() -> Any:
@@ -250,21 +251,42 @@ class _Rows:
         return self.block(start, max(start, stop))
 
 
+def selection(dim: int, kept: np.ndarray) -> np.ndarray:
+    """The projection ``[dim + 1, len(kept) + 1]`` of an entry vector (:func:`entry_vectors`)
+    onto features ``kept`` and the last component."""
+    projection = np.zeros((dim + 1, len(kept) + 1), np.float32)
+    projection[kept, np.arange(len(kept))] = 1.0
+    projection[dim, len(kept)] = 1.0
+    return projection
+
+
 def build_faiss(
-    rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0,
+    rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0, kept: np.ndarray | None = None,
 ) -> tuple[Any, np.ndarray | None, float]:
     """A FAISS index of ``spec`` over the entry vectors of ``rows``, the projection
     applied first, and the length the vectors are lifted to (0: a flat inner-product
     index, no lift; :func:`lift`). Fitted and trained on at most :data:`TRAIN_ROWS` rows
     drawn at random, then filled a chunk at a time so that only a chunk is ever float32
-    in memory."""
+    in memory.
+
+    With ``kept`` (index version 2 on), the vectors are the linearised head on those
+    features only (``[b, sum(w * b**2)]`` over ``kept``; the projection selects them), not
+    a PCA of all: at 4,608 features the PCA's top 256 directions held 0.55 of the head's
+    top 10 within 2,048 entries where the 255 features of largest ``|w| x spread`` held
+    0.975 (benchmarks/README.md, search). A query needs no change: the selection drops the
+    other features of its vector."""
     faiss = need_faiss()
     count, dim = rows.shape
     chosen = np.sort(np.random.default_rng(seed).choice(count, min(count, TRAIN_ROWS), replace=False))
-    sample = entry_vectors(rows.take(chosen), weights, None)
-    projection = fit_projection(sample, PCA_DIMS)
-    if projection is not None:
-        sample = np.ascontiguousarray(sample @ projection)
+    if kept is not None and len(kept) < dim:
+        weights = np.where(np.isin(np.arange(dim), kept), weights, 0.0).astype(np.float32)
+        projection = selection(dim, kept)
+        sample = np.ascontiguousarray(entry_vectors(rows.take(chosen)[:, kept], weights[kept], None))
+    else:
+        sample = entry_vectors(rows.take(chosen), weights, None)
+        projection = fit_projection(sample, PCA_DIMS)
+        if projection is not None:
+            sample = np.ascontiguousarray(sample @ projection)
 
     def chunks():
         for start in range(0, count, ADD_CHUNK):
@@ -387,7 +409,8 @@ def write_index(
         rows = _Rows(tmp / FEATURES)
         sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
         weights = head_weights(scorer, sample)
-        index, projection, norm = build_faiss(rows, weights, spec, nprobe)
+        shortlisted = narrow_spec(sample, weights, PCA_DIMS - 1)[0] if dim >= PCA_DIMS else None
+        index, projection, norm = build_faiss(rows, weights, spec, nprobe, kept=shortlisted)
         kept, scale = narrow_spec(sample, weights, NARROW_DIMS)
         with open(tmp / NARROW, "wb") as stream:
             header = {"descr": "|u1", "fortran_order": False, "shape": (count, len(kept))}
@@ -412,7 +435,7 @@ def write_index(
             "count": count,
             "feature_dim": dim,
             "feature_dtype": "float16",
-            "candidates_by": "inner product of the head linearised in |a - b| (head_weights.npy, projection.npy)",
+            "candidates_by": "inner product of the head linearised in (a - b)**2 on the features projection.npy selects (head_weights.npy)",
             "narrowed_by": "the head linearised in |a - b| on narrow.u8.npy (narrow.dims.npy, narrow.scale.npy)",
             "faiss_index": spec,
             "nprobe": nprobe,

@@ -164,6 +164,7 @@ def test_a_compact_copy_of_half_the_features_keeps_the_top_10_of_redundant_ones(
     """A tower's features are many mixes of fewer underlying ones: keeping the half that
     moves the head most keeps its top 10 (on independent features it would not)."""
     monkeypatch.setattr(ann, "NARROW_DIMS", 24)
+    monkeypatch.setattr(ann, "PCA_DIMS", 17)  # FAISS on the 16 features that count most, as past 256
     narrow, labels = clustered(4000, 16, 40)
     rng = np.random.default_rng(5)
     mix = np.maximum(rng.normal(0.0, 1.0, (16, 48)), 0.0) / 4
@@ -173,6 +174,10 @@ def test_a_compact_copy_of_half_the_features_keeps_the_top_10_of_redundant_ones(
     paths = [tmp_path / "entries" / f"e{i}.png" for i in range(4000)]
     index = ann.write_index(tmp_path / "index", [features], 4000, 48, paths, labels, TableScorer(features, model))
     assert len(index.narrow_dims) == 24
+    # FAISS's vectors select features (and the squared term), those of the compact copy first
+    assert index.projection.shape == (49, 17) and set(np.unique(index.projection)) == {0.0, 1.0}
+    selected = np.nonzero(index.projection[:48].any(axis=1))[0]
+    assert len(selected) == 16 and set(selected) <= set(index.narrow_dims) and index.projection[48, 16] == 1
     queries = queries_near(features, 40)
     files = query_files(tmp_path / "q", 40)
     scorer = TableScorer(queries, model)
