@@ -380,5 +380,6 @@ def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
     assert ann.index_spec(99_999, 4608) == ("Flat", 0)
     assert ann.index_spec(100_000, 64) == ("IVF256,SQ8", 16)
-    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQ8", 64)
-    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQ8", 128)
+    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQfp16", 64)  # 16-bit codes past 256 features
+    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQfp16", 128)
+    assert ann.index_spec(1_000_000, 255) == ("IVF1024,SQ8", 64)
