@@ -12,7 +12,10 @@ runs the head a million times. This index answers in three steps instead:
    the index is written, :func:`head_weights`; past a size an inverted file over lifted
    vectors, :func:`index_spec`, :func:`lift`);
 2. candidates: those of the shortlist the same stand-in, taken in ``|a - b|`` as the
-   head takes it, scores highest, on their stored features (:meth:`AnnIndex.candidates`);
+   head takes it, scores highest, on a compact copy of the features: the dimensions that
+   count most in the stand-in, 8 bits each (:func:`narrow_spec`,
+   :meth:`AnnIndex.candidates`; a shortlist is thousands of rows, and at the reference
+   size their float16 rows were most of a query's time);
 3. re-ranking: the head scores the query against the candidates only, on their float16
    features read from disk, so the order and the scores are the model's own (the head is
    no metric: L1 distance, then dense layers).
@@ -27,6 +30,12 @@ An index is a folder::
     INDEX/classes.npy         [N] int32: each entry's class, an index into manifest "classes"
     INDEX/head_weights.npy    [D] float32: the linearised head the candidates are found by
     INDEX/projection.npy      [D + 1, 256] float32: the projection before FAISS ([0, 0]: none)
+    INDEX/narrow.u8.npy       [N, d] uint8: the compact copy step 2 reads (version 2 on)
+    INDEX/narrow.dims.npy     [d] int64: the features it keeps, ascending
+    INDEX/narrow.scale.npy    [2, d] float32: each kept feature's offset and step (x = offset + step * code)
+
+An index of version 1 (no compact copy) is still read: its step 2 reads the shortlist's
+float16 rows, as it did.
 
 A search holds the FAISS index in memory and reads only its shortlists' rows of the
 features, by file reads (:class:`_Rows`); the rest is memory-mapped. FAISS (faiss-cpu, the ``serve`` extra) is imported only when an
@@ -50,7 +59,7 @@ from ._preflight import ANN_MIN_ENTRIES, DEFAULT_CANDIDATES
 from .errors import DsxsdError, MissingDependencyError, ModelFileError, first_line
 
 ANN_FORMAT = "dsxsd.ann-index"
-ANN_VERSION = 1
+ANN_VERSION = 2
 MANIFEST = "manifest.json"
 FEATURES = "features.f16.npy"
 FAISS_INDEX = "index.faiss"
@@ -59,9 +68,14 @@ OFFSETS = "paths.offsets.npy"
 CLASSES = "classes.npy"
 WEIGHTS = "head_weights.npy"
 PROJECTION = "projection.npy"
-FILES = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
+NARROW = "narrow.u8.npy"
+NARROW_DIMS_FILE = "narrow.dims.npy"
+NARROW_SCALE = "narrow.scale.npy"
+FILES_V1 = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
+FILES = (*FILES_V1, NARROW, NARROW_DIMS_FILE, NARROW_SCALE)
 
-# Features above this length are reduced by PCA before FAISS sees them: the index's
+# Features above this length are reduced before FAISS sees them (to the PCA_DIMS - 1 of
+# largest |head weight| x spread from index version 2 on, a PCA before): the index's
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
 PCA_DIMS = 256
@@ -83,6 +97,10 @@ KEEP_MAPPED_BYTES = 1 << 30
 TRAIN_ROWS = 65_536
 # Rows transformed and added to FAISS at once, bounding the float32 copy in memory.
 ADD_CHUNK = 32_768
+# The compact copy the candidates are picked on keeps this many features (all of them
+# where there are no more): those of largest |head weight| x spread, 8 bits each. Chosen
+# by measurement at 4,608 features (benchmarks/README.md, search).
+NARROW_DIMS = 512
 
 
 def need_faiss() -> Any:
@@ -158,12 +176,18 @@ def index_spec(count: int, dim: int) -> tuple[str, int]:
 
     Below :data:`IVF_MIN_ENTRIES` an exhaustive inner-product scan; above, an inverted
     file of about sqrt(count) lists under L2 on the lifted vectors (:func:`lift`) with
-    8-bit scalar-quantised codes (a byte a dimension; vectors are first projected to at
-    most :data:`PCA_DIMS`: 257 MB at a million entries)."""
+    8-bit scalar-quantised codes (a byte a dimension; 16-bit past :data:`PCA_DIMS`
+    features; vectors are first reduced to at most :data:`PCA_DIMS`: 257 MB at a million
+    entries, 514 MB in 16 bits)."""
     if count < IVF_MIN_ENTRIES:
         return "Flat", 0
     lists = 2 ** round(math.log2(math.sqrt(count)))
-    return f"IVF{lists},SQ8", max(1, round(lists * NPROBE_SHARE))
+    # Past PCA_DIMS features the vectors' squared term spans a range whose 256 levels are
+    # wider than the gaps between near-duplicates: 8-bit codes held 0.19-0.38 of the
+    # head's top 10 in a 2,048 shortlist at 4,608 features, float16 codes 0.975, as the
+    # flat scan (benchmarks/README.md, search); at 64 features 8 bits held 0.99.
+    code = "SQ8" if dim < PCA_DIMS else "SQfp16"
+    return f"IVF{lists},{code}", max(1, round(lists * NPROBE_SHARE))
 
 
 def lift(vectors: np.ndarray, norm: float) -> np.ndarray:
@@ -233,21 +257,42 @@ class _Rows:
         return self.block(start, max(start, stop))
 
 
+def selection(dim: int, kept: np.ndarray) -> np.ndarray:
+    """The projection ``[dim + 1, len(kept) + 1]`` of an entry vector (:func:`entry_vectors`)
+    onto features ``kept`` and the last component."""
+    projection = np.zeros((dim + 1, len(kept) + 1), np.float32)
+    projection[kept, np.arange(len(kept))] = 1.0
+    projection[dim, len(kept)] = 1.0
+    return projection
+
+
 def build_faiss(
-    rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0,
+    rows: _Rows, weights: np.ndarray, spec: str, nprobe: int, seed: int = 0, kept: np.ndarray | None = None,
 ) -> tuple[Any, np.ndarray | None, float]:
     """A FAISS index of ``spec`` over the entry vectors of ``rows``, the projection
     applied first, and the length the vectors are lifted to (0: a flat inner-product
     index, no lift; :func:`lift`). Fitted and trained on at most :data:`TRAIN_ROWS` rows
     drawn at random, then filled a chunk at a time so that only a chunk is ever float32
-    in memory."""
+    in memory.
+
+    With ``kept`` (index version 2 on), the vectors are the linearised head on those
+    features only (``[b, sum(w * b**2)]`` over ``kept``; the projection selects them), not
+    a PCA of all: at 4,608 features the PCA's top 256 directions held 0.55 of the head's
+    top 10 within 2,048 entries where the 255 features of largest ``|w| x spread`` held
+    0.975 (benchmarks/README.md, search). A query needs no change: the selection drops the
+    other features of its vector."""
     faiss = need_faiss()
     count, dim = rows.shape
     chosen = np.sort(np.random.default_rng(seed).choice(count, min(count, TRAIN_ROWS), replace=False))
-    sample = entry_vectors(rows.take(chosen), weights, None)
-    projection = fit_projection(sample, PCA_DIMS)
-    if projection is not None:
-        sample = np.ascontiguousarray(sample @ projection)
+    if kept is not None and len(kept) < dim:
+        weights = np.where(np.isin(np.arange(dim), kept), weights, 0.0).astype(np.float32)
+        projection = selection(dim, kept)
+        sample = np.ascontiguousarray(entry_vectors(rows.take(chosen)[:, kept], weights[kept], None))
+    else:
+        sample = entry_vectors(rows.take(chosen), weights, None)
+        projection = fit_projection(sample, PCA_DIMS)
+        if projection is not None:
+            sample = np.ascontiguousarray(sample @ projection)
 
     def chunks():
         for start in range(0, count, ADD_CHUNK):
@@ -270,6 +315,25 @@ def build_faiss(
 def set_nprobe(index: Any, nprobe: int) -> None:
     if nprobe:
         need_faiss().extract_index_ivf(index).nprobe = nprobe
+
+
+def narrow_spec(sample: np.ndarray, weights: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """The features the compact copy keeps (ascending) and their ``[2, d]`` offset and
+    step: the ``dims`` of largest ``|weight| x spread`` over ``sample`` (how much each
+    moves the linearised head between entries), each quantised to 256 levels over its
+    range in ``sample`` (values past it are clipped: they are far from most entries)."""
+    sample = np.asarray(sample, dtype=np.float32)
+    importance = np.abs(weights) * sample.std(axis=0)
+    kept = np.sort(np.argsort(-importance, kind="stable")[: min(dims, sample.shape[1])]).astype(np.int64)
+    low, high = sample[:, kept].min(axis=0), sample[:, kept].max(axis=0)
+    step = np.where(high > low, (high - low) / 255.0, 1.0)
+    return kept, np.stack([low, step]).astype(np.float32)
+
+
+def narrow_codes(features: np.ndarray, kept: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The compact copy's rows ``[n, d]`` uint8 of ``features`` (:func:`narrow_spec`)."""
+    values = (np.asarray(features[:, kept], dtype=np.float32) - scale[0]) / scale[1]
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 # FAISS shortlists this many times the candidates the head re-ranks, or
@@ -351,7 +415,16 @@ def write_index(
         rows = _Rows(tmp / FEATURES)
         sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
         weights = head_weights(scorer, sample)
-        index, projection, norm = build_faiss(rows, weights, spec, nprobe)
+        shortlisted = narrow_spec(sample, weights, PCA_DIMS - 1)[0] if dim >= PCA_DIMS else None
+        index, projection, norm = build_faiss(rows, weights, spec, nprobe, kept=shortlisted)
+        kept, scale = narrow_spec(sample, weights, NARROW_DIMS)
+        with open(tmp / NARROW, "wb") as stream:
+            header = {"descr": "|u1", "fortran_order": False, "shape": (count, len(kept))}
+            np.lib.format.write_array_header_1_0(stream, header)
+            for begin in range(0, count, ADD_CHUNK):
+                narrow_codes(rows.block(begin, min(count, begin + ADD_CHUNK)), kept, scale).tofile(stream)
+        np.save(tmp / NARROW_DIMS_FILE, kept)
+        np.save(tmp / NARROW_SCALE, scale)
         np.save(tmp / WEIGHTS, weights)
         np.save(tmp / PROJECTION, np.zeros((0, 0), np.float32) if projection is None else projection)
         faiss.write_index(index, str(tmp / FAISS_INDEX))
@@ -368,7 +441,8 @@ def write_index(
             "count": count,
             "feature_dim": dim,
             "feature_dtype": "float16",
-            "candidates_by": "inner product of the head linearised in |a - b| (head_weights.npy, projection.npy)",
+            "candidates_by": "inner product of the head linearised in (a - b)**2 on the features projection.npy selects (head_weights.npy)",
+            "narrowed_by": "the head linearised in |a - b| on narrow.u8.npy (narrow.dims.npy, narrow.scale.npy)",
             "faiss_index": spec,
             "nprobe": nprobe,
             # > 0: entry vectors lifted to this length, searched by L2 (ann.lift)
@@ -437,6 +511,8 @@ class AnnIndex:
     image_size: int
     weights: np.ndarray  # [D] float32: the linearised head (head_weights)
     projection: np.ndarray | None  # [D + 1, PCA_DIMS] float32, or None
+    narrow_dims: np.ndarray | None = None  # [d] int64: the compact copy's features (None: version 1)
+    narrow_scale: np.ndarray | None = None  # [2, d] float32: their offsets and steps
 
     def query_vectors(self, features: np.ndarray) -> np.ndarray:
         """What FAISS is asked for a query's features (:func:`query_vectors`; a 0 appended
@@ -458,34 +534,50 @@ class AnnIndex:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query's features ``[n, D]``, the ``wanted`` entries of its
         :meth:`shortlist` that the linearised head scores highest: their ids (ascending)
-        and float32 features ``[wanted, D]``, read from the memory map in one sorted
-        gather for all the queries.
+        and float32 features ``[wanted, D]``.
 
         FAISS orders by the linearised head in ``(a - b)**2`` (what an inner product
-        can hold, :func:`entry_vectors`); the narrowing uses it in ``|a - b|`` itself,
-        on the entries' features: where the head's top 10 is among many near-duplicates,
-        the first needs many times as many entries as the second to hold it
-        (benchmarks/README.md, search)."""
+        can hold, :func:`entry_vectors`); the narrowing uses it in ``|a - b|`` itself:
+        where the head's top 10 is among many near-duplicates, the first needs many times
+        as many entries as the second to hold it (benchmarks/README.md, search). It reads
+        the shortlist's rows of the compact copy (:func:`narrow_spec`), then the full
+        rows of the candidates only, each in one sorted gather for all the queries; an
+        index of version 1 has no compact copy, and its narrowing reads full rows."""
         ids = list(shortlists)
-        if len(ids) == 1:  # ascending and distinct already: no second copy
-            gathered, parts = self.rows(ids[0]), [slice(None)]
+        if self.narrow_dims is None:
+            table, dims, scale, weights = self.rows, slice(None), None, self.weights
         else:
-            rows, where = np.unique(np.concatenate(ids), return_inverse=True)  # reads in file order
-            gathered, parts = self.rows(rows), np.split(where, np.cumsum([len(i) for i in ids])[:-1])
-        out = []
+            table, dims, scale = self.narrow_reader().take, self.narrow_dims, self.narrow_scale
+            weights = self.weights[dims]
+        gathered, parts = _gather(table, ids)
+        chosen = []
         for query, these, at in zip(features, ids, parts):
-            mine = gathered[at]
             if len(these) > wanted:
-                linear = np.abs(mine - query) @ self.weights
+                mine = gathered[at]
+                if scale is not None:
+                    mine = mine.astype(np.float32) * scale[1] + scale[0]
+                linear = np.abs(mine - query[dims]) @ weights
                 keep = np.sort(np.argsort(-linear, kind="stable")[:wanted])
-                these, mine = these[keep], mine[keep]
-            out.append((these, mine))
-        return out
+                chosen.append((these[keep], None if scale is not None else mine[keep]))
+            else:
+                chosen.append((these, None if scale is not None else gathered[at]))
+        if scale is None:
+            return chosen
+        full, parts = _gather(self.rows, [these for these, _ in chosen])
+        return [(these, full[at]) for (these, _), at in zip(chosen, parts)]
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """The float32 features of entries ``ids`` (ascending: the file is read forward),
         read from the file, not the memory map (:class:`_Rows`)."""
         return self.reader().take(ids).astype(np.float32)
+
+    def narrow_reader(self) -> _Rows:
+        """The compact copy (version 2 on), read as :meth:`reader` reads the features."""
+        cached = self.__dict__.get("_narrow")
+        if cached is None:
+            cached = _Rows(self.file / NARROW)
+            object.__setattr__(self, "_narrow", cached)
+        return cached
 
     def reader(self) -> _Rows:
         """The features, read by plain file reads (:class:`_Rows`): what a search reads."""
@@ -520,6 +612,15 @@ class AnnIndex:
         return cached
 
 
+def _gather(table: Any, ids: Sequence[np.ndarray]) -> tuple[np.ndarray, list]:
+    """The rows of every query's ``ids`` (each ascending) by ``table`` (rows of ascending
+    ids), read once in file order, and where each query's lie among them."""
+    if len(ids) == 1:  # ascending and distinct already: no second copy
+        return table(ids[0]), [slice(None)]
+    rows, where = np.unique(np.concatenate(ids), return_inverse=True)
+    return table(rows), np.split(where, np.cumsum([len(i) for i in ids])[:-1])
+
+
 def is_ann_index(path: str | os.PathLike[str]) -> bool:
     return Path(path).is_dir()
 
@@ -546,7 +647,8 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
             file=folder,
         )
     try:
-        sizes = {name: int(manifest["files"][name]) for name in FILES}
+        # version 1 (before the compact copy) is read as it was: its step 2 reads full rows
+        sizes = {name: int(manifest["files"][name]) for name in (FILES_V1 if version < 2 else FILES)}
         count, dim = int(manifest["count"]), int(manifest["feature_dim"])
         names = [str(c) for c in manifest["classes"]]
         image_size = int(manifest["image_size"])
@@ -569,12 +671,21 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
         blob = np.memmap(folder / PATHS, dtype=np.uint8, mode="r") if sizes[PATHS] else np.zeros(0, np.uint8)
         weights = np.load(folder / WEIGHTS, allow_pickle=False)
         projection = np.load(folder / PROJECTION, allow_pickle=False)
+        narrow = kept = scale = None
+        if version >= 2:
+            narrow = np.load(folder / NARROW, mmap_mode="r", allow_pickle=False)
+            kept = np.load(folder / NARROW_DIMS_FILE, allow_pickle=False)
+            scale = np.load(folder / NARROW_SCALE, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DsxsdError(f"an index file cannot be read ({first_line(exc)}): embed again", file=folder) from None
     if (
         features.shape != (count, dim) or features.dtype != np.float16 or offsets.shape != (count + 1,)
         or codes.shape != (count,) or weights.shape != (dim,) or projection.ndim != 2
         or (projection.size and projection.shape[0] != dim + 1)
+        or (narrow is not None and (
+            narrow.dtype != np.uint8 or narrow.shape != (count, len(kept)) or kept.ndim != 1
+            or scale.shape != (2, len(kept)) or not np.all((kept >= 0) & (kept < dim))
+        ))
     ):
         raise DsxsdError("index files disagree with the manifest in shape: embed again", file=folder)
     return AnnIndex(
@@ -589,6 +700,8 @@ def load(path: str | os.PathLike[str]) -> AnnIndex:
         image_size,
         weights.astype(np.float32),
         projection.astype(np.float32) if projection.size else None,
+        None if kept is None else kept.astype(np.int64),
+        None if scale is None else scale.astype(np.float32),
     )
 
 

@@ -54,7 +54,7 @@ def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tm
     assert sorted(p.name for p in index.file.iterdir()) == sorted([ann.MANIFEST, *ann.FILES])
     manifest = json.loads((index.file / ann.MANIFEST).read_text("utf-8"))
     assert (manifest["format"], manifest["version"], manifest["count"], manifest["feature_dim"]) == (
-        "dsxsd.ann-index", 1, 600, 24,
+        "dsxsd.ann-index", 2, 600, 24,
     )
     assert manifest["model"] == "model.bin" and manifest["model_sha256"] == _io.sha256_file(model)
     assert manifest["faiss_index"] == "Flat" and manifest["classes"] == sorted(set(labels))
@@ -89,11 +89,13 @@ def test_candidates_covering_the_index_give_the_exact_search(tmp_path, monkeypat
         assert [h.rank for h in hits] == list(range(1, 301))
 
 
-@pytest.mark.parametrize("ivf", [False, True])
-def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
+@pytest.mark.parametrize("ivf, narrow", [(False, 256), (True, 256)])
+def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf, narrow):
     if ivf:  # an inverted file of scalar-quantised codes, as from 50,000 entries
         monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    monkeypatch.setattr(ann, "NARROW_DIMS", narrow)  # all 48 features, 8 bits each
     index, features, _, model = build(tmp_path, count=4000, dim=48, classes=40)
+    assert len(index.narrow_dims) == min(narrow, 48)
     assert index.manifest["faiss_index"] == ("IVF64,SQ8" if ivf else "Flat")
     # an inverted file searches lifted vectors by L2 (ann.lift), a flat scan by inner product
     faiss = pytest.importorskip("faiss")
@@ -109,6 +111,79 @@ def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf):
     assert reranked <= 40 * 24  # the head saw the candidates only
     assert recall(found, exact) >= 0.95
     assert recall(inference.search(index, files, k=10, model=scorer), exact) >= 0.95  # the default
+
+
+def as_version_1(index):
+    """The same index as dsxsd wrote it before the compact copy (index version 1)."""
+    manifest = json.loads((index.file / ann.MANIFEST).read_text("utf-8"))
+    for name in (ann.NARROW, ann.NARROW_DIMS_FILE, ann.NARROW_SCALE):
+        (index.file / name).unlink()
+        del manifest["files"][name]
+    manifest["version"] = 1
+    (index.file / ann.MANIFEST).write_text(json.dumps(manifest), "utf-8")
+    return ann.load(index.file)
+
+
+def test_the_compact_copy_keeps_the_features_that_count_in_8_bits(tmp_path, monkeypatch):
+    monkeypatch.setattr(ann, "NARROW_DIMS", 16)
+    index, features, _, _ = build(tmp_path, dim=24)
+    weights = np.load(index.file / ann.WEIGHTS)
+    codes = np.load(index.file / ann.NARROW, mmap_mode="r")
+    kept, scale = np.load(index.file / ann.NARROW_DIMS_FILE), np.load(index.file / ann.NARROW_SCALE)
+    assert codes.dtype == np.uint8 and codes.shape == (600, 16) and list(kept) == sorted(kept)
+    # the 16 features of largest |weight| x spread (the sample is 600 of 600 here)
+    stored = np.asarray(np.load(index.file / ann.FEATURES), dtype=np.float32)
+    importance = np.abs(weights) * stored.std(axis=0)
+    assert set(kept) == set(np.argsort(-importance)[:16])
+    # a code is its feature to half a step
+    assert (np.abs(codes * scale[1] + scale[0] - stored[:, kept]) <= scale[1] * 0.5 + 1e-6).all()
+
+
+@pytest.mark.parametrize("dims", [24, 12])
+def test_the_compact_copy_finds_the_hits_full_rows_find(tmp_path, dims, monkeypatch):
+    """All the features in 8 bits, or half of them: the same hits as the narrowing on
+    the full float16 rows (an index of version 1, read as before) where the candidates
+    hold the head's best with room to spare."""
+    monkeypatch.setattr(ann, "NARROW_DIMS", dims)
+    index, features, _, model = build(tmp_path, count=2000, dim=24, classes=20)
+    queries = queries_near(features, 20)
+    files = query_files(tmp_path / "q", 20)
+    scorer = TableScorer(queries, model)
+    compact = inference.search(index, files, k=5, model=scorer, candidates=60)
+    assert index.manifest["version"] == 2 and index.narrow_dims is not None
+    old = as_version_1(index)
+    assert old.narrow_dims is None
+    full_rows = inference.search(old, files, k=5, model=scorer, candidates=60)
+    assert [[h.path for h in hits] for hits in compact] == [[h.path for h in hits] for hits in full_rows]
+    assert compact == full_rows  # the scores too: the head re-ranks float16 rows either way
+    # opened from its folder as well
+    assert inference.search(old.file, files[:3], k=5, model=scorer, candidates=60) == full_rows[:3]
+
+
+def test_a_compact_copy_of_half_the_features_keeps_the_top_10_of_redundant_ones(tmp_path, monkeypatch):
+    """A tower's features are many mixes of fewer underlying ones: keeping the half that
+    moves the head most keeps its top 10 (on independent features it would not)."""
+    monkeypatch.setattr(ann, "NARROW_DIMS", 24)
+    monkeypatch.setattr(ann, "PCA_DIMS", 17)  # FAISS on the 16 features that count most, as past 256
+    narrow, labels = clustered(4000, 16, 40)
+    rng = np.random.default_rng(5)
+    mix = np.maximum(rng.normal(0.0, 1.0, (16, 48)), 0.0) / 4
+    features = np.maximum(narrow @ mix + rng.normal(0.0, 0.02, (4000, 48)), 0.0).astype(np.float32)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"a model file")
+    paths = [tmp_path / "entries" / f"e{i}.png" for i in range(4000)]
+    index = ann.write_index(tmp_path / "index", [features], 4000, 48, paths, labels, TableScorer(features, model))
+    assert len(index.narrow_dims) == 24
+    # FAISS's vectors select features (and the squared term), those of the compact copy first
+    assert index.projection.shape == (49, 17) and set(np.unique(index.projection)) == {0.0, 1.0}
+    selected = np.nonzero(index.projection[:48].any(axis=1))[0]
+    assert len(selected) == 16 and set(selected) <= set(index.narrow_dims) and index.projection[48, 16] == 1
+    queries = queries_near(features, 40)
+    files = query_files(tmp_path / "q", 40)
+    scorer = TableScorer(queries, model)
+    found = inference.search(index, files, k=10, model=scorer, candidates=24)
+    exact = inference.search(index, files, k=10, model=scorer, exact=True)
+    assert recall(found, exact) >= 0.95
 
 
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
@@ -187,7 +262,7 @@ def test_a_query_folder_without_images(tmp_path):
     assert len(result.output.splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", [ann.FEATURES, ann.FAISS_INDEX, ann.PATHS])
+@pytest.mark.parametrize("name", [ann.FEATURES, ann.FAISS_INDEX, ann.PATHS, ann.NARROW])
 def test_a_truncated_index_file(tmp_path, name):
     index, _, _, _ = build(tmp_path, count=50)
     path = index.file / name
@@ -217,11 +292,12 @@ def test_an_index_of_a_newer_dsxsd_or_another_model(tmp_path):
     query = query_files(tmp_path / "q", 1)[0]
     manifest_path = index.file / ann.MANIFEST
     manifest = json.loads(manifest_path.read_text("utf-8"))
-    manifest_path.write_text(json.dumps({**manifest, "version": 2, "dsxsd_version": "9.0"}), "utf-8")
+    newer = ann.ANN_VERSION + 1
+    manifest_path.write_text(json.dumps({**manifest, "version": newer, "dsxsd_version": "9.0"}), "utf-8")
     result = invoke("search", index.file, query)
     assert result.exit_code == 1
     assert result.output == (
-        f"error: {index.file}: index version 2 (dsxsd 9.0) is newer than this dsxsd reads: "
+        f"error: {index.file}: index version {newer} (dsxsd 9.0) is newer than this dsxsd reads: "
         "upgrade dsxsd or embed again\n"
     )
     manifest_path.write_text(json.dumps(manifest), "utf-8")
@@ -304,5 +380,6 @@ def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
     assert ann.index_spec(99_999, 4608) == ("Flat", 0)
     assert ann.index_spec(100_000, 64) == ("IVF256,SQ8", 16)
-    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQ8", 64)
-    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQ8", 128)
+    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQfp16", 64)  # 16-bit codes past 256 features
+    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQfp16", 128)
+    assert ann.index_spec(1_000_000, 255) == ("IVF1024,SQ8", 64)
