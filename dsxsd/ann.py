@@ -183,9 +183,8 @@ def index_spec(count: int, dim: int) -> tuple[str, int]:
         return "Flat", 0
     lists = 2 ** round(math.log2(math.sqrt(count)))
     # Past PCA_DIMS features the vectors' squared term spans a range whose 256 levels are
-    # wider than the gaps between near-duplicates: 8-bit codes held 0.19-0.38 of the
-    # head's top 10 in a 2,048 shortlist at 4,608 features, float16 codes 0.975, as the
-    # flat scan (benchmarks/README.md, search); at 64 features 8 bits held 0.99.
+    # wider than the gaps between near-duplicates: 8-bit codes lost most of the head's top
+    # 10 there, 16-bit codes kept as many as the flat scan (benchmarks/README.md, search).
     code = "SQ8" if dim < PCA_DIMS else "SQfp16"
     return f"IVF{lists},{code}", max(1, round(lists * NPROBE_SHARE))
 
@@ -277,9 +276,9 @@ def build_faiss(
 
     With ``kept`` (index version 2 on), the vectors are the linearised head on those
     features only (``[b, sum(w * b**2)]`` over ``kept``; the projection selects them), not
-    a PCA of all: at 4,608 features the PCA's top 256 directions held 0.55 of the head's
-    top 10 within 2,048 entries where the 255 features of largest ``|w| x spread`` held
-    0.975 (benchmarks/README.md, search). A query needs no change: the selection drops the
+    a PCA of all: a PCA keeps the directions the features vary along, not those the head
+    weighs, and its shortlists missed much of the head's top 10 where the selection kept
+    nearly all (benchmarks/README.md, search). A query needs no change: the selection drops the
     other features of its vector."""
     faiss = need_faiss()
     count, dim = rows.shape
@@ -339,9 +338,8 @@ def narrow_codes(features: np.ndarray, kept: np.ndarray, scale: np.ndarray) -> n
 # FAISS shortlists this many times the candidates the head re-ranks, or
 # SHORTLIST_PER_ROOT x sqrt(entries) where that is more (shortlist_size); the linearised
 # head, in |a - b| on the entries' features, picks the candidates among them
-# (AnnIndex.candidates). The shortlist that holds the head's top 10 grew with the index
-# (near-duplicates grow with it): 512 at 50,000 entries, about 1,500 at 200,000, 4,096 at
-# a million, where 2,048 held 0.94 of it (benchmarks/README.md, search).
+# (AnnIndex.candidates). The shortlist that holds the head's top 10 grows with the index,
+# as near-duplicates do, about as its square root (benchmarks/README.md, search).
 SHORTLIST = 8
 SHORTLIST_PER_ROOT = 4
 
@@ -352,8 +350,8 @@ def shortlist_size(count: int, wanted: int) -> int:
 # Below this many queries at once FAISS searches on one thread. FAISS parallelises a
 # search over its queries, so a few queries gain nothing from more threads, while its
 # OpenMP threads, left spinning after the search, take the cores from the head's
-# onnxruntime threads that run next (and onnxruntime's from FAISS): a single query took
-# three times as long with two threads as with one (benchmarks/README.md, search). The
+# onnxruntime threads that run next (and onnxruntime's from FAISS), which made a single
+# query several times slower (benchmarks/README.md, search). The
 # setting is FAISS's, for the whole process: searches from several Python threads at once
 # may see each other's.
 FAISS_ONE_THREAD_BELOW = 64
