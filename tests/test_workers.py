@@ -33,7 +33,7 @@ from dsxsd import (
 )
 from dsxsd import _engine
 from dsxsd import crops as crops_module
-from dsxsd._engine import Failure, available_cores, resolve_workers
+from dsxsd._engine import available_cores, resolve_workers
 from dsxsd.conversion import lost_fields
 from dsxsd.cli import main
 from dsxsd.formats import voc
@@ -373,12 +373,6 @@ def test_a_crop_worker_that_dies_gives_one_clear_error(tmp_path, monkeypatch):
     assert caught.value.file == str(images)
     assert "while cutting crops" in str(caught.value)
     assert not (tmp_path / "crops").exists()
-
-
-def test_failure_carries_the_error_across_processes():
-    error = InvalidValueError("bad", file="a.xml", line=3, field="xmin")
-    back = Failure.of(error).error()
-    assert type(back) is InvalidValueError and str(back) == str(error)
 
 
 def test_cli_workers_option(tmp_path, monkeypatch, start_method):
