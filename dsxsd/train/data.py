@@ -473,9 +473,10 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
     The plain version is a tensor of the rows and ``tf.gather``: the images decoded every
     pass (``cache="none"``), or held in memory (shared with the numpy array they were
     decoded into, not copied). A disk store is larger than memory, so it cannot be one
-    tensor: its rows are gathered by :func:`dsxsd.train.store.gather_pairs`, one numpy call
-    per batch (the Python lock taken once per batch and released while numpy copies),
-    reading the rows in ascending order. The same rows either way: the same batches.
+    tensor: a batch's rows are read in ascending order by
+    :meth:`dsxsd.train.store.Rows.read_sorted`, one numpy call per batch (the Python lock
+    taken once per batch and released while numpy copies), and put back in batch order by
+    ``tf.gather``. The same rows either way: the same batches.
     """
     if images.kind == "none":
         decoded = (
@@ -489,12 +490,13 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
     shape = images.array.shape[1:]
 
     def take(_rows, left, right):
-        a, b = tf.numpy_function(
-            lambda l, r: store.gather_pairs(images, l, r), [left, right], [tf.uint8, tf.uint8], stateful=False
-        )
-        a.set_shape([None, *shape])
-        b.set_shape([None, *shape])
-        return a, b
+        both = tf.concat([left, right], 0)
+        order = tf.argsort(both, stable=True)
+        rows = tf.numpy_function(images.read_sorted, [tf.gather(both, order)], tf.uint8, stateful=False)
+        rows.set_shape([None, *shape])
+        # Back in batch order by tf.gather, which copies without the Python lock.
+        where = tf.math.invert_permutation(order)
+        return tf.gather(rows, where[: tf.shape(left)[0]]), tf.gather(rows, where[tf.shape(left)[0] :])
 
     return tf.data.Dataset.from_tensors(tf.zeros([0], tf.uint8)), take
 

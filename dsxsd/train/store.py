@@ -16,8 +16,8 @@ never read. A finished store whose file is shorter or longer than its ``.json`` 
 whose bytes changed, is refused (:class:`ImageStoreError`), not silently trained on.
 
 Memory and disk hold the same bytes and a batch takes the same rows from either (from
-memory by ``tf.gather``, from disk by :func:`gather_pairs`): the same pairs, seed and
-settings give bit-identical batches.
+memory by ``tf.gather``, from disk by :meth:`Rows.read_sorted`, then ``tf.gather``): the
+same pairs, seed and settings give bit-identical batches.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ STORE_FORMAT = "dsxsd.images"
 STORE_VERSION = 1
 # The folder of a run (``--cache auto`` or ``disk``) that holds its stores.
 CACHE_FOLDER = run.CACHE_FOLDER
-# Rows gathered from a mapped store before its pages are unmapped again: see Rows.gather.
+# Rows gathered from a mapped store before its pages are unmapped again: see Rows._release.
 RELEASE_EVERY = 64 * 2**20
 
 
@@ -62,16 +62,19 @@ class Rows:
     _gathered: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def gather(self, indices: np.ndarray) -> np.ndarray:
-        """The rows ``indices`` name, in that order: read in ascending order, so a batch's
-        reads from a disk store go front to back through the file, in one numpy call
-        (which releases the Python lock while it copies), not one Python step per image."""
-        order = np.argsort(indices, kind="stable")
-        rows = self.array[indices[order]]
-        out = np.empty_like(rows)
-        out[order] = rows
+    def read_sorted(self, indices: np.ndarray) -> np.ndarray:
+        """The rows ``indices`` name, which come in ascending order, so a batch's reads from
+        a disk store go front to back through the file: one ``np.take`` (which releases the
+        Python lock while it copies, not one Python step per image) into a new buffer
+        aligned as TensorFlow's tensors are, so the tensor made of it shares it: one copy.
+        The caller puts the rows back in batch order (``tf.gather`` in
+        :func:`dsxsd.train.data._rows`)."""
+        out = _aligned((len(indices), *self.array.shape[1:]))
+        # mode="clip": with the default ("raise") numpy writes into a temporary and copies
+        # it to ``out``, a second copy; the indices are the pair table's, always in range.
+        np.take(self.array, indices, axis=0, out=out, mode="clip")
         if self._map is not None:
-            self._release(rows.nbytes)
+            self._release(out.nbytes)
         return out
 
     def _release(self, nbytes: int) -> None:
@@ -94,23 +97,21 @@ class Rows:
 
 
 def in_memory(count: int, shape: tuple[int, ...]) -> Rows:
-    """Room for ``count`` rows in memory, aligned as TensorFlow's tensors are (64 bytes), so
-    the pipeline takes them as a tensor without a copy (DLPack): the decoded images are
-    held once, not twice."""
-    nbytes = count * int(np.prod(shape))
-    buffer = np.empty(nbytes + ALIGN, np.uint8)
-    start = -buffer.ctypes.data % ALIGN
-    return Rows("memory", buffer[start : start + nbytes].reshape(count, *shape))
+    """Room for ``count`` rows in memory, aligned as TensorFlow's tensors are, so the
+    pipeline takes them as a tensor without a copy (DLPack): the decoded images are held
+    once, not twice."""
+    return Rows("memory", _aligned((count, *shape)))
 
 
 # TensorFlow's tensor alignment (Eigen's largest): a buffer aligned to it can be shared.
 ALIGN = 64
 
 
-def gather_pairs(rows: Rows, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's left and right images, gathered in one pass over the sorted indices."""
-    both = rows.gather(np.concatenate([left, right]))
-    return both[: len(left)], both[len(left) :]
+def _aligned(shape: tuple[int, ...]) -> np.ndarray:
+    nbytes = int(np.prod(shape))
+    buffer = np.empty(nbytes + ALIGN, np.uint8)
+    start = -buffer.ctypes.data % ALIGN
+    return buffer[start : start + nbytes].reshape(shape)
 
 
 # --------------------------------------------------------------------- memory or disk
@@ -355,6 +356,6 @@ class StoreWriter:
 
 
 __all__ = [
-    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "gather_pairs", "in_memory", "open_store",
+    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "in_memory", "open_store",
     "prepare", "store_files",
 ]
