@@ -28,7 +28,9 @@ def invoke(*args):
 
 def build(tmp_path, count=600, dim=24, classes=12, seed=0, name="index"):
     features, labels = clustered(count, dim, classes, seed)
-    model = tmp_path / "model.bin"
+    # Named .onnx, the CLI runs it on onnxruntime, not TensorFlow: these tests run in the
+    # serve extra's suite, where there is no TensorFlow (the scorer itself is a stand-in).
+    model = tmp_path / "model.onnx"
     model.write_bytes(b"a model file")
     paths = [tmp_path / "entries" / f"e{i}.png" for i in range(count)]
     chunks = (features[i : i + 128] for i in range(0, count, 128))
@@ -56,7 +58,7 @@ def test_the_index_folder_holds_float16_features_paths_classes_and_a_manifest(tm
     assert (manifest["format"], manifest["version"], manifest["count"], manifest["feature_dim"]) == (
         "dsxsd.ann-index", 2, 600, 24,
     )
-    assert manifest["model"] == "model.bin" and manifest["model_sha256"] == _io.sha256_file(model)
+    assert manifest["model"] == "model.onnx" and manifest["model_sha256"] == _io.sha256_file(model)
     assert manifest["faiss_index"] == "Flat" and manifest["classes"] == sorted(set(labels))
     stored = np.load(index.file / ann.FEATURES, mmap_mode="r")
     assert isinstance(stored, np.memmap) and stored.dtype == np.float16
