@@ -571,19 +571,18 @@ class AnnIndex:
 
     def narrow_reader(self) -> _Rows:
         """The compact copy (version 2 on), read as :meth:`reader` reads the features."""
-        cached = self.__dict__.get("_narrow")
-        if cached is None:
-            cached = _Rows(self.file / NARROW)
-            object.__setattr__(self, "_narrow", cached)
-        return cached
+        return self._opened(NARROW)
 
     def reader(self) -> _Rows:
         """The features, read by plain file reads (:class:`_Rows`): what a search reads."""
-        cached = self.__dict__.get("_reader")
-        if cached is None:
-            cached = _Rows(self.file / FEATURES)
-            object.__setattr__(self, "_reader", cached)
-        return cached
+        return self._opened(FEATURES)
+
+    def _opened(self, name: str) -> _Rows:
+        # One reader per file for the index's life, kept beside the frozen fields.
+        readers = self.__dict__.setdefault("_readers", {})
+        if name not in readers:
+            readers[name] = _Rows(self.file / name)
+        return readers[name]
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
