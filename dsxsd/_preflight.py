@@ -24,7 +24,7 @@ from ._metrics_file import MetricsFile, n_way_identity, pairs_identity
 from .environment import configured_backend
 from .errors import (
     DsxsdError, ManifestError, MissingDependencyError, ModelFileError, OutputExistsError, RunInUseError,
-    SettingError, SettingWarning, require_path,
+    UsageError, SettingWarning, require_path,
 )
 
 if TYPE_CHECKING:
@@ -221,11 +221,11 @@ def open_index(path: str | os.PathLike[str]) -> Index | AnnIndex:
 def check_k(index: Index | AnnIndex, k: int) -> None:
     """Refuse ``k`` hits from an index with fewer entries: a usage error."""
     if k < 1:
-        raise SettingError(f"-k must be at least 1, got {k}")
+        raise UsageError(f"-k must be at least 1, got {k}")
     if len(index.paths) == 0:
         raise DsxsdError("the index is empty", file=index.file or "index")
     if k > len(index.paths):
-        raise SettingError(f"-k {k} is more than the index holds ({len(index.paths)} entries)", file=index.file or "index")
+        raise UsageError(f"-k {k} is more than the index holds ({len(index.paths)} entries)", file=index.file or "index")
 
 
 # The index kinds dsxsd embed writes: "exact" (one .npz, searched by the head over every
@@ -236,7 +236,7 @@ INDEX_KINDS = ("auto", "exact", "ann")
 def index_kind(kind: str, count: int, out: str | os.PathLike[str]) -> str:
     """The kind of index ``dsxsd embed`` writes for ``count`` images into ``out``:
     ``auto`` is ``exact`` for an ``out`` named ``.npz``, else ``ann``. A
-    :class:`SettingError` when the name does not fit the kind: an exact index is one
+    :class:`UsageError` when the name does not fit the kind: an exact index is one
     ``.npz`` file, an approximate one a folder.
 
     An ``.npz`` of :data:`ANN_MIN_ENTRIES` images or more is written as asked, with a
@@ -244,7 +244,7 @@ def index_kind(kind: str, count: int, out: str | os.PathLike[str]) -> str:
     numpy, to keep one file), and it searches right, only slower; ``exact`` (``--exact``)
     writes it without a word."""
     if kind not in INDEX_KINDS:
-        raise SettingError(f"index kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
+        raise UsageError(f"index kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
     npz = Path(out).suffix == ".npz"
     if kind == "auto":
         if not npz:
@@ -262,10 +262,10 @@ def index_kind(kind: str, count: int, out: str | os.PathLike[str]) -> str:
             )
         return "exact"
     if kind == "ann" and npz:
-        raise SettingError("an approximate index is a folder: name it without .npz", file=out)
+        raise UsageError("an approximate index is a folder: name it without .npz", file=out)
     if kind == "exact" and not npz:
         # np.savez appends .npz to other names; say so rather than write elsewhere.
-        raise SettingError("an exact index is one file whose name ends in .npz", file=out)
+        raise UsageError("an exact index is one file whose name ends in .npz", file=out)
     return kind
 
 
@@ -331,7 +331,7 @@ def check_train_backend(backend: str) -> None:
     one Keras would read (KERAS_BACKEND, keras.json) before Keras is imported;
     :func:`dsxsd.train.fit` the backend Keras runs."""
     if backend not in TRAIN_BACKENDS:
-        raise SettingError(
+        raise UsageError(
             f"training runs under Keras' tensorflow or jax backend, not {backend!r}: "
             "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
         )
@@ -341,7 +341,7 @@ def check_backbone_weights(backbone_weights: str | os.PathLike[str] | None, widt
     """Refuse ImageNet weights for a tower they cannot fit: Keras publishes VGG16's
     weights at full width only, while any image size fits them (no-top convolutions)."""
     if isinstance(backbone_weights, str) and backbone_weights == IMAGENET_WEIGHTS and width != 1.0:
-        raise SettingError(
+        raise UsageError(
             f"--backbone-weights imagenet needs --width 1.0, not {width:g}: Keras' ImageNet VGG16 "
             "weights exist at full width only"
         )
@@ -353,11 +353,11 @@ def check_frozen_backbone(freeze_backbone: bool, fine_tune_epochs: int, augment:
     features would have to be computed every batch: the tower run per pair, which is what
     freezing it exists to avoid. Refused rather than quietly run that slow way."""
     if fine_tune_epochs < 0:
-        raise SettingError(f"fine-tune epochs must be at least 0, got {fine_tune_epochs}")
+        raise UsageError(f"fine-tune epochs must be at least 0, got {fine_tune_epochs}")
     if fine_tune_epochs and not freeze_backbone:
-        raise SettingError("--fine-tune-epochs needs --freeze-backbone: it fine-tunes after the frozen stage")
+        raise UsageError("--fine-tune-epochs needs --freeze-backbone: it fine-tunes after the frozen stage")
     if freeze_backbone and augment:
-        raise SettingError(
+        raise UsageError(
             "--augment cannot be combined with --freeze-backbone: the frozen tower's features are computed "
             "once per image, and augmented images would need the tower run for every pair; drop one of the two"
         )
@@ -369,7 +369,7 @@ _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**1
 
 def parse_size(size: str | int, what: str = "--cache-limit") -> int:
     """Bytes from ``500MB``, ``8GB``, ``1.5GiB`` or a plain number of bytes (MB and GB are
-    powers of ten, MiB and GiB of two); anything else is a :class:`SettingError`."""
+    powers of ten, MiB and GiB of two); anything else is a :class:`UsageError`."""
     if isinstance(size, int) and not isinstance(size, bool):
         value, unit = float(size), ""
     else:
@@ -380,7 +380,7 @@ def parse_size(size: str | int, what: str = "--cache-limit") -> int:
         if unit not in _SIZE_UNITS:
             value = -1.0
     if value < 0:
-        raise SettingError(f"{what} must be a size such as 500MB or 8GB, got {size!r}")
+        raise UsageError(f"{what} must be a size such as 500MB or 8GB, got {size!r}")
     return int(value * _SIZE_UNITS[unit])
 
 
@@ -402,7 +402,7 @@ def check_cache(cache: str | os.PathLike[str], cache_limit: str | int | None) ->
     """``--cache``'s value must be a mode or a folder (not a file); ``--cache-limit`` a
     size. Returns the limit in bytes (:func:`default_cache_limit` when ``None``)."""
     if str(cache) not in CACHE_MODES and Path(cache).exists() and not Path(cache).is_dir():
-        raise SettingError(f"--cache must be auto, memory, disk, none or a folder; {cache} is a file")
+        raise UsageError(f"--cache must be auto, memory, disk, none or a folder; {cache} is a file")
     return default_cache_limit() if cache_limit is None else parse_size(cache_limit)
 def augment_policy(augment: bool | str | None) -> str:
     """``augment`` as one of :data:`AUGMENTATIONS`: ``True`` is ``basic`` (what
@@ -412,7 +412,7 @@ def augment_policy(augment: bool | str | None) -> str:
     if augment is True:
         return "basic"
     if augment not in AUGMENTATIONS:
-        raise SettingError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+        raise UsageError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
     return augment
 
 
@@ -429,11 +429,11 @@ def check_recipe(
     """Refuse an augmentation, weight decay or learning-rate schedule that does not exist,
     and flips without an augmentation to flip in."""
     if augment_policy(augment) == "none" and flips:
-        raise SettingError("--augment-flips needs --augment basic or --augment crops")
+        raise UsageError("--augment-flips needs --augment basic or --augment crops")
     if not isinstance(weight_decay, numbers.Real) or isinstance(weight_decay, bool) or not 0 <= weight_decay < math.inf:
-        raise SettingError(f"weight decay must be a number of at least 0, got {weight_decay!r}")
+        raise UsageError(f"weight decay must be a number of at least 0, got {weight_decay!r}")
     if lr_schedule not in LR_SCHEDULES:
-        raise SettingError(f"unknown learning-rate schedule {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+        raise UsageError(f"unknown learning-rate schedule {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
 
 
 def check_train(
@@ -555,7 +555,7 @@ def export_source(run: str | os.PathLike[str], model: str = "best") -> Path:
     file."""
     run = require_path(run)
     if model not in EXPORT_MODELS:
-        raise SettingError(f"--model must be one of {', '.join(EXPORT_MODELS)}, not {model!r}")
+        raise UsageError(f"--model must be one of {', '.join(EXPORT_MODELS)}, not {model!r}")
     if run.is_file():
         return run
     path = run / EXPORT_MODELS[model]
@@ -582,20 +582,20 @@ def check_export(
     import importlib.util
 
     if format not in EXPORT_FORMATS:
-        raise SettingError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+        raise UsageError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
     if part not in EXPORT_PARTS:
-        raise SettingError(f"unknown part {part!r}; expected one of {', '.join(EXPORT_PARTS)}")
+        raise UsageError(f"unknown part {part!r}; expected one of {', '.join(EXPORT_PARTS)}")
     source = export_source(run, model)
     backend = configured_backend()
     if backend != "tensorflow":
-        raise SettingError(
+        raise UsageError(
             f"export runs TensorFlow's converters, under Keras' tensorflow backend, not {backend!r}: "
             "set KERAS_BACKEND=tensorflow"
         )
     if format == "onnx":
         if Path(out).suffix.lower() != ".onnx":
             # predict, embed and search tell an ONNX model by its name.
-            raise SettingError("an ONNX export's name must end in .onnx", file=out)
+            raise UsageError("an ONNX export's name must end in .onnx", file=out)
         if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnx") is None:
             raise MissingDependencyError(
                 'the ONNX export needs tf2onnx and onnx, which are not installed: pip install "dsxsd[train]"'

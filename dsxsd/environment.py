@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import SettingError
+from .errors import UsageError
 
 INSTALL_TRAIN = 'pip install "dsxsd[train]"'
 INSTALL_GPU = 'pip install "dsxsd[gpu]"'
@@ -341,14 +341,14 @@ def plan_training(
     mirror (GPUs, or else logical CPU devices configured with ``tf.config``),
     ``mixed_float16`` without a GPU, ``jit`` on where XLA is missing or under a mirrored
     or multi-worker strategy. ``multiworker`` without TF_CONFIG is a
-    :class:`~dsxsd.errors.SettingError`. TensorFlow's runtime is left unstarted.
+    :class:`~dsxsd.errors.UsageError`. TensorFlow's runtime is left unstarted.
     """
     if isinstance(jit, bool):
         jit = "on" if jit else "off"
     for value, allowed, what in ((strategy, STRATEGIES, "strategy"), (precision, PRECISIONS, "precision"),
                                  (jit, JIT_MODES, "jit")):
         if value not in allowed:
-            raise SettingError(f"unknown {what} {value!r}; expected one of {allowed}")
+            raise UsageError(f"unknown {what} {value!r}; expected one of {allowed}")
     backend = backend or keras_backend()
     found = devices(backend)
     gpus = [d.name for d in found if d.kind == "GPU"]
@@ -366,7 +366,7 @@ def plan_training(
 def _strategy(asked: str, backend: str, gpus: list[str], cpus: list[str], notes: list[str]):
     if backend != "tensorflow":
         if tf_config_tasks() > 1:  # else every machine would train alone into the same folder
-            raise SettingError(f"a TF_CONFIG cluster needs KERAS_BACKEND=tensorflow: under the {backend} "
+            raise UsageError(f"a TF_CONFIG cluster needs KERAS_BACKEND=tensorflow: under the {backend} "
                                "backend dsxsd trains on one device (unset TF_CONFIG)")
         if asked in ("mirrored", "multiworker"):
             notes.append(f"--strategy {asked} is TensorFlow's (tf.distribute); under Keras' {backend} "
@@ -374,7 +374,7 @@ def _strategy(asked: str, backend: str, gpus: list[str], cpus: list[str], notes:
         return "default", [], f"tf.distribute strategies are TensorFlow's; under {backend} one device trains"
     tasks = tf_config_tasks()
     if asked == "multiworker" and tasks < 2:
-        raise SettingError(
+        raise UsageError(
             "--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task "
             "(see the README: 'Training on several machines')"
         )
@@ -437,7 +437,7 @@ def _jit(asked: str, backend: str, strategy: str, gpus: list[str], notes: list[s
 
 def tf_config_tasks() -> int:
     """How many chief and worker tasks TF_CONFIG lists (0 without TF_CONFIG); a
-    :class:`~dsxsd.errors.SettingError` when it is not valid."""
+    :class:`~dsxsd.errors.UsageError` when it is not valid."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return 0
@@ -445,7 +445,7 @@ def tf_config_tasks() -> int:
         cluster = json.loads(raw)["cluster"]
         return sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise SettingError("TF_CONFIG is not valid JSON with a 'cluster' of chief/worker addresses") from None
+        raise UsageError("TF_CONFIG is not valid JSON with a 'cluster' of chief/worker addresses") from None
 
 
 # -------------------------------------------------------------------------------- info
@@ -488,7 +488,7 @@ def info() -> dict[str, Any]:
     if ready:
         try:
             plan = plan_training(backend=backend)
-        except SettingError as exc:  # a broken TF_CONFIG: training would stop on it too
+        except UsageError as exc:  # a broken TF_CONFIG: training would stop on it too
             warnings.append(str(exc))
         else:
             report["plan"] = plan.as_dict()

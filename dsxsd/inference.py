@@ -33,7 +33,6 @@ from ._preflight import (
     INDEX_FORMAT,
     INDEX_VERSION,
     Index,
-    INDEX_KINDS,
     check_index_model,
     check_k,
     check_output_file,

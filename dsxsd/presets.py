@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .errors import SettingError
+from .errors import UsageError
 
 # The settings a preset may fill, with the reference recipe's values. ``lr`` None is
 # the optimizer's own default (1e-4 for adam, 1e-2 for sgd).
@@ -55,7 +55,7 @@ def resolve(preset: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
     the reference's. ``preset`` ``None`` is ``reference``."""
     name = preset or "reference"
     if name not in PRESETS:
-        raise SettingError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     unknown = set(given) - set(REFERENCE)
     if unknown:
         raise ValueError(f"not preset settings: {', '.join(sorted(unknown))}")

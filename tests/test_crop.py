@@ -30,7 +30,7 @@ from dsxsd.crops import (
     BOX_OUT_OF_ORDER,
     EMPTY_BOX,
     OUTSIDE_IMAGE,
-    CropOptionError,
+    UsageError,
     Pad,
     class_folders,
     crop,
@@ -330,7 +330,7 @@ def test_parse_pad_accepts_fractions_percentages_and_pixels(text, pad):
      ("wide", "not a fraction"), ("nan", ">= 0")],
 )
 def test_parse_pad_refuses_ambiguous_or_bad_values(text, message):
-    with pytest.raises(CropOptionError, match=message):
+    with pytest.raises(UsageError, match=message):
         parse_pad(text)
 
 
@@ -364,9 +364,9 @@ def test_without_the_skip_flags_difficult_and_truncated_objects_are_cut(scene, t
 
 def test_unknown_or_empty_classes_are_refused_before_writing(scene, tmp_path):
     annotations, images, _ = scene
-    with pytest.raises(CropOptionError, match=r"unknown classes \['cta'\]; the annotations have \['cat', 'dog'\]"):
+    with pytest.raises(UsageError, match=r"unknown classes \['cta'\]; the annotations have \['cat', 'dog'\]"):
         crop(annotations, images=images, out=tmp_path / "out", classes=["cat", "cta"])
-    with pytest.raises(CropOptionError, match="name at least one class"):
+    with pytest.raises(UsageError, match="name at least one class"):
         crop(annotations, images=images, out=tmp_path / "out", classes=[" "])
     assert not (tmp_path / "out").exists()
 
@@ -705,7 +705,7 @@ def test_existing_output_needs_overwrite_and_a_failed_run_keeps_it(scene, tmp_pa
 def test_an_output_folder_holding_the_inputs_is_refused(scene, tmp_path):
     annotations, images, _ = scene
     for out in (images, tmp_path, images / ".."):
-        with pytest.raises(CropOptionError, match="holds the images folder"):
+        with pytest.raises(UsageError, match="holds the images folder"):
             crop(annotations, images=images, out=out, overwrite=True)
     assert (images / "a.png").is_file()
 

@@ -254,9 +254,9 @@ def test_an_onnx_export_must_be_named_onnx(run, tmp_path):
 
 
 def test_api_refuses_unknown_format_and_part(run, tmp_path):
-    with pytest.raises(dsxsd.SettingError, match="unknown export format 'coreml'"):
+    with pytest.raises(dsxsd.UsageError, match="unknown export format 'coreml'"):
         dsxsd.export(run, tmp_path / "x.onnx", format="coreml")
-    with pytest.raises(dsxsd.SettingError, match="unknown part 'head'"):
+    with pytest.raises(dsxsd.UsageError, match="unknown part 'head'"):
         dsxsd.export(run, tmp_path / "x.onnx", part="head")
 
 

@@ -25,7 +25,7 @@ from dsxsd._schemas import load_schema
 from dsxsd.cli import main
 from dsxsd.errors import ManifestError, MissingImageError, MissingPathError, OutputExistsError
 from dsxsd.manifests import CROPS_COLUMNS, PAIRS_COLUMNS, MissingManifestFileError
-from dsxsd.pairs import PairsOptionError, make_pairs, parse_split, read_pairs, split_crops
+from dsxsd.pairs import UsageError, make_pairs, parse_split, read_pairs, split_crops
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -505,7 +505,7 @@ def test_csv_quoting_round_trips(tmp_path):
     ],
 )
 def test_bad_split_is_refused(text, message):
-    with pytest.raises(PairsOptionError, match=message):
+    with pytest.raises(UsageError, match=message):
         parse_split(text)
 
 
@@ -527,13 +527,13 @@ def test_good_split_is_parsed():
     ],
 )
 def test_bad_options_are_refused(options, message):
-    with pytest.raises(PairsOptionError, match=message):
+    with pytest.raises(UsageError, match=message):
         make_pairs(crops_frame({"a": 3, "b": 3}), **options)
 
 
 def test_split_by_source_needs_sources(tmp_path):
     (tmp_path / "root" / "a").mkdir(parents=True)
-    with pytest.raises(PairsOptionError, match="needs a crops manifest"):
+    with pytest.raises(UsageError, match="needs a crops manifest"):
         make_pairs(tmp_path / "root", split_by="source")
     manifest = write_crops(tmp_path / "c", None, text="path,class\na/1.png,a\na/2.png,a\n")
     with pytest.raises(ManifestError, match=r"crops\.csv, row 1: missing column 'source'"):

@@ -25,7 +25,7 @@ def test_a_preset_fills_what_is_not_given_and_what_is_given_wins():
 
 
 def test_an_unknown_preset_is_a_usage_error():
-    with pytest.raises(dsxsd.SettingError, match="unknown preset 'gpu'; expected one of reference, cpu"):
+    with pytest.raises(dsxsd.UsageError, match="unknown preset 'gpu'; expected one of reference, cpu"):
         presets.resolve("gpu", {})
 
 

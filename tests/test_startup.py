@@ -222,6 +222,8 @@ def test_a_backend_set_in_keras_json_is_refused_before_tensorflow(no_tensorflow,
 RECIPE_REFUSALS = {
     # options: (exit code, what the one error line says)
     ("--augment", "rotate"): (2, "'rotate' is not one of 'none', 'basic', 'crops'"),
+    ("--augment", "pairs.csv"): (2, "'pairs.csv' is not one of 'none', 'basic', 'crops': --augment alone takes "
+                                    "the next word for its value, so put it after MANIFEST"),
     ("--lr-schedule", "step"): (2, "'step' is not one of 'constant', 'cosine', 'plateau'"),
     ("--weight-decay", "-0.5"): (2, "-0.5 is not in the range x>=0"),
     ("--augment-flips",): (2, "error: --augment-flips needs --augment basic or --augment crops"),

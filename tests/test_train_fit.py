@@ -24,7 +24,7 @@ keras = pytest.importorskip("keras")
 import dsxsd  # noqa: E402
 from dsxsd.errors import MissingImageError, OutputExistsError  # noqa: E402
 from dsxsd.train import build_model, fit, load_images, load_model, read_run_config  # noqa: E402
-from dsxsd.train.fit import SettingError  # noqa: E402
+from dsxsd.train.fit import UsageError  # noqa: E402
 from disk_support import FullDisk  # noqa: E402
 from train_support import IMAGE_SIZE, WIDTH, interrupt_at, make_shapes_manifest  # noqa: E402
 
@@ -230,9 +230,9 @@ def test_early_stopping_and_steps_per_epoch(tiny, tmp_path):
 
 
 def test_settings_are_checked(tiny, tmp_path):
-    with pytest.raises(SettingError, match="TF_CONFIG"):
+    with pytest.raises(UsageError, match="TF_CONFIG"):
         fit(tiny, tmp_path / "run", strategy="multiworker", **SMALL)
-    with pytest.raises(SettingError, match="optimizer"):
+    with pytest.raises(UsageError, match="optimizer"):
         fit(tiny, tmp_path / "run", optimizer="rmsprop", **SMALL)
     assert not (tmp_path / "run").exists()
 
@@ -405,9 +405,9 @@ def test_steps_per_execution_always_divides_an_epoch(tiny, tmp_path):
     assert resolve_steps_per_execution(None, 96, gpu=True, strategy="multiworker") == 1  # its own loop
     assert resolve_steps_per_execution(4, 96, gpu=False) == 4
     # Keras would run 4 steps in an epoch of 3 at 2 per call: refused before anything is written
-    with pytest.raises(SettingError, match="steps per execution must divide the 3 steps of an epoch, got 2"):
+    with pytest.raises(UsageError, match="steps per execution must divide the 3 steps of an epoch, got 2"):
         fit(tiny, tmp_path / "run", steps_per_epoch=3, steps_per_execution=2, **SMALL)
-    with pytest.raises(SettingError, match="got 0"):
+    with pytest.raises(UsageError, match="got 0"):
         fit(tiny, tmp_path / "run", steps_per_execution=0, **SMALL)
     assert not (tmp_path / "run").exists()
 
@@ -468,7 +468,7 @@ def test_recipe_settings_are_refused_before_anything_is_written(tiny, tmp_path):
         "--augment cannot be combined with --freeze-backbone": dict(augment="crops", freeze_backbone=True),
     }
     for message, settings in cases.items():
-        with pytest.raises(SettingError, match=message):
+        with pytest.raises(UsageError, match=message):
             fit(tiny, run, epochs=1, **SMALL, **settings)
     assert not run.exists()
 

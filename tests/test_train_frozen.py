@@ -19,7 +19,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from dsxsd.cli import main  # noqa: E402
-from dsxsd.errors import OutputExistsError, SettingError  # noqa: E402
+from dsxsd.errors import OutputExistsError, UsageError  # noqa: E402
 from dsxsd.train import build_model, data, fit, load_images, load_model, read_run_config, split_model  # noqa: E402
 from dsxsd.train.run import RESUME_DEFAULTS, config_differences  # noqa: E402
 from train_support import IMAGE_SIZE, WIDTH, count_reads, interrupt_at, make_shapes_manifest  # noqa: E402,F401
@@ -209,9 +209,9 @@ def test_a_two_stage_run_resumed_in_either_stage_equals_an_uninterrupted_one(tin
 
 
 def test_augment_and_a_frozen_tower_are_refused_and_fine_tuning_needs_one(tiny, tmp_path):
-    with pytest.raises(SettingError, match="--augment cannot be combined with --freeze-backbone"):
+    with pytest.raises(UsageError, match="--augment cannot be combined with --freeze-backbone"):
         fit(tiny, tmp_path / "run", epochs=1, freeze_backbone=True, augment=True, **SMALL)
-    with pytest.raises(SettingError, match="--fine-tune-epochs needs --freeze-backbone"):
+    with pytest.raises(UsageError, match="--fine-tune-epochs needs --freeze-backbone"):
         fit(tiny, tmp_path / "run", epochs=1, fine_tune_epochs=1, **SMALL)
     assert not (tmp_path / "run").exists()
 

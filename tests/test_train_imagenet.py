@@ -144,12 +144,12 @@ def test_imagenet_loads_the_file_keras_get_file_gives_at_any_image_size(monkeypa
 @pytest.mark.tf
 def test_imagenet_is_refused_at_another_width_by_the_api_too(tmp_path):
     pytest.importorskip("tensorflow")
-    from dsxsd.errors import SettingError
+    from dsxsd.errors import UsageError
     from dsxsd.train import build_model, fit
 
-    with pytest.raises(SettingError, match=r"needs --width 1.0, not 0.125"):
+    with pytest.raises(UsageError, match=r"needs --width 1.0, not 0.125"):
         build_model(image_size=32, width=0.125, backbone_weights="imagenet")
-    with pytest.raises(SettingError, match=r"needs --width 1.0, not 0.5"):
+    with pytest.raises(UsageError, match=r"needs --width 1.0, not 0.5"):
         fit(tmp_path / "absent.csv", tmp_path / "run", width=0.5, backbone_weights="imagenet")
     assert not (tmp_path / "run").exists()
 

@@ -22,7 +22,7 @@ keras = pytest.importorskip("keras")
 
 from dsxsd import environment  # noqa: E402
 from dsxsd.cli import main  # noqa: E402
-from dsxsd.errors import SettingError  # noqa: E402
+from dsxsd.errors import UsageError  # noqa: E402
 from dsxsd.train import fit  # noqa: E402
 from train_support import IMAGE_SIZE, WIDTH, make_shapes_manifest  # noqa: E402
 
@@ -74,20 +74,20 @@ def test_under_jax_one_device_trains_and_a_cluster_is_refused(cpu_only, monkeypa
     assert plan.warnings == ("--strategy mirrored is TensorFlow's (tf.distribute); under Keras' jax backend "
                              "training runs on one device (--strategy default)",)
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}}))
-    with pytest.raises(SettingError, match="a TF_CONFIG cluster needs KERAS_BACKEND=tensorflow"):
+    with pytest.raises(UsageError, match="a TF_CONFIG cluster needs KERAS_BACKEND=tensorflow"):
         environment.plan_training(backend="jax")
 
 
 def test_multiworker_comes_from_tf_config(cpu_only, monkeypatch):
-    with pytest.raises(SettingError, match="TF_CONFIG"):
+    with pytest.raises(UsageError, match="TF_CONFIG"):
         environment.plan_training(strategy="multiworker")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}))
     plan = environment.plan_training()
     assert (plan.strategy, plan.jit) == ("multiworker", False) and plan.reasons["strategy"] == "TF_CONFIG lists 2 workers"
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(SettingError, match="TF_CONFIG is not valid JSON"):
+    with pytest.raises(UsageError, match="TF_CONFIG is not valid JSON"):
         environment.plan_training()
-    with pytest.raises(SettingError, match="unknown jit 'fast'"):
+    with pytest.raises(UsageError, match="unknown jit 'fast'"):
         environment.plan_training(jit="fast")
 
 

@@ -30,6 +30,17 @@ class _BackboneWeights(_InputPath):
         return super().convert(value, param, ctx)
 
 
+class _Augmentation(click.Choice):
+    """``--augment``'s choices. Given alone it takes the next word for its value, so a
+    manifest written after it is refused as a choice: say so, not only what the choices are."""
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices and Path(value).is_file():
+            self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))}: --augment alone takes "
+                      f"the next word for its value, so put it after MANIFEST", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _cache(value: str) -> str:
     return value if value in _preflight.CACHE_MODES else click.format_filename(value)
 
@@ -53,7 +64,7 @@ def _cache(value: str) -> str:
 @click.option("--image-size", type=click.IntRange(min=32), default=None, help="Input side in pixels [default: 105, or the preset's].")
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch", show_default=True, help="letterbox keeps the aspect ratio and pads.")
 @click.option(
-    "--augment", type=click.Choice(_preflight.AUGMENTATIONS), is_flag=False, flag_value="basic", default=None,
+    "--augment", type=_Augmentation(_preflight.AUGMENTATIONS), is_flag=False, flag_value="basic", default=None,
     help="Augment training images. basic (--augment alone): random flips, brightness and contrast. crops, for "
     "object crops: a random resized crop, a rotation of up to 10 degrees, brightness, contrast and saturation, "
     "no flips. Given alone, put it after MANIFEST, which it would take for its value "

@@ -293,7 +293,7 @@ def embed(model, source, out, ann, split, batch_size, overwrite, as_json) -> Non
 def _query_images(queries: tuple[Path, ...]) -> list[Path]:
     """The query images: each path given, a folder standing for the images below it
     (sorted, hidden entries skipped)."""
-    from ..errors import SettingError
+    from ..errors import UsageError
     from ..manifests import IMAGE_EXTENSIONS
 
     images: list[Path] = []
@@ -309,7 +309,7 @@ def _query_images(queries: tuple[Path, ...]) -> list[Path]:
             and not any(part.startswith(".") for part in Path(root).relative_to(query).parts)
         )
         if not found:
-            raise SettingError(
+            raise UsageError(
                 f"no images in this folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})", file=query
             )
         images.extend(found)

@@ -46,7 +46,6 @@ from lxml import etree
 from .. import _engine, _io
 from ..errors import (
     DsxsdError,
-    ErrorPolicy,
     InvalidAnnotationError,
     InvalidValueError,
     MissingFieldError,

@@ -28,7 +28,7 @@ import tensorflow as tf
 from .. import _preflight, environment, presets
 from .._io import write_text
 from ..environment import PRECISIONS, STRATEGIES, TrainingPlan
-from ..errors import OutputExistsError, SettingError, SettingWarning, require_path
+from ..errors import OutputExistsError, SettingError, SettingWarning, UsageError, require_path
 from . import data, loop, network, run, store
 
 OPTIMIZERS = ("adam", "sgd")
@@ -688,7 +688,7 @@ def _validate(epochs, batch_size, optimizer, early_stopping, steps_per_epoch, re
     ]
     for ok, message in checks:
         if not ok:
-            raise SettingError(message)
+            raise UsageError(message)
 
 
 def make_strategy(plan: TrainingPlan) -> tf.distribute.Strategy | OneDevice:
@@ -747,9 +747,9 @@ def resolve_steps_per_execution(
     trains with its own loop (:mod:`dsxsd.train.loop`), one step at a time.
     """
     if requested is not None and requested < 1:
-        raise SettingError(f"steps per execution must be at least 1, got {requested}")
+        raise UsageError(f"steps per execution must be at least 1, got {requested}")
     if requested is not None and steps_per_epoch % requested:
-        raise SettingError(f"steps per execution must divide the {steps_per_epoch} steps of an epoch, got {requested}")
+        raise UsageError(f"steps per execution must divide the {steps_per_epoch} steps of an epoch, got {requested}")
     if strategy == "multiworker":
         return 1
     if requested is not None:
