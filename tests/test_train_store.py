@@ -54,7 +54,7 @@ def train_paths(manifest) -> list[str]:
 
 def prepare(manifest, folder, **kwargs):
     settings = dict(image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=folder)
-    return store.prepare({"train": train_paths(manifest)}, **{**settings, **kwargs})["train"]
+    return data.prepare({"train": train_paths(manifest)}, **{**settings, **kwargs})["train"]
 
 
 # ------------------------------------------------------------------ sizes and settings
@@ -105,11 +105,11 @@ def test_auto_keeps_what_fits_the_limit_in_memory(manifest, tmp_path):
     paths = train_paths(manifest)
     one_split = len(paths) * IMAGE_SIZE * IMAGE_SIZE * 3
     splits = {"train": paths, "val": paths[:5]}
-    kinds = {k: r.kind for k, r in store.prepare(
+    kinds = {k: r.kind for k, r in data.prepare(
         splits, image_size=IMAGE_SIZE, resize="stretch", cache="auto", cache_limit=one_split, folder=tmp_path,
     ).items()}
     assert kinds == {"train": "memory", "val": "disk"}  # the limit is for all splits together
-    kinds = {k: r.kind for k, r in store.prepare(
+    kinds = {k: r.kind for k, r in data.prepare(
         splits, image_size=IMAGE_SIZE, resize="stretch", cache="auto", cache_limit=2 * one_split, folder=tmp_path,
     ).items()}
     assert kinds == {"train": "memory", "val": "memory"}
@@ -133,7 +133,7 @@ def test_an_undecodable_image_is_listed_and_leaves_no_store(manifest, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 20)
     with pytest.raises(ImageDecodeError, match=f"1 image cannot be decoded: {broken}"):
-        store.prepare({"train": paths[:4] + [str(broken)] + paths[4:]}, image_size=IMAGE_SIZE, resize="stretch",
+        data.prepare({"train": paths[:4] + [str(broken)] + paths[4:]}, image_size=IMAGE_SIZE, resize="stretch",
                       cache="disk", folder=tmp_path / "c", source="pairs.csv")
     assert list((tmp_path / "c").iterdir()) == []  # nothing half-written stays
 
@@ -162,7 +162,7 @@ KILLED_BUILD = textwrap.dedent(
         if self.written >= 8:
             os.kill(os.getpid(), signal.SIGKILL)
     store.StoreWriter.write = write_then_die
-    store.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
+    data.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
     """ % IMAGE_SIZE
 )
 

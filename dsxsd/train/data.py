@@ -13,11 +13,13 @@ by :func:`load_images`, so a model sees the same pixels at prediction time as in
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +27,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .._images import RESIZE_MODES
-from .._preflight import augment_policy
+from .._preflight import CACHE_MODES, augment_policy, default_cache_limit
 from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
@@ -442,6 +444,87 @@ def features_dataset(
     )
 
 
+# ---------------------------------------------------------------------- memory or disk
+
+
+def prepare(
+    splits: dict[str, list[str]],
+    *,
+    image_size: int,
+    resize: str,
+    cache: str | os.PathLike[str] = "auto",
+    cache_limit: int | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+    rows: dict[str, int] | None = None,
+    check: bool = True,
+    check_only: tuple[str, ...] = (),
+) -> dict[str, Rows]:
+    """Each split's decoded images (``splits``: key -> distinct paths), in one decode pass
+    that also checks them (:func:`decode_checked`); each :class:`Rows` counts the images it
+    decoded. Where they live is :mod:`dsxsd.train.store`'s; deciding it and decoding into
+    it is this module's, so the store imports nothing from the pipeline.
+
+    ``cache``: ``"memory"`` holds them in memory; ``"disk"`` in a store in ``folder``;
+    another path is that folder; ``"auto"`` in memory while the splits, in order, fit
+    ``cache_limit`` bytes together (default: :func:`dsxsd._preflight.default_cache_limit`),
+    each split past it in a store; ``"none"`` keeps nothing (each pass decodes again; the
+    images are decoded here only to check them). A finished store of the same images and
+    settings is reused: its images are neither decoded nor checked again. The splits named
+    in ``check_only`` (a manifest's test split) are decoded to check them, not kept.
+    """
+    mode = str(cache)
+    budget = default_cache_limit() if cache_limit is None else int(cache_limit)
+    shape = (image_size, image_size, 3)
+    result: dict[str, Rows] = {}
+    groups: list[tuple[list[str], object]] = []
+    group_keys: list[str] = []
+    writers: dict[str, store.StoreWriter] = {}
+    with contextlib.ExitStack() as stack:
+        for key, paths in splits.items():
+            nbytes = len(paths) * int(np.prod(shape))
+            kind = mode if mode in ("memory", "disk", "none") else "disk"
+            if mode == "auto":
+                kind = "memory" if nbytes <= budget else "disk"
+            if key in check_only:
+                continue
+            if kind == "memory":
+                budget -= nbytes
+                result[key] = store.in_memory(len(paths), shape)
+                into = result[key].array
+            elif kind == "none":
+                result[key] = Rows("none")
+                into = None
+                if not check:
+                    continue
+            else:
+                where = Path(cache) if mode not in CACHE_MODES else folder
+                if where is None:
+                    raise ValueError(f"cache={mode!r} needs a folder for the image store")
+                Path(where).mkdir(parents=True, exist_ok=True)
+                data_file, meta_file = store.store_files(Path(where), key, paths, image_size, resize)
+                found = store.open_store(data_file, meta_file, len(paths), shape)
+                if found is not None:
+                    result[key] = found
+                    continue
+                into = writers[key] = stack.enter_context(store.StoreWriter(data_file, meta_file, len(paths), shape))
+            groups.append((paths, into))
+            group_keys.append(key)
+        if check:
+            kept = {p for paths, _ in groups for p in paths}
+            for key in check_only:
+                result[key] = Rows("none")
+                groups.append(([p for p in splits.get(key, []) if p not in kept], None))
+                group_keys.append(key)
+        counts = decode_checked(groups, source, rows, image_size=image_size, resize=resize, check=check)
+        for key, writer in writers.items():
+            writer.finish()
+            result[key] = writer.rows()
+    for key, count in zip(group_keys, counts):
+        result[key].decoded = count
+    return result
+
+
 def split_images(
     pairs: PairTable, *, image_size: int, resize: str = "stretch", cache: str | os.PathLike[str] | None = "auto",
     cache_key: str = "", cache_limit: int | None = None, check: bool = True,
@@ -449,10 +532,10 @@ def split_images(
 ) -> Rows:
     """The split's distinct images, uint8 [N, S, S, 3] in the order of ``pairs.paths``,
     decoded once, in the pass that checks them (:func:`decode_checked`); see
-    :func:`dsxsd.train.store.prepare` for where ``cache`` keeps them. ``"auto"`` and ``"disk"``
+    :func:`prepare` for where ``cache`` keeps them. ``"auto"`` and ``"disk"``
     keep a store in a temporary folder of this process's own, removed when it exits."""
     folder = _temporary_store_folder() if str(cache) in ("auto", "disk") else None
-    return store.prepare(
+    return prepare(
         {cache_key: pairs.paths}, image_size=image_size, resize=resize, cache="none" if cache is None else cache,
         cache_limit=cache_limit, folder=folder, source=source, rows=pairs.rows, check=check,
     )[cache_key]
@@ -648,6 +731,7 @@ __all__ = [
     "features_dataset",
     "pair_table",
     "pairs_dataset",
+    "prepare",
     "read_manifest",
     "require_files",
     "split_images",

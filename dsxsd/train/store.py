@@ -17,7 +17,9 @@ whose bytes changed, is refused (:class:`ImageStoreError`), not silently trained
 
 Memory and disk hold the same bytes and a batch takes the same rows from either (from
 memory by ``tf.gather``, from disk by :meth:`Rows.read_sorted`, then ``tf.gather``): the
-same pairs, seed and settings give bit-identical batches.
+same pairs, seed and settings give bit-identical batches. Which split goes where, and the
+decode pass that fills a store, are :func:`dsxsd.train.data.prepare`'s: this module reads
+and writes stores and imports nothing from the pipeline.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import _preflight
 from .._io import atomic_path, write_text
 from . import run
 from ..errors import ImageStoreError, OutputWriteError
@@ -112,88 +113,6 @@ def _aligned(shape: tuple[int, ...]) -> np.ndarray:
     buffer = np.empty(nbytes + ALIGN, np.uint8)
     start = -buffer.ctypes.data % ALIGN
     return buffer[start : start + nbytes].reshape(shape)
-
-
-# --------------------------------------------------------------------- memory or disk
-
-
-def prepare(
-    splits: dict[str, list[str]],
-    *,
-    image_size: int,
-    resize: str,
-    cache: str | os.PathLike[str] = "auto",
-    cache_limit: int | None = None,
-    folder: str | os.PathLike[str] | None = None,
-    source: str | os.PathLike[str] | None = None,
-    rows: dict[str, int] | None = None,
-    check: bool = True,
-    check_only: tuple[str, ...] = (),
-) -> dict[str, Rows]:
-    """Each split's decoded images (``splits``: key -> distinct paths), in one decode pass
-    that also checks them (:func:`dsxsd.train.data.decode_checked`); each :class:`Rows`
-    counts the images it decoded.
-
-    ``cache``: ``"memory"`` holds them in memory; ``"disk"`` in a store in ``folder``;
-    another path is that folder; ``"auto"`` in memory while the splits, in order, fit
-    ``cache_limit`` bytes together (default: :func:`dsxsd._preflight.default_cache_limit`),
-    each split past it in a store; ``"none"`` keeps nothing (each pass decodes again; the
-    images are decoded here only to check them). A finished store of the same images and
-    settings is reused: its images are neither decoded nor checked again. The splits named
-    in ``check_only`` (a manifest's test split) are decoded to check them, not kept.
-    """
-    from . import data
-
-    mode = str(cache)
-    budget = _preflight.default_cache_limit() if cache_limit is None else int(cache_limit)
-    shape = (image_size, image_size, 3)
-    result: dict[str, Rows] = {}
-    groups: list[tuple[list[str], object]] = []
-    group_keys: list[str] = []
-    writers: dict[str, StoreWriter] = {}
-    with contextlib.ExitStack() as stack:
-        for key, paths in splits.items():
-            nbytes = len(paths) * int(np.prod(shape))
-            kind = mode if mode in ("memory", "disk", "none") else "disk"
-            if mode == "auto":
-                kind = "memory" if nbytes <= budget else "disk"
-            if key in check_only:
-                continue
-            if kind == "memory":
-                budget -= nbytes
-                result[key] = in_memory(len(paths), shape)
-                into = result[key].array
-            elif kind == "none":
-                result[key] = Rows("none")
-                into = None
-                if not check:
-                    continue
-            else:
-                where = Path(cache) if mode not in _preflight.CACHE_MODES else folder
-                if where is None:
-                    raise ValueError(f"cache={mode!r} needs a folder for the image store")
-                Path(where).mkdir(parents=True, exist_ok=True)
-                data_file, meta_file = store_files(Path(where), key, paths, image_size, resize)
-                found = open_store(data_file, meta_file, len(paths), shape)
-                if found is not None:
-                    result[key] = found
-                    continue
-                into = writers[key] = stack.enter_context(StoreWriter(data_file, meta_file, len(paths), shape))
-            groups.append((paths, into))
-            group_keys.append(key)
-        if check:
-            kept = {p for paths, _ in groups for p in paths}
-            for key in check_only:
-                result[key] = Rows("none")
-                groups.append(([p for p in splits.get(key, []) if p not in kept], None))
-                group_keys.append(key)
-        counts = data.decode_checked(groups, source, rows, image_size=image_size, resize=resize, check=check)
-        for key, writer in writers.items():
-            writer.finish()
-            result[key] = writer.rows()
-    for key, count in zip(group_keys, counts):
-        result[key].decoded = count
-    return result
 
 
 # ------------------------------------------------------------------------ the store's name
@@ -357,5 +276,5 @@ class StoreWriter:
 
 __all__ = [
     "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "in_memory", "open_store",
-    "prepare", "store_files",
+    "store_files",
 ]
