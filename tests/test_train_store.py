@@ -80,6 +80,14 @@ def test_a_cache_that_is_a_file_is_a_usage_error(tmp_path):
     assert _preflight.check_cache(tmp_path / "new-folder", "2GB") == 2 * 10**9
 
 
+def test_a_store_is_read_in_batch_order_only_where_the_memory_available_holds_it(manifest, tmp_path, monkeypatch):
+    rows = prepare(manifest, tmp_path)
+    assert 0 < store.available_memory()
+    assert store.reads_in_batch_order(rows)  # a test's store fits any machine's memory
+    monkeypatch.setattr(store, "available_memory", lambda: rows.array.nbytes - 1)
+    assert not store.reads_in_batch_order(rows)
+
+
 def test_the_default_limit_is_half_the_memory():
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < _preflight.default_cache_limit() <= physical // 2
@@ -88,7 +96,12 @@ def test_the_default_limit_is_half_the_memory():
 # -------------------------------------------------------------------- memory or disk
 
 
-def test_a_tiny_limit_puts_the_images_in_a_store_whose_batches_equal_memory(manifest, tmp_path):
+@pytest.mark.parametrize("in_batch_order", [True, False], ids=["page-cache-holds-it", "sorted-reads"])
+def test_a_tiny_limit_puts_the_images_in_a_store_whose_batches_equal_memory(manifest, tmp_path, monkeypatch,
+                                                                            in_batch_order):
+    # Both ways of reading a store: in batch order (the page cache holds it) and in
+    # ascending order put back in batch order (it does not).
+    monkeypatch.setattr(store, "reads_in_batch_order", lambda rows: in_batch_order)
     on_disk = data.make_dataset(manifest, "train", cache=tmp_path / "c", **STREAM)
     auto = data.make_dataset(manifest, "train", cache="auto", cache_limit=1, **STREAM)
     in_memory = data.make_dataset(manifest, "train", cache="memory", **STREAM)

@@ -556,10 +556,12 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
     The plain version is a tensor of the rows and ``tf.gather``: the images decoded every
     pass (``cache="none"``), or held in memory (shared with the numpy array they were
     decoded into, not copied). A disk store is larger than memory, so it cannot be one
-    tensor: a batch's rows are read in ascending order by
-    :meth:`dsxsd.train.store.Rows.read_sorted`, one numpy call per batch (the Python lock
-    taken once per batch and released while numpy copies), and put back in batch order by
-    ``tf.gather``. The same rows either way: the same batches.
+    tensor: a batch's rows are read by one numpy call (the Python lock taken once per
+    batch and released while numpy copies), in batch order (:meth:`Rows.read`) where the
+    page cache can hold the store, else in ascending order (:meth:`Rows.read_sorted`, the
+    fewest reads from disk) and put back in batch order by ``tf.gather``; the choice is
+    :func:`dsxsd.train.store.reads_in_batch_order`'s. The same rows either way: the same
+    batches.
     """
     if images.kind == "none":
         decoded = (
@@ -572,7 +574,13 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
         return tf.data.Dataset.from_tensors(_as_tensor(images.array)), _take_tensor
     shape = images.array.shape[1:]
 
-    def take(_rows, left, right):
+    def take_in_batch_order(_rows, left, right):
+        rows = tf.numpy_function(images.read, [left, right], [tf.uint8, tf.uint8], stateful=False)
+        for side in rows:
+            side.set_shape([None, *shape])
+        return tuple(rows)
+
+    def take_sorted(_rows, left, right):
         both = tf.concat([left, right], 0)
         order = tf.argsort(both, stable=True)
         rows = tf.numpy_function(images.read_sorted, [tf.gather(both, order)], tf.uint8, stateful=False)
@@ -581,6 +589,7 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
         where = tf.math.invert_permutation(order)
         return tf.gather(rows, where[: tf.shape(left)[0]]), tf.gather(rows, where[tf.shape(left)[0] :])
 
+    take = take_in_batch_order if store.reads_in_batch_order(images) else take_sorted
     return tf.data.Dataset.from_tensors(tf.zeros([0], tf.uint8)), take
 
 

@@ -16,8 +16,9 @@ never read. A finished store whose file is shorter or longer than its ``.json`` 
 whose bytes changed, is refused (:class:`ImageStoreError`), not silently trained on.
 
 Memory and disk hold the same bytes and a batch takes the same rows from either (from
-memory by ``tf.gather``, from disk by :meth:`Rows.read_sorted`, then ``tf.gather``): the
-same pairs, seed and settings give bit-identical batches. Which split goes where, and the
+memory by ``tf.gather``; from disk by :meth:`Rows.read` where the page cache can hold the
+store, else by :meth:`Rows.read_sorted` and ``tf.gather``): the same pairs, seed and
+settings give bit-identical batches. Which split goes where, and the
 decode pass that fills a store, are :func:`dsxsd.train.data.prepare`'s: this module reads
 and writes stores and imports nothing from the pipeline.
 """
@@ -63,6 +64,24 @@ class Rows:
     _gathered: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def read(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's left and right rows, in batch order: one ``np.take`` each (which
+        releases the Python lock while it copies) into a new buffer aligned as TensorFlow's
+        tensors are, so the tensor made of it shares it: one copy, one Python call a batch.
+        Reads in batch order jump about the file: what a store the page cache holds costs
+        nothing (see :func:`reads_in_batch_order`)."""
+        out = tuple(self._take(indices) for indices in (left, right))
+        if self._map is not None:
+            self._release(out[0].nbytes + out[1].nbytes)
+        return out
+
+    def _take(self, indices: np.ndarray) -> np.ndarray:
+        out = _aligned((len(indices), *self.array.shape[1:]))
+        # mode="clip": with the default ("raise") numpy writes into a temporary and copies
+        # it to ``out``, a second copy; the indices are the pair table's, always in range.
+        np.take(self.array, indices, axis=0, out=out, mode="clip")
+        return out
+
     def read_sorted(self, indices: np.ndarray) -> np.ndarray:
         """The rows ``indices`` name, which come in ascending order, so a batch's reads from
         a disk store go front to back through the file: one ``np.take`` (which releases the
@@ -70,10 +89,7 @@ class Rows:
         aligned as TensorFlow's tensors are, so the tensor made of it shares it: one copy.
         The caller puts the rows back in batch order (``tf.gather`` in
         :func:`dsxsd.train.data._rows`)."""
-        out = _aligned((len(indices), *self.array.shape[1:]))
-        # mode="clip": with the default ("raise") numpy writes into a temporary and copies
-        # it to ``out``, a second copy; the indices are the pair table's, always in range.
-        np.take(self.array, indices, axis=0, out=out, mode="clip")
+        out = self._take(indices)
         if self._map is not None:
             self._release(out.nbytes)
         return out
@@ -95,6 +111,42 @@ class Rows:
         """The rows in order, ``size`` at a time (what the frozen tower's features read)."""
         for start in range(0, len(self.array), size):
             yield np.array(self.array[start : start + size])
+
+
+def reads_in_batch_order(rows: Rows) -> bool:
+    """Whether a batch reads its rows from the store ``rows`` in batch order
+    (:meth:`Rows.read`) rather than in ascending order (:meth:`Rows.read_sorted`).
+
+    Where the page cache can hold the whole store (it is no larger than the memory
+    available now, which counts the page cache as reclaimable), a row is a copy from memory
+    wherever it lies, and batch order spares the second copy that puts sorted rows back in
+    order. Where it cannot, rows come from the disk, and ascending reads are fewer and
+    sequential (neighbours merged by read-ahead, each page read once a batch): that is
+    worth the second copy."""
+    return rows.array is not None and rows.array.nbytes <= available_memory()
+
+
+def available_memory() -> int:
+    """Bytes of memory available without swapping (``MemAvailable``: free memory and the
+    page cache that can be dropped), within this container's limit where there is one."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:  # no /proc: the machine's memory, as if all of it were free
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            available = min(available, int(limit) - int(used))
+    except OSError:
+        pass
+    return available
 
 
 def in_memory(count: int, shape: tuple[int, ...]) -> Rows:
@@ -275,6 +327,6 @@ class StoreWriter:
 
 
 __all__ = [
-    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "in_memory", "open_store",
-    "store_files",
+    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "available_memory", "digest", "in_memory",
+    "open_store", "reads_in_batch_order", "store_files",
 ]
