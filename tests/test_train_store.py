@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from dsxsd import _preflight
-from dsxsd.errors import ImageDecodeError, ImageStoreError, SettingError
+from dsxsd.errors import HostileInputError, ImageDecodeError, ImageStoreError, SettingError
 
 pytestmark = pytest.mark.tf
 
@@ -149,6 +149,55 @@ def test_an_undecodable_image_is_listed_and_leaves_no_store(manifest, tmp_path):
         data.prepare({"train": paths[:4] + [str(broken)] + paths[4:]}, image_size=IMAGE_SIZE, resize="stretch",
                       cache="disk", folder=tmp_path / "c", source="pairs.csv")
     assert list((tmp_path / "c").iterdir()) == []  # nothing half-written stays
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns, then we refuse
+def test_decompression_bombs_are_listed_and_never_stored(tmp_path, monkeypatch):
+    from PIL import Image
+
+    big = {}
+    for fmt in ("JPEG", "PNG"):  # a JPEG's header is read by TensorFlow, any other by Pillow
+        big[fmt] = tmp_path / f"big.{fmt.lower()}"
+        Image.new("RGB", (40, 40), (200, 10, 10)).save(big[fmt], fmt)
+    small = [tmp_path / f"small.{fmt.lower()}" for fmt in ("JPEG", "PNG")]
+    for path in small:
+        Image.new("RGB", (20, 20), (10, 200, 10)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: bombs; 400: fine
+    with pytest.raises(HostileInputError) as info:
+        data.prepare({"train": [str(small[0]), str(big["PNG"]), str(small[1]), str(big["JPEG"])]},
+                     image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=tmp_path / "c", source="pairs.csv")
+    assert str(info.value) == (f"pairs.csv: 2 images over 1000 pixels (decompression bomb?): {big['PNG']}, "
+                               f"{big['JPEG']}")
+    assert list((tmp_path / "c").iterdir()) == []
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's limit off: nothing is a bomb
+    assert data.prepare({"train": [str(big["PNG"]), str(big["JPEG"])]}, image_size=IMAGE_SIZE, resize="stretch",
+                        cache="memory")["train"].decoded == 2
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from dsxsd.train import data
+    from dsxsd.errors import OutputWriteError
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    try:
+        data.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
+    except OutputWriteError as exc:
+        print(exc)
+    """ % IMAGE_SIZE
+)
+
+
+def test_a_store_that_cannot_be_written_is_one_error_naming_it(manifest, tmp_path):
+    paths = train_paths(manifest)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path), *paths], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    store_file = store.store_files(tmp_path, "train", paths, IMAGE_SIZE, "stretch")[0]
+    assert done.stdout.strip() == f"{store_file}: cannot write the image store: File too large"
+    assert list(tmp_path.iterdir()) == []  # nothing half-written stays
 
 
 def test_a_store_of_other_settings_or_changed_images_is_not_read(manifest, tmp_path):

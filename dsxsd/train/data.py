@@ -59,7 +59,11 @@ def decode_and_resize(path: tf.Tensor, image_size: int, resize: str = "stretch")
     behaviour); ``letterbox`` keeps the aspect ratio and pads with black. Rounded back to
     uint8 so the cached images are a quarter of the float size.
     """
-    image = tf.io.decode_image(read_file(path), channels=3, expand_animations=False)
+    return _decode_bytes_and_resize(read_file(path), image_size, resize)
+
+
+def _decode_bytes_and_resize(contents: tf.Tensor, image_size: int, resize: str) -> tf.Tensor:
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     if resize == "stretch":
         resized = tf.image.resize(image, [image_size, image_size], antialias=True)
@@ -148,43 +152,41 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
     ``into`` (none: decode only); return the paths that failed to decode.
 
     With ``bombs`` (a list the decompression bombs are added to), each file's header is
-    first opened with Pillow, and only the files that pass go on to be decoded: a bomb is
-    never decoded, and the header checks (Python, one at a time) overlap with the decoding
-    (TensorFlow's threads) instead of coming before it.
+    checked first (:func:`_header_problems`), and only the files that pass go on to be
+    decoded: a bomb is never decoded, and the header checks run in the same parallel step
+    as the decoding, not one at a time before it.
     """
     if not paths:
         return []
-    def checked_headers():
-        for i, path in enumerate(paths):
-            problem = _header_problem(path)
-            if problem == "bomb":
-                bombs.append(path)
-            elif problem is None:
-                yield i, path  # the others never decoded: listed as failed below
-
-    if bombs is None:
-        source = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
-    else:
-        source = tf.data.Dataset.from_generator(
-            checked_headers, output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string))
-        )
+    pixel_limit = _pixel_limit()
 
     def decode(i, path):
+        contents = read_file(path)  # read once: the header check and the decoder share it
         if into is None:  # the check alone: no resize, no pixels kept
-            return i, tf.shape(tf.io.decode_image(read_file(path), channels=3, expand_animations=False))
-        return i, decode_and_resize(path, image_size, resize)
+            pixels = lambda: tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False))  # noqa: E731
+            none = tf.zeros([3], tf.int32)
+        else:
+            pixels = lambda: _decode_bytes_and_resize(contents, image_size, resize)  # noqa: E731
+            none = tf.zeros([image_size, image_size, 3], tf.uint8)
+        if bombs is None:
+            return i, tf.constant(OK, tf.int8), pixels()
+        problem = _header_problems(contents, path, pixel_limit)
+        return i, problem, tf.cond(problem == OK, pixels, lambda: none)
 
     ds = (
-        source.map(decode, num_parallel_calls=AUTOTUNE)
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+        .map(decode, num_parallel_calls=AUTOTUNE)
         .ignore_errors()  # a failed image drops out; its index is missing below
         .batch(DECODE_BATCH)
         .prefetch(1)
     )
     decoded = np.zeros(len(paths), bool)
     written = 0
-    for index, images in ds.as_numpy_iterator():
-        decoded[index] = True
-        if into is None or written != index[0] or index[-1] != written + len(index) - 1:
+    for index, problems, images in ds.as_numpy_iterator():
+        if bombs is not None:
+            bombs += [paths[i] for i in index[problems == BOMB]]
+        decoded[index[problems == OK]] = True
+        if into is None or written != index[0] or index[-1] != written + len(index) - 1 or problems.any():
             continue  # after a failure nothing more is written: the error comes instead
         if isinstance(into, np.ndarray):
             into[written : written + len(index)] = images
@@ -195,13 +197,50 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
     return [p for p, ok in zip(paths, decoded) if not ok and p not in never]
 
 
+# What the header check says of a file: decode it, a decompression bomb (listed as such,
+# never decoded), or a header Pillow cannot open (listed with those that do not decode).
+OK, BOMB, BROKEN = 0, 1, 2
+
+
+def _header_problems(contents: tf.Tensor, path: tf.Tensor, pixel_limit: int) -> tf.Tensor:
+    """:data:`OK`, :data:`BOMB` or :data:`BROKEN` for one file, before it is decoded.
+
+    A JPEG's size is read from its header by TensorFlow (``extract_jpeg_shape``, the
+    header only, no Python); any other format's header is opened by Pillow
+    (:func:`_header_problem`), one Python call an image. Either way an image over Pillow's
+    pixel limit is a bomb, as :mod:`dsxsd._images` says where it opens images itself.
+    """
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+        return tf.where(shape[0] * shape[1] > pixel_limit, tf.constant(BOMB, tf.int8), tf.constant(OK, tf.int8))
+
+    def other():
+        problem = tf.numpy_function(_header_code, [path], tf.int8, stateful=False)
+        problem.set_shape([])
+        return problem
+
+    return tf.cond(tf.strings.substr(contents, 0, 3) == b"\xff\xd8\xff", jpeg, other)
+
+
+def _header_code(path: bytes) -> np.int8:
+    problem = _header_problem(os.fsdecode(path))
+    return np.int8({None: OK, "bomb": BOMB, "broken": BROKEN}[problem])
+
+
+def _pixel_limit() -> int:
+    """Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``); no limit where it is None."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS or np.iinfo(np.int64).max
+
+
 def _header_problem(path: str) -> str | None:
     """``"bomb"`` past Pillow's pixel limit, ``"broken"`` where Pillow cannot open it, else None."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return "bomb" if im.width * im.height > Image.MAX_IMAGE_PIXELS else None
+            return "bomb" if im.width * im.height > _pixel_limit() else None
     except Image.DecompressionBombError:
         return "bomb"
     except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"

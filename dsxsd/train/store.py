@@ -30,6 +30,7 @@ import hashlib
 import json
 import mmap
 import os
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ STORE_VERSION = 1
 CACHE_FOLDER = run.CACHE_FOLDER
 # Rows gathered from a mapped store before its pages are unmapped again: see Rows._release.
 RELEASE_EVERY = 64 * 2**20
+# Bytes a store's writer writes before it has the system flush them to the disk.
+SYNC_EVERY = 64 * 2**20
 
 
 @dataclass
@@ -273,15 +276,26 @@ def _naming(store: Path) -> Iterator[None]:
         raise OutputWriteError(f"cannot write the image store: {exc.strerror or exc}", file=store) from None
 
 
+def _datasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 class StoreWriter:
     """Writes a split's rows in order into a temporary file; :meth:`finish` renames it
     into place and then writes the ``.json``. Used as a context manager around the decode
-    pass: an error (or a kill) before :meth:`finish` leaves no store behind."""
+    pass: an error (or a kill) before :meth:`finish` leaves no store behind.
+
+    The rows are written and hashed by a thread of the writer's own, which also flushes
+    them to the disk every :data:`SYNC_EVERY` bytes: the decode pass goes on decoding
+    meanwhile, and the one ``fsync`` at the end, before the store is named finished, has
+    little left to wait for.
+    """
 
     def __init__(self, data: Path, meta: Path, count: int, shape: tuple[int, ...]):
         self.data, self.meta, self.count, self.shape = data, meta, count, tuple(shape)
         self.written = 0
         self._hash = hashlib.sha256()
+        self._error: OSError | None = None
 
     def __enter__(self) -> StoreWriter:
         meta_gone = not self.meta.exists()
@@ -290,18 +304,48 @@ class StoreWriter:
             self.data.unlink(missing_ok=True)
         self._atomic = atomic_path(self.data, overwrite=True)
         self._file = open(self._atomic.__enter__(), "wb")
+        # Two batches queued at most: the decode pass waits rather than holding the
+        # images of a slow disk in memory.
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._write_queued, name="dsxsd-store-writer", daemon=True)
+        self._thread.start()
         return self
 
     def write(self, first: int, rows: np.ndarray) -> None:
         """Rows ``first, first + 1, ...``: they come in order, from the first."""
         assert first == self.written, (first, self.written)
-        rows = np.ascontiguousarray(rows, np.uint8)
-        with _naming(self.data):
-            self._file.write(rows.data)
-        self._hash.update(rows.data)
+        self._raise_failure()
+        self._queue.put(np.ascontiguousarray(rows, np.uint8))
         self.written += len(rows)
 
+    def _write_queued(self) -> None:
+        unsynced = 0
+        while (rows := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # failed: the rest is dropped, the error raised in the decode pass
+            try:
+                self._file.write(rows.data)
+                self._hash.update(rows.data)
+                unsynced += rows.nbytes
+                if unsynced >= SYNC_EVERY:
+                    _datasync(self._file.fileno())
+                    unsynced = 0
+            except OSError as exc:
+                self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            with _naming(self.data):
+                raise self._error
+
     def finish(self) -> None:
+        self._stop()
+        self._raise_failure()
         if self.written != self.count:
             raise RuntimeError(f"{self.written} of {self.count} images written to {self.data}")
         with _naming(self.data):
@@ -319,6 +363,7 @@ class StoreWriter:
 
     def __exit__(self, kind, error, trace) -> None:
         if self._atomic is not None:  # not finished: the temporary goes
+            self._stop()
             self._file.close()
             self._atomic.__exit__(kind or RuntimeError, error or RuntimeError("not finished"), trace)
 
