@@ -118,7 +118,7 @@ def first_epoch_from_a_new_store(pairs, manifest: Path, folder: Path, check: boo
     from dsxsd.train import data, store
 
     shutil.rmtree(folder, ignore_errors=True)
-    rows = store.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder,
+    rows = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder,
                          source=manifest, rows=pairs.rows, check=check)["train"]
     drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
 
@@ -169,7 +169,7 @@ def measure(quick: bool = False, *, crops: int | None = None, limit: str | None 
         ]
 
         # 3. later epochs: from the store (page cache warm) and from memory
-        on_disk = store.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder)["train"]
+        on_disk = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder)["train"]
         assert on_disk.kind == "disk" and on_disk.decoded == 0
         in_memory = store.in_memory(*on_disk.array.shape[:1], on_disk.array.shape[1:])
         in_memory.array[:] = on_disk.array

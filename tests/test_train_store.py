@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from dsxsd import _preflight
-from dsxsd.errors import ImageDecodeError, ImageStoreError, SettingError
+from dsxsd.errors import HostileInputError, ImageDecodeError, ImageStoreError, SettingError
 
 pytestmark = pytest.mark.tf
 
@@ -54,7 +54,7 @@ def train_paths(manifest) -> list[str]:
 
 def prepare(manifest, folder, **kwargs):
     settings = dict(image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=folder)
-    return store.prepare({"train": train_paths(manifest)}, **{**settings, **kwargs})["train"]
+    return data.prepare({"train": train_paths(manifest)}, **{**settings, **kwargs})["train"]
 
 
 # ------------------------------------------------------------------ sizes and settings
@@ -80,6 +80,14 @@ def test_a_cache_that_is_a_file_is_a_usage_error(tmp_path):
     assert _preflight.check_cache(tmp_path / "new-folder", "2GB") == 2 * 10**9
 
 
+def test_a_store_is_read_in_batch_order_only_where_the_memory_available_holds_it(manifest, tmp_path, monkeypatch):
+    rows = prepare(manifest, tmp_path)
+    assert 0 < store.available_memory()
+    assert store.reads_in_batch_order(rows)  # a test's store fits any machine's memory
+    monkeypatch.setattr(store, "available_memory", lambda: rows.array.nbytes - 1)
+    assert not store.reads_in_batch_order(rows)
+
+
 def test_the_default_limit_is_half_the_memory():
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < _preflight.default_cache_limit() <= physical // 2
@@ -88,7 +96,12 @@ def test_the_default_limit_is_half_the_memory():
 # -------------------------------------------------------------------- memory or disk
 
 
-def test_a_tiny_limit_puts_the_images_in_a_store_whose_batches_equal_memory(manifest, tmp_path):
+@pytest.mark.parametrize("in_batch_order", [True, False], ids=["page-cache-holds-it", "sorted-reads"])
+def test_a_tiny_limit_puts_the_images_in_a_store_whose_batches_equal_memory(manifest, tmp_path, monkeypatch,
+                                                                            in_batch_order):
+    # Both ways of reading a store: in batch order (the page cache holds it) and in
+    # ascending order put back in batch order (it does not).
+    monkeypatch.setattr(store, "reads_in_batch_order", lambda rows: in_batch_order)
     on_disk = data.make_dataset(manifest, "train", cache=tmp_path / "c", **STREAM)
     auto = data.make_dataset(manifest, "train", cache="auto", cache_limit=1, **STREAM)
     in_memory = data.make_dataset(manifest, "train", cache="memory", **STREAM)
@@ -105,11 +118,11 @@ def test_auto_keeps_what_fits_the_limit_in_memory(manifest, tmp_path):
     paths = train_paths(manifest)
     one_split = len(paths) * IMAGE_SIZE * IMAGE_SIZE * 3
     splits = {"train": paths, "val": paths[:5]}
-    kinds = {k: r.kind for k, r in store.prepare(
+    kinds = {k: r.kind for k, r in data.prepare(
         splits, image_size=IMAGE_SIZE, resize="stretch", cache="auto", cache_limit=one_split, folder=tmp_path,
     ).items()}
     assert kinds == {"train": "memory", "val": "disk"}  # the limit is for all splits together
-    kinds = {k: r.kind for k, r in store.prepare(
+    kinds = {k: r.kind for k, r in data.prepare(
         splits, image_size=IMAGE_SIZE, resize="stretch", cache="auto", cache_limit=2 * one_split, folder=tmp_path,
     ).items()}
     assert kinds == {"train": "memory", "val": "memory"}
@@ -133,9 +146,58 @@ def test_an_undecodable_image_is_listed_and_leaves_no_store(manifest, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 20)
     with pytest.raises(ImageDecodeError, match=f"1 image cannot be decoded: {broken}"):
-        store.prepare({"train": paths[:4] + [str(broken)] + paths[4:]}, image_size=IMAGE_SIZE, resize="stretch",
+        data.prepare({"train": paths[:4] + [str(broken)] + paths[4:]}, image_size=IMAGE_SIZE, resize="stretch",
                       cache="disk", folder=tmp_path / "c", source="pairs.csv")
     assert list((tmp_path / "c").iterdir()) == []  # nothing half-written stays
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns, then we refuse
+def test_decompression_bombs_are_listed_and_never_stored(tmp_path, monkeypatch):
+    from PIL import Image
+
+    big = {}
+    for fmt in ("JPEG", "PNG"):  # a JPEG's header is read by TensorFlow, any other by Pillow
+        big[fmt] = tmp_path / f"big.{fmt.lower()}"
+        Image.new("RGB", (40, 40), (200, 10, 10)).save(big[fmt], fmt)
+    small = [tmp_path / f"small.{fmt.lower()}" for fmt in ("JPEG", "PNG")]
+    for path in small:
+        Image.new("RGB", (20, 20), (10, 200, 10)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: bombs; 400: fine
+    with pytest.raises(HostileInputError) as info:
+        data.prepare({"train": [str(small[0]), str(big["PNG"]), str(small[1]), str(big["JPEG"])]},
+                     image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=tmp_path / "c", source="pairs.csv")
+    assert str(info.value) == (f"pairs.csv: 2 images over 1000 pixels (decompression bomb?): {big['PNG']}, "
+                               f"{big['JPEG']}")
+    assert list((tmp_path / "c").iterdir()) == []
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's limit off: nothing is a bomb
+    assert data.prepare({"train": [str(big["PNG"]), str(big["JPEG"])]}, image_size=IMAGE_SIZE, resize="stretch",
+                        cache="memory")["train"].decoded == 2
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from dsxsd.train import data
+    from dsxsd.errors import OutputWriteError
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    try:
+        data.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
+    except OutputWriteError as exc:
+        print(exc)
+    """ % IMAGE_SIZE
+)
+
+
+def test_a_store_that_cannot_be_written_is_one_error_naming_it(manifest, tmp_path):
+    paths = train_paths(manifest)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path), *paths], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    store_file = store.store_files(tmp_path, "train", paths, IMAGE_SIZE, "stretch")[0]
+    assert done.stdout.strip() == f"{store_file}: cannot write the image store: File too large"
+    assert list(tmp_path.iterdir()) == []  # nothing half-written stays
 
 
 def test_a_store_of_other_settings_or_changed_images_is_not_read(manifest, tmp_path):
@@ -162,7 +224,7 @@ KILLED_BUILD = textwrap.dedent(
         if self.written >= 8:
             os.kill(os.getpid(), signal.SIGKILL)
     store.StoreWriter.write = write_then_die
-    store.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
+    data.prepare({"train": sys.argv[2:]}, image_size=%d, resize="stretch", cache="disk", folder=sys.argv[1])
     """ % IMAGE_SIZE
 )
 

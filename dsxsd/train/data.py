@@ -13,11 +13,13 @@ by :func:`load_images`, so a model sees the same pixels at prediction time as in
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +27,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .._images import RESIZE_MODES
-from .._preflight import augment_policy
+from .._preflight import CACHE_MODES, augment_policy, default_cache_limit
 from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
@@ -57,7 +59,11 @@ def decode_and_resize(path: tf.Tensor, image_size: int, resize: str = "stretch")
     behaviour); ``letterbox`` keeps the aspect ratio and pads with black. Rounded back to
     uint8 so the cached images are a quarter of the float size.
     """
-    image = tf.io.decode_image(read_file(path), channels=3, expand_animations=False)
+    return _decode_bytes_and_resize(read_file(path), image_size, resize)
+
+
+def _decode_bytes_and_resize(contents: tf.Tensor, image_size: int, resize: str) -> tf.Tensor:
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     if resize == "stretch":
         resized = tf.image.resize(image, [image_size, image_size], antialias=True)
@@ -146,43 +152,41 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
     ``into`` (none: decode only); return the paths that failed to decode.
 
     With ``bombs`` (a list the decompression bombs are added to), each file's header is
-    first opened with Pillow, and only the files that pass go on to be decoded: a bomb is
-    never decoded, and the header checks (Python, one at a time) overlap with the decoding
-    (TensorFlow's threads) instead of coming before it.
+    checked first (:func:`_header_problems`), and only the files that pass go on to be
+    decoded: a bomb is never decoded, and the header checks run in the same parallel step
+    as the decoding, not one at a time before it.
     """
     if not paths:
         return []
-    def checked_headers():
-        for i, path in enumerate(paths):
-            problem = _header_problem(path)
-            if problem == "bomb":
-                bombs.append(path)
-            elif problem is None:
-                yield i, path  # the others never decoded: listed as failed below
-
-    if bombs is None:
-        source = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
-    else:
-        source = tf.data.Dataset.from_generator(
-            checked_headers, output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string))
-        )
+    pixel_limit = _pixel_limit()
 
     def decode(i, path):
+        contents = read_file(path)  # read once: the header check and the decoder share it
         if into is None:  # the check alone: no resize, no pixels kept
-            return i, tf.shape(tf.io.decode_image(read_file(path), channels=3, expand_animations=False))
-        return i, decode_and_resize(path, image_size, resize)
+            pixels = lambda: tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False))  # noqa: E731
+            none = tf.zeros([3], tf.int32)
+        else:
+            pixels = lambda: _decode_bytes_and_resize(contents, image_size, resize)  # noqa: E731
+            none = tf.zeros([image_size, image_size, 3], tf.uint8)
+        if bombs is None:
+            return i, tf.constant(OK, tf.int8), pixels()
+        problem = _header_problems(contents, path, pixel_limit)
+        return i, problem, tf.cond(problem == OK, pixels, lambda: none)
 
     ds = (
-        source.map(decode, num_parallel_calls=AUTOTUNE)
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+        .map(decode, num_parallel_calls=AUTOTUNE)
         .ignore_errors()  # a failed image drops out; its index is missing below
         .batch(DECODE_BATCH)
         .prefetch(1)
     )
     decoded = np.zeros(len(paths), bool)
     written = 0
-    for index, images in ds.as_numpy_iterator():
-        decoded[index] = True
-        if into is None or written != index[0] or index[-1] != written + len(index) - 1:
+    for index, problems, images in ds.as_numpy_iterator():
+        if bombs is not None:
+            bombs += [paths[i] for i in index[problems == BOMB]]
+        decoded[index[problems == OK]] = True
+        if into is None or written != index[0] or index[-1] != written + len(index) - 1 or problems.any():
             continue  # after a failure nothing more is written: the error comes instead
         if isinstance(into, np.ndarray):
             into[written : written + len(index)] = images
@@ -193,13 +197,50 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
     return [p for p, ok in zip(paths, decoded) if not ok and p not in never]
 
 
+# What the header check says of a file: decode it, a decompression bomb (listed as such,
+# never decoded), or a header Pillow cannot open (listed with those that do not decode).
+OK, BOMB, BROKEN = 0, 1, 2
+
+
+def _header_problems(contents: tf.Tensor, path: tf.Tensor, pixel_limit: int) -> tf.Tensor:
+    """:data:`OK`, :data:`BOMB` or :data:`BROKEN` for one file, before it is decoded.
+
+    A JPEG's size is read from its header by TensorFlow (``extract_jpeg_shape``, the
+    header only, no Python); any other format's header is opened by Pillow
+    (:func:`_header_problem`), one Python call an image. Either way an image over Pillow's
+    pixel limit is a bomb, as :mod:`dsxsd._images` says where it opens images itself.
+    """
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+        return tf.where(shape[0] * shape[1] > pixel_limit, tf.constant(BOMB, tf.int8), tf.constant(OK, tf.int8))
+
+    def other():
+        problem = tf.numpy_function(_header_code, [path], tf.int8, stateful=False)
+        problem.set_shape([])
+        return problem
+
+    return tf.cond(tf.strings.substr(contents, 0, 3) == b"\xff\xd8\xff", jpeg, other)
+
+
+def _header_code(path: bytes) -> np.int8:
+    problem = _header_problem(os.fsdecode(path))
+    return np.int8({None: OK, "bomb": BOMB, "broken": BROKEN}[problem])
+
+
+def _pixel_limit() -> int:
+    """Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``); no limit where it is None."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS or np.iinfo(np.int64).max
+
+
 def _header_problem(path: str) -> str | None:
     """``"bomb"`` past Pillow's pixel limit, ``"broken"`` where Pillow cannot open it, else None."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return "bomb" if im.width * im.height > Image.MAX_IMAGE_PIXELS else None
+            return "bomb" if im.width * im.height > _pixel_limit() else None
     except Image.DecompressionBombError:
         return "bomb"
     except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
@@ -442,6 +483,87 @@ def features_dataset(
     )
 
 
+# ---------------------------------------------------------------------- memory or disk
+
+
+def prepare(
+    splits: dict[str, list[str]],
+    *,
+    image_size: int,
+    resize: str,
+    cache: str | os.PathLike[str] = "auto",
+    cache_limit: int | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+    rows: dict[str, int] | None = None,
+    check: bool = True,
+    check_only: tuple[str, ...] = (),
+) -> dict[str, Rows]:
+    """Each split's decoded images (``splits``: key -> distinct paths), in one decode pass
+    that also checks them (:func:`decode_checked`); each :class:`Rows` counts the images it
+    decoded. Where they live is :mod:`dsxsd.train.store`'s; deciding it and decoding into
+    it is this module's, so the store imports nothing from the pipeline.
+
+    ``cache``: ``"memory"`` holds them in memory; ``"disk"`` in a store in ``folder``;
+    another path is that folder; ``"auto"`` in memory while the splits, in order, fit
+    ``cache_limit`` bytes together (default: :func:`dsxsd._preflight.default_cache_limit`),
+    each split past it in a store; ``"none"`` keeps nothing (each pass decodes again; the
+    images are decoded here only to check them). A finished store of the same images and
+    settings is reused: its images are neither decoded nor checked again. The splits named
+    in ``check_only`` (a manifest's test split) are decoded to check them, not kept.
+    """
+    mode = str(cache)
+    budget = default_cache_limit() if cache_limit is None else int(cache_limit)
+    shape = (image_size, image_size, 3)
+    result: dict[str, Rows] = {}
+    groups: list[tuple[list[str], object]] = []
+    group_keys: list[str] = []
+    writers: dict[str, store.StoreWriter] = {}
+    with contextlib.ExitStack() as stack:
+        for key, paths in splits.items():
+            nbytes = len(paths) * int(np.prod(shape))
+            kind = mode if mode in ("memory", "disk", "none") else "disk"
+            if mode == "auto":
+                kind = "memory" if nbytes <= budget else "disk"
+            if key in check_only:
+                continue
+            if kind == "memory":
+                budget -= nbytes
+                result[key] = store.in_memory(len(paths), shape)
+                into = result[key].array
+            elif kind == "none":
+                result[key] = Rows("none")
+                into = None
+                if not check:
+                    continue
+            else:
+                where = Path(cache) if mode not in CACHE_MODES else folder
+                if where is None:
+                    raise ValueError(f"cache={mode!r} needs a folder for the image store")
+                Path(where).mkdir(parents=True, exist_ok=True)
+                data_file, meta_file = store.store_files(Path(where), key, paths, image_size, resize)
+                found = store.open_store(data_file, meta_file, len(paths), shape)
+                if found is not None:
+                    result[key] = found
+                    continue
+                into = writers[key] = stack.enter_context(store.StoreWriter(data_file, meta_file, len(paths), shape))
+            groups.append((paths, into))
+            group_keys.append(key)
+        if check:
+            kept = {p for paths, _ in groups for p in paths}
+            for key in check_only:
+                result[key] = Rows("none")
+                groups.append(([p for p in splits.get(key, []) if p not in kept], None))
+                group_keys.append(key)
+        counts = decode_checked(groups, source, rows, image_size=image_size, resize=resize, check=check)
+        for key, writer in writers.items():
+            writer.finish()
+            result[key] = writer.rows()
+    for key, count in zip(group_keys, counts):
+        result[key].decoded = count
+    return result
+
+
 def split_images(
     pairs: PairTable, *, image_size: int, resize: str = "stretch", cache: str | os.PathLike[str] | None = "auto",
     cache_key: str = "", cache_limit: int | None = None, check: bool = True,
@@ -449,10 +571,10 @@ def split_images(
 ) -> Rows:
     """The split's distinct images, uint8 [N, S, S, 3] in the order of ``pairs.paths``,
     decoded once, in the pass that checks them (:func:`decode_checked`); see
-    :func:`dsxsd.train.store.prepare` for where ``cache`` keeps them. ``"auto"`` and ``"disk"``
+    :func:`prepare` for where ``cache`` keeps them. ``"auto"`` and ``"disk"``
     keep a store in a temporary folder of this process's own, removed when it exits."""
     folder = _temporary_store_folder() if str(cache) in ("auto", "disk") else None
-    return store.prepare(
+    return prepare(
         {cache_key: pairs.paths}, image_size=image_size, resize=resize, cache="none" if cache is None else cache,
         cache_limit=cache_limit, folder=folder, source=source, rows=pairs.rows, check=check,
     )[cache_key]
@@ -473,10 +595,12 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
     The plain version is a tensor of the rows and ``tf.gather``: the images decoded every
     pass (``cache="none"``), or held in memory (shared with the numpy array they were
     decoded into, not copied). A disk store is larger than memory, so it cannot be one
-    tensor: a batch's rows are read in ascending order by
-    :meth:`dsxsd.train.store.Rows.read_sorted`, one numpy call per batch (the Python lock
-    taken once per batch and released while numpy copies), and put back in batch order by
-    ``tf.gather``. The same rows either way: the same batches.
+    tensor: a batch's rows are read by one numpy call (the Python lock taken once per
+    batch and released while numpy copies), in batch order (:meth:`Rows.read`) where the
+    page cache can hold the store, else in ascending order (:meth:`Rows.read_sorted`, the
+    fewest reads from disk) and put back in batch order by ``tf.gather``; the choice is
+    :func:`dsxsd.train.store.reads_in_batch_order`'s. The same rows either way: the same
+    batches.
     """
     if images.kind == "none":
         decoded = (
@@ -489,7 +613,13 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
         return tf.data.Dataset.from_tensors(_as_tensor(images.array)), _take_tensor
     shape = images.array.shape[1:]
 
-    def take(_rows, left, right):
+    def take_in_batch_order(_rows, left, right):
+        rows = tf.numpy_function(images.read, [left, right], [tf.uint8, tf.uint8], stateful=False)
+        for side in rows:
+            side.set_shape([None, *shape])
+        return tuple(rows)
+
+    def take_sorted(_rows, left, right):
         both = tf.concat([left, right], 0)
         order = tf.argsort(both, stable=True)
         rows = tf.numpy_function(images.read_sorted, [tf.gather(both, order)], tf.uint8, stateful=False)
@@ -498,6 +628,7 @@ def _rows(images: Rows, image_size: int, resize: str, paths: list[str]):
         where = tf.math.invert_permutation(order)
         return tf.gather(rows, where[: tf.shape(left)[0]]), tf.gather(rows, where[tf.shape(left)[0] :])
 
+    take = take_in_batch_order if store.reads_in_batch_order(images) else take_sorted
     return tf.data.Dataset.from_tensors(tf.zeros([0], tf.uint8)), take
 
 
@@ -648,6 +779,7 @@ __all__ = [
     "features_dataset",
     "pair_table",
     "pairs_dataset",
+    "prepare",
     "read_manifest",
     "require_files",
     "split_images",

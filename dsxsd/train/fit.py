@@ -234,7 +234,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def _split_images(out: Path, config, dist, chief: bool, table, train_pairs, val_pairs, rows, created: bool):
     """The train and val splits' images, checked and decoded into their cache in one pass
-    (:func:`dsxsd.train.store.prepare`); the test split's are decoded only to check them.
+    (:func:`dsxsd.train.data.prepare`); the test split's are decoded only to check them.
 
     A run folder that already holds this run (config.json, written after this pass once
     succeeded) had its images checked then: its test images are not decoded again, and
@@ -245,7 +245,7 @@ def _split_images(out: Path, config, dist, chief: bool, table, train_pairs, val_
         test = table[table["split"] == "test"]
         splits["test"] = list(dict.fromkeys([*test["left"], *test["right"]]))
     try:
-        return store.prepare(
+        return data.prepare(
             splits,
             image_size=config["image_size"], resize=config["resize"], cache=_cache(config, dist, chief),
             cache_limit=config["cache_limit"], folder=_store_folder(out, dist, chief),

@@ -16,8 +16,11 @@ never read. A finished store whose file is shorter or longer than its ``.json`` 
 whose bytes changed, is refused (:class:`ImageStoreError`), not silently trained on.
 
 Memory and disk hold the same bytes and a batch takes the same rows from either (from
-memory by ``tf.gather``, from disk by :meth:`Rows.read_sorted`, then ``tf.gather``): the
-same pairs, seed and settings give bit-identical batches.
+memory by ``tf.gather``; from disk by :meth:`Rows.read` where the page cache can hold the
+store, else by :meth:`Rows.read_sorted` and ``tf.gather``): the same pairs, seed and
+settings give bit-identical batches. Which split goes where, and the
+decode pass that fills a store, are :func:`dsxsd.train.data.prepare`'s: this module reads
+and writes stores and imports nothing from the pipeline.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import hashlib
 import json
 import mmap
 import os
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +38,6 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import _preflight
 from .._io import atomic_path, write_text
 from . import run
 from ..errors import ImageStoreError, OutputWriteError
@@ -45,6 +48,8 @@ STORE_VERSION = 1
 CACHE_FOLDER = run.CACHE_FOLDER
 # Rows gathered from a mapped store before its pages are unmapped again: see Rows._release.
 RELEASE_EVERY = 64 * 2**20
+# Bytes a store's writer writes before it has the system flush them to the disk.
+SYNC_EVERY = 64 * 2**20
 
 
 @dataclass
@@ -62,6 +67,24 @@ class Rows:
     _gathered: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def read(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's left and right rows, in batch order: one ``np.take`` each (which
+        releases the Python lock while it copies) into a new buffer aligned as TensorFlow's
+        tensors are, so the tensor made of it shares it: one copy, one Python call a batch.
+        Reads in batch order jump about the file: what a store the page cache holds costs
+        nothing (see :func:`reads_in_batch_order`)."""
+        out = tuple(self._take(indices) for indices in (left, right))
+        if self._map is not None:
+            self._release(out[0].nbytes + out[1].nbytes)
+        return out
+
+    def _take(self, indices: np.ndarray) -> np.ndarray:
+        out = _aligned((len(indices), *self.array.shape[1:]))
+        # mode="clip": with the default ("raise") numpy writes into a temporary and copies
+        # it to ``out``, a second copy; the indices are the pair table's, always in range.
+        np.take(self.array, indices, axis=0, out=out, mode="clip")
+        return out
+
     def read_sorted(self, indices: np.ndarray) -> np.ndarray:
         """The rows ``indices`` name, which come in ascending order, so a batch's reads from
         a disk store go front to back through the file: one ``np.take`` (which releases the
@@ -69,10 +92,7 @@ class Rows:
         aligned as TensorFlow's tensors are, so the tensor made of it shares it: one copy.
         The caller puts the rows back in batch order (``tf.gather`` in
         :func:`dsxsd.train.data._rows`)."""
-        out = _aligned((len(indices), *self.array.shape[1:]))
-        # mode="clip": with the default ("raise") numpy writes into a temporary and copies
-        # it to ``out``, a second copy; the indices are the pair table's, always in range.
-        np.take(self.array, indices, axis=0, out=out, mode="clip")
+        out = self._take(indices)
         if self._map is not None:
             self._release(out.nbytes)
         return out
@@ -96,6 +116,42 @@ class Rows:
             yield np.array(self.array[start : start + size])
 
 
+def reads_in_batch_order(rows: Rows) -> bool:
+    """Whether a batch reads its rows from the store ``rows`` in batch order
+    (:meth:`Rows.read`) rather than in ascending order (:meth:`Rows.read_sorted`).
+
+    Where the page cache can hold the whole store (it is no larger than the memory
+    available now, which counts the page cache as reclaimable), a row is a copy from memory
+    wherever it lies, and batch order spares the second copy that puts sorted rows back in
+    order. Where it cannot, rows come from the disk, and ascending reads are fewer and
+    sequential (neighbours merged by read-ahead, each page read once a batch): that is
+    worth the second copy."""
+    return rows.array is not None and rows.array.nbytes <= available_memory()
+
+
+def available_memory() -> int:
+    """Bytes of memory available without swapping (``MemAvailable``: free memory and the
+    page cache that can be dropped), within this container's limit where there is one."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:  # no /proc: the machine's memory, as if all of it were free
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            available = min(available, int(limit) - int(used))
+    except OSError:
+        pass
+    return available
+
+
 def in_memory(count: int, shape: tuple[int, ...]) -> Rows:
     """Room for ``count`` rows in memory, aligned as TensorFlow's tensors are, so the
     pipeline takes them as a tensor without a copy (DLPack): the decoded images are held
@@ -112,88 +168,6 @@ def _aligned(shape: tuple[int, ...]) -> np.ndarray:
     buffer = np.empty(nbytes + ALIGN, np.uint8)
     start = -buffer.ctypes.data % ALIGN
     return buffer[start : start + nbytes].reshape(shape)
-
-
-# --------------------------------------------------------------------- memory or disk
-
-
-def prepare(
-    splits: dict[str, list[str]],
-    *,
-    image_size: int,
-    resize: str,
-    cache: str | os.PathLike[str] = "auto",
-    cache_limit: int | None = None,
-    folder: str | os.PathLike[str] | None = None,
-    source: str | os.PathLike[str] | None = None,
-    rows: dict[str, int] | None = None,
-    check: bool = True,
-    check_only: tuple[str, ...] = (),
-) -> dict[str, Rows]:
-    """Each split's decoded images (``splits``: key -> distinct paths), in one decode pass
-    that also checks them (:func:`dsxsd.train.data.decode_checked`); each :class:`Rows`
-    counts the images it decoded.
-
-    ``cache``: ``"memory"`` holds them in memory; ``"disk"`` in a store in ``folder``;
-    another path is that folder; ``"auto"`` in memory while the splits, in order, fit
-    ``cache_limit`` bytes together (default: :func:`dsxsd._preflight.default_cache_limit`),
-    each split past it in a store; ``"none"`` keeps nothing (each pass decodes again; the
-    images are decoded here only to check them). A finished store of the same images and
-    settings is reused: its images are neither decoded nor checked again. The splits named
-    in ``check_only`` (a manifest's test split) are decoded to check them, not kept.
-    """
-    from . import data
-
-    mode = str(cache)
-    budget = _preflight.default_cache_limit() if cache_limit is None else int(cache_limit)
-    shape = (image_size, image_size, 3)
-    result: dict[str, Rows] = {}
-    groups: list[tuple[list[str], object]] = []
-    group_keys: list[str] = []
-    writers: dict[str, StoreWriter] = {}
-    with contextlib.ExitStack() as stack:
-        for key, paths in splits.items():
-            nbytes = len(paths) * int(np.prod(shape))
-            kind = mode if mode in ("memory", "disk", "none") else "disk"
-            if mode == "auto":
-                kind = "memory" if nbytes <= budget else "disk"
-            if key in check_only:
-                continue
-            if kind == "memory":
-                budget -= nbytes
-                result[key] = in_memory(len(paths), shape)
-                into = result[key].array
-            elif kind == "none":
-                result[key] = Rows("none")
-                into = None
-                if not check:
-                    continue
-            else:
-                where = Path(cache) if mode not in _preflight.CACHE_MODES else folder
-                if where is None:
-                    raise ValueError(f"cache={mode!r} needs a folder for the image store")
-                Path(where).mkdir(parents=True, exist_ok=True)
-                data_file, meta_file = store_files(Path(where), key, paths, image_size, resize)
-                found = open_store(data_file, meta_file, len(paths), shape)
-                if found is not None:
-                    result[key] = found
-                    continue
-                into = writers[key] = stack.enter_context(StoreWriter(data_file, meta_file, len(paths), shape))
-            groups.append((paths, into))
-            group_keys.append(key)
-        if check:
-            kept = {p for paths, _ in groups for p in paths}
-            for key in check_only:
-                result[key] = Rows("none")
-                groups.append(([p for p in splits.get(key, []) if p not in kept], None))
-                group_keys.append(key)
-        counts = data.decode_checked(groups, source, rows, image_size=image_size, resize=resize, check=check)
-        for key, writer in writers.items():
-            writer.finish()
-            result[key] = writer.rows()
-    for key, count in zip(group_keys, counts):
-        result[key].decoded = count
-    return result
 
 
 # ------------------------------------------------------------------------ the store's name
@@ -302,15 +276,26 @@ def _naming(store: Path) -> Iterator[None]:
         raise OutputWriteError(f"cannot write the image store: {exc.strerror or exc}", file=store) from None
 
 
+def _datasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 class StoreWriter:
     """Writes a split's rows in order into a temporary file; :meth:`finish` renames it
     into place and then writes the ``.json``. Used as a context manager around the decode
-    pass: an error (or a kill) before :meth:`finish` leaves no store behind."""
+    pass: an error (or a kill) before :meth:`finish` leaves no store behind.
+
+    The rows are written and hashed by a thread of the writer's own, which also flushes
+    them to the disk every :data:`SYNC_EVERY` bytes: the decode pass goes on decoding
+    meanwhile, and the one ``fsync`` at the end, before the store is named finished, has
+    little left to wait for.
+    """
 
     def __init__(self, data: Path, meta: Path, count: int, shape: tuple[int, ...]):
         self.data, self.meta, self.count, self.shape = data, meta, count, tuple(shape)
         self.written = 0
         self._hash = hashlib.sha256()
+        self._error: OSError | None = None
 
     def __enter__(self) -> StoreWriter:
         meta_gone = not self.meta.exists()
@@ -319,18 +304,48 @@ class StoreWriter:
             self.data.unlink(missing_ok=True)
         self._atomic = atomic_path(self.data, overwrite=True)
         self._file = open(self._atomic.__enter__(), "wb")
+        # Two batches queued at most: the decode pass waits rather than holding the
+        # images of a slow disk in memory.
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._write_queued, name="dsxsd-store-writer", daemon=True)
+        self._thread.start()
         return self
 
     def write(self, first: int, rows: np.ndarray) -> None:
         """Rows ``first, first + 1, ...``: they come in order, from the first."""
         assert first == self.written, (first, self.written)
-        rows = np.ascontiguousarray(rows, np.uint8)
-        with _naming(self.data):
-            self._file.write(rows.data)
-        self._hash.update(rows.data)
+        self._raise_failure()
+        self._queue.put(np.ascontiguousarray(rows, np.uint8))
         self.written += len(rows)
 
+    def _write_queued(self) -> None:
+        unsynced = 0
+        while (rows := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # failed: the rest is dropped, the error raised in the decode pass
+            try:
+                self._file.write(rows.data)
+                self._hash.update(rows.data)
+                unsynced += rows.nbytes
+                if unsynced >= SYNC_EVERY:
+                    _datasync(self._file.fileno())
+                    unsynced = 0
+            except OSError as exc:
+                self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            with _naming(self.data):
+                raise self._error
+
     def finish(self) -> None:
+        self._stop()
+        self._raise_failure()
         if self.written != self.count:
             raise RuntimeError(f"{self.written} of {self.count} images written to {self.data}")
         with _naming(self.data):
@@ -348,6 +363,7 @@ class StoreWriter:
 
     def __exit__(self, kind, error, trace) -> None:
         if self._atomic is not None:  # not finished: the temporary goes
+            self._stop()
             self._file.close()
             self._atomic.__exit__(kind or RuntimeError, error or RuntimeError("not finished"), trace)
 
@@ -356,6 +372,6 @@ class StoreWriter:
 
 
 __all__ = [
-    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "digest", "in_memory", "open_store",
-    "prepare", "store_files",
+    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "available_memory", "digest", "in_memory",
+    "open_store", "reads_in_batch_order", "store_files",
 ]
