@@ -74,7 +74,7 @@ NARROW_SCALE = "narrow.scale.npy"
 FILES_V1 = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 FILES = (*FILES_V1, NARROW, NARROW_DIMS_FILE, NARROW_SCALE)
 
-# Features above this length are reduced before FAISS sees them (to the PCA_DIMS - 1 of
+# Features above this length are reduced before FAISS sees them (to the PCA_DIMS - 2 of
 # largest |head weight| x spread from index version 2 on, a PCA before): the index's
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
@@ -85,8 +85,12 @@ PCA_DIMS = 256
 # holds a byte a dimension where the scan holds four.
 IVF_MIN_ENTRIES = 100_000
 # The share of an inverted file's lists searched per query (nprobe): measured in
-# benchmarks/README.md (search) against the recall of the head's top 10.
+# benchmarks/README.md (search) against the recall of the head's top 10. Past PCA_DIMS
+# features twice that: at 4,608 features a sixteenth of the lists lost some of the top
+# 10 that the flat scan's shortlist held, an eighth none, and the scan is a small part
+# of a query there (write_index: vectors FAISS scans quickly).
 NPROBE_SHARE = 1 / 16
+NPROBE_SHARE_WIDE = 1 / 8
 # A features file up to this size stays memory-mapped while an index is open; a larger
 # one is mapped for each gather of rows and let go of after (_Rows.take): a search over
 # many queries touches most of the file, whose pages a lasting map would hold as the
@@ -99,8 +103,9 @@ TRAIN_ROWS = 65_536
 ADD_CHUNK = 32_768
 # The compact copy the candidates are picked on keeps this many features (all of them
 # where there are no more): those of largest |head weight| x spread, 8 bits each. Chosen
-# by measurement at 4,608 features (benchmarks/README.md, search).
-NARROW_DIMS = 512
+# by measurement at 4,608 features (benchmarks/README.md, search): fewer lost some of the
+# head's top 10 that the shortlist held, more kept no more of it.
+NARROW_DIMS = 768
 
 
 def need_faiss() -> Any:
@@ -186,7 +191,8 @@ def index_spec(count: int, dim: int) -> tuple[str, int]:
     # wider than the gaps between near-duplicates: 8-bit codes lost most of the head's top
     # 10 there, 16-bit codes kept as many as the flat scan (benchmarks/README.md, search).
     code = "SQ8" if dim < PCA_DIMS else "SQfp16"
-    return f"IVF{lists},{code}", max(1, round(lists * NPROBE_SHARE))
+    share = NPROBE_SHARE if dim < PCA_DIMS else NPROBE_SHARE_WIDE
+    return f"IVF{lists},{code}", max(1, round(lists * share))
 
 
 def lift(vectors: np.ndarray, norm: float) -> np.ndarray:
@@ -413,7 +419,11 @@ def write_index(
         rows = _Rows(tmp / FEATURES)
         sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
         weights = head_weights(scorer, sample)
-        shortlisted = narrow_spec(sample, weights, PCA_DIMS - 1)[0] if dim >= PCA_DIMS else None
+        # PCA_DIMS - 2 features: with the squared term and the lift (entry_vectors, lift)
+        # FAISS's vectors are PCA_DIMS long, a multiple of 8. FAISS's vectorised
+        # scalar-quantiser kernels take only such lengths; at 257 (255 features) it scanned
+        # by its plain loop, several times slower (benchmarks/README.md, search).
+        shortlisted = narrow_spec(sample, weights, PCA_DIMS - 2)[0] if dim >= PCA_DIMS else None
         index, projection, norm = build_faiss(rows, weights, spec, nprobe, kept=shortlisted)
         kept, scale = narrow_spec(sample, weights, NARROW_DIMS)
         with open(tmp / NARROW, "wb") as stream:
@@ -552,9 +562,15 @@ class AnnIndex:
         for query, these, at in zip(features, ids, parts):
             if len(these) > wanted:
                 mine = gathered[at]
-                if scale is not None:
-                    mine = mine.astype(np.float32) * scale[1] + scale[0]
-                linear = np.abs(mine - query[dims]) @ weights
+                if scale is None:
+                    linear = np.abs(mine - query[dims]) @ weights
+                else:
+                    # |offset + step * code - a| = step * |code - (a - offset) / step|: the
+                    # codes made float32 once and nothing else made of the whole block,
+                    # which a shortlist of thousands of rows pays for several times over
+                    mine = mine.astype(np.float32)
+                    mine -= (query[dims] - scale[0]) / scale[1]
+                    linear = np.abs(mine, out=mine) @ (weights * scale[1])
                 keep = np.sort(np.argsort(-linear, kind="stable")[:wanted])
                 chosen.append((these[keep], None if scale is not None else mine[keep]))
             else:

@@ -166,7 +166,7 @@ def test_a_compact_copy_of_half_the_features_keeps_the_top_10_of_redundant_ones(
     """A tower's features are many mixes of fewer underlying ones: keeping the half that
     moves the head most keeps its top 10 (on independent features it would not)."""
     monkeypatch.setattr(ann, "NARROW_DIMS", 24)
-    monkeypatch.setattr(ann, "PCA_DIMS", 17)  # FAISS on the 16 features that count most, as past 256
+    monkeypatch.setattr(ann, "PCA_DIMS", 17)  # FAISS on the 15 features that count most, as past 256
     narrow, labels = clustered(4000, 16, 40)
     rng = np.random.default_rng(5)
     mix = np.maximum(rng.normal(0.0, 1.0, (16, 48)), 0.0) / 4
@@ -177,15 +177,40 @@ def test_a_compact_copy_of_half_the_features_keeps_the_top_10_of_redundant_ones(
     index = ann.write_index(tmp_path / "index", [features], 4000, 48, paths, labels, TableScorer(features, model))
     assert len(index.narrow_dims) == 24
     # FAISS's vectors select features (and the squared term), those of the compact copy first
-    assert index.projection.shape == (49, 17) and set(np.unique(index.projection)) == {0.0, 1.0}
+    assert index.projection.shape == (49, 16) and set(np.unique(index.projection)) == {0.0, 1.0}
     selected = np.nonzero(index.projection[:48].any(axis=1))[0]
-    assert len(selected) == 16 and set(selected) <= set(index.narrow_dims) and index.projection[48, 16] == 1
+    assert len(selected) == 15 and set(selected) <= set(index.narrow_dims) and index.projection[48, 15] == 1
     queries = queries_near(features, 40)
     files = query_files(tmp_path / "q", 40)
     scorer = TableScorer(queries, model)
     found = inference.search(index, files, k=10, model=scorer, candidates=24)
     exact = inference.search(index, files, k=10, model=scorer, exact=True)
     assert recall(found, exact) >= 0.95
+
+
+def test_an_inverted_file_over_selected_features_scans_vectors_a_multiple_of_8_long(tmp_path, monkeypatch):
+    """Past PCA_DIMS features, an inverted file: FAISS's lifted vectors are PCA_DIMS long
+    (PCA_DIMS - 2 features, the squared term, the lift), a length its vectorised kernels
+    take; candidates covering the index give the exact search, and the default keeps the
+    head's top 10."""
+    monkeypatch.setattr(ann, "PCA_DIMS", 24)
+    monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    monkeypatch.setattr(ann, "NARROW_DIMS", 24)
+    monkeypatch.setattr(inference, "_EXACT_CHUNK", 256)
+    index, features, _, model = build(tmp_path, count=2000, dim=48, classes=20)
+    assert index.manifest["faiss_index"] == "IVF32,SQfp16" and index.manifest["nprobe"] == 4  # an eighth
+    assert index.projection.shape == (49, 23) and index.faiss_index().d == 24
+    assert len(np.nonzero(index.projection[:48].any(axis=1))[0]) == 22
+    queries = queries_near(features, 12)
+    files = query_files(tmp_path / "q", 12)
+    scorer = TableScorer(queries, model)
+    exact = inference.search(index, files, k=10, model=scorer, exact=True)
+    assert recall(inference.search(index, files, k=10, model=scorer, candidates=64), exact) >= 0.95
+    # every list probed and every entry a candidate: the exact search's hits and scores
+    full = ann.load(index.file)
+    full.manifest["nprobe"] = 32
+    everything = inference.search(full, files[:3], k=2000, model=scorer, candidates=2000)
+    assert everything == inference.search(index, files[:3], k=2000, model=scorer, exact=True)
 
 
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
@@ -382,6 +407,6 @@ def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(600, 24) == ("Flat", 0)
     assert ann.index_spec(99_999, 4608) == ("Flat", 0)
     assert ann.index_spec(100_000, 64) == ("IVF256,SQ8", 16)
-    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQfp16", 64)  # 16-bit codes past 256 features
-    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQfp16", 128)
+    assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQfp16", 128)  # 16-bit codes, an eighth of the lists past 256 features
+    assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQfp16", 256)
     assert ann.index_spec(1_000_000, 255) == ("IVF1024,SQ8", 64)
