@@ -18,6 +18,7 @@ import functools
 import os
 import shutil
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -209,46 +210,59 @@ OK, BOMB = 0, 1
 def _header_pixels(contents: tf.Tensor) -> tf.Tensor:
     """The pixels (width x height, int64) the header of an image file says it holds, for
     the formats TensorFlow decodes: JPEG (``extract_jpeg_shape``), PNG, GIF, BMP and WebP
-    (read from their first 30 bytes, as Pillow reads them); 0 for any other bytes, which
+    (read from their first 30 bytes, where Pillow reads them); 0 for any other bytes, which
     the decoder refuses. A JPEG whose header does not parse fails here, as it would
-    decoding. All of it graph ops, no Python: the check costs next to nothing beside the
-    decoding (Pillow opening each header cost a sixth of a JPEG's decode, in Python).
+    decoding. A few vector ops on the first 32 bytes (:func:`_header_table`), no Python and
+    no op per byte or per format: beside the decoding the check costs little.
     """
-    head = tf.strings.substr(contents, 0, 32)
-    head = tf.io.decode_raw(tf.strings.substr(tf.strings.join([head, tf.constant(bytes(32))]), 0, 32), tf.uint8)
-    b = tf.cast(head, tf.int64)
-
-    def le(at: int, n: int) -> tf.Tensor:
-        return sum(b[at + k] * 256**k for k in range(n))
-
-    def be(at: int, n: int) -> tf.Tensor:
-        return sum(b[at + k] * 256 ** (n - 1 - k) for k in range(n))
-
-    def starts(at: int, magic: bytes) -> tf.Tensor:
-        return tf.reduce_all(tf.equal(b[at : at + len(magic)], tf.constant(list(magic), tf.int64)))
-
-    is_jpeg = starts(0, b"\xff\xd8\xff")
+    table = _header_table()
+    b = tf.cast(tf.io.decode_raw(contents, tf.uint8, fixed_length=32), tf.float64)  # zero-padded
+    # Each format's width and height ([formats, 2]; exact in float64, all below 2**53).
+    wh = tf.reduce_sum(tf.gather(b, table.at) * table.weight, axis=-1)
+    wh = tf.math.floormod(tf.floor(wh / table.div), table.mod)
+    wh = tf.minimum(wh, 2**32 - wh) + table.add  # BMP's signed sizes (a negative height: top-down)
+    pixels = tf.cast(tf.reduce_prod(wh, axis=1), tf.int64)
+    magic = tf.reduce_all(tf.equal(b * table.masked, table.magic), axis=1)
     # A file that is not a JPEG gives the size of a tiny one (no tf.cond: see _decode_into).
-    jpeg = tf.cast(tf.image.extract_jpeg_shape(tf.where(is_jpeg, contents, _tiny_jpeg())), tf.int64)
-    png = be(16, 4) * be(20, 4)
-    gif = le(6, 2) * le(8, 2)
-    bmp_core = le(14, 4) == 12  # the old OS/2 header: 16-bit sizes; else signed 32-bit, height < 0 top-down
-    bmp = tf.where(bmp_core, le(18, 2) * le(20, 2), _signed(le(18, 4)) * tf.abs(_signed(le(22, 4))))
-    vp8 = (le(26, 2) % 2**14) * (le(28, 2) % 2**14)
-    vp8l_bits = le(21, 4)
-    vp8l = (vp8l_bits % 2**14 + 1) * (vp8l_bits // 2**14 % 2**14 + 1)
-    vp8x = (le(24, 3) + 1) * (le(27, 3) + 1)
-    webp = tf.where(starts(12, b"VP8 "), vp8, tf.where(starts(12, b"VP8L"), vp8l, tf.where(starts(12, b"VP8X"), vp8x, 0)))
-    is_webp = starts(0, b"RIFF") & starts(8, b"WEBP")
-    pixels = tf.constant(0, tf.int64)
-    for known, size in ((is_webp, webp), (starts(0, b"BM"), bmp), (starts(0, b"GIF8"), gif),
-                        (starts(0, b"\x89PNG\r\n\x1a\n"), png), (is_jpeg, jpeg[0] * jpeg[1])):
-        pixels = tf.where(known, size, pixels)
-    return pixels
+    jpeg = tf.image.extract_jpeg_shape(tf.where(magic[0], contents, _tiny_jpeg()))  # height, width, channels
+    pixels = tf.concat([tf.reduce_prod(tf.cast(jpeg[:2], tf.int64), keepdims=True), pixels[1:]], 0)
+    # The first format whose magic bytes match (an OS/2 BMP header matches both BMP rows).
+    first = tf.argmax(tf.cast(magic, tf.int8), output_type=tf.int32)
+    return tf.where(magic[first], pixels[first], tf.constant(0, tf.int64))
 
 
-def _signed(value: tf.Tensor) -> tf.Tensor:
-    return tf.where(value >= 2**31, value - 2**32, value)
+@functools.cache
+def _header_table() -> types.SimpleNamespace:
+    """Where each format's header holds its width and height: :func:`_header_pixels`'
+    constants (numpy: a graph makes its own). A size is ``sum(byte[at + k] * 256**k)`` over
+    its bytes, little- or big-endian, then ``floor(size / div) % mod + add`` (WebP packs
+    14-bit sizes less one)."""
+    # name: ({offset: magic bytes}, then (offset, length, endian, div, mod, add) of the width and the height)
+    formats = {
+        "jpeg": ({0: b"\xff\xd8\xff"}, None, None),  # extract_jpeg_shape's
+        "png": ({0: b"\x89PNG\r\n\x1a\n", 12: b"IHDR"}, (16, 4, "big", 1, 2**32, 0), (20, 4, "big", 1, 2**32, 0)),
+        "gif": ({0: b"GIF8"}, (6, 2, "little", 1, 2**32, 0), (8, 2, "little", 1, 2**32, 0)),
+        "bmp-core": ({0: b"BM", 14: b"\x0c\0\0\0"}, (18, 2, "little", 1, 2**32, 0), (20, 2, "little", 1, 2**32, 0)),
+        "bmp": ({0: b"BM"}, (18, 4, "little", 1, 2**32, 0), (22, 4, "little", 1, 2**32, 0)),
+        "webp-vp8": ({0: b"RIFF", 8: b"WEBPVP8 "}, (26, 2, "little", 1, 2**14, 0), (28, 2, "little", 1, 2**14, 0)),
+        "webp-vp8l": ({0: b"RIFF", 8: b"WEBPVP8L"}, (21, 4, "little", 1, 2**14, 1), (21, 4, "little", 2**14, 2**14, 1)),
+        "webp-vp8x": ({0: b"RIFF", 8: b"WEBPVP8X"}, (24, 3, "little", 1, 2**32, 1), (27, 3, "little", 1, 2**32, 1)),
+    }
+    at = np.zeros((len(formats), 2, 4), np.int32)
+    weight = np.zeros((len(formats), 2, 4))
+    div, mod, add = np.ones((len(formats), 2)), np.full((len(formats), 2), 2.0**32), np.zeros((len(formats), 2))
+    magic = np.zeros((len(formats), 32))
+    masked = np.zeros((len(formats), 32))
+    for f, (magics, *sizes) in enumerate(formats.values()):
+        for offset, value in magics.items():
+            magic[f, offset : offset + len(value)] = list(value)
+            masked[f, offset : offset + len(value)] = 1
+        for s, size in enumerate(sizes):
+            if size is not None:
+                offset, n, endian, div[f, s], mod[f, s], add[f, s] = size
+                at[f, s, :n] = np.arange(offset, offset + n)
+                weight[f, s, :n] = 256.0 ** (np.arange(n) if endian == "little" else np.arange(n)[::-1])
+    return types.SimpleNamespace(at=at, weight=weight, div=div, mod=mod, add=add, magic=magic, masked=masked)
 
 
 @functools.cache
