@@ -151,27 +151,36 @@ def test_an_undecodable_image_is_listed_and_leaves_no_store(manifest, tmp_path):
     assert list((tmp_path / "c").iterdir()) == []  # nothing half-written stays
 
 
+BOMB_FORMATS = {  # every format TensorFlow decodes, each header read without Pillow
+    "jpeg": dict(format="JPEG"), "png": dict(format="PNG"), "gif": dict(format="GIF"), "bmp": dict(format="BMP"),
+    "webp-lossy": dict(format="WEBP"), "webp-lossless": dict(format="WEBP", lossless=True),
+    "webp-extended": dict(format="WEBP", exif=True),  # with Exif: a VP8X header, the canvas size
+}
+
+
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns, then we refuse
-def test_decompression_bombs_are_listed_and_never_stored(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", sorted(BOMB_FORMATS))
+def test_decompression_bombs_are_listed_and_never_stored(tmp_path, monkeypatch, kind):
     from PIL import Image
 
-    big = {}
-    for fmt in ("JPEG", "PNG"):  # a JPEG's header is read by TensorFlow, any other by Pillow
-        big[fmt] = tmp_path / f"big.{fmt.lower()}"
-        Image.new("RGB", (40, 40), (200, 10, 10)).save(big[fmt], fmt)
-    small = [tmp_path / f"small.{fmt.lower()}" for fmt in ("JPEG", "PNG")]
-    for path in small:
-        Image.new("RGB", (20, 20), (10, 200, 10)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: bombs; 400: fine
+    paths = []
+    for name, size in (("small", (20, 15)), ("big", (37, 29)), ("other", (20, 15))):  # 300 and 1073 pixels
+        paths.append(str(tmp_path / f"{name}.{kind}"))
+        settings = dict(BOMB_FORMATS[kind])
+        if settings.get("exif"):
+            settings["exif"] = Image.Exif()
+            settings["exif"][0x010E] = "a description"
+        Image.new("RGB", size, (200, 10, 10)).save(paths[-1], **settings)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1072)  # big by one pixel
     with pytest.raises(HostileInputError) as info:
-        data.prepare({"train": [str(small[0]), str(big["PNG"]), str(small[1]), str(big["JPEG"])]},
-                     image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=tmp_path / "c", source="pairs.csv")
-    assert str(info.value) == (f"pairs.csv: 2 images over 1000 pixels (decompression bomb?): {big['PNG']}, "
-                               f"{big['JPEG']}")
+        data.prepare({"train": paths}, image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=tmp_path / "c",
+                     source="pairs.csv")
+    assert str(info.value) == f"pairs.csv: 1 image over 1072 pixels (decompression bomb?): {paths[1]}"
     assert list((tmp_path / "c").iterdir()) == []
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's limit off: nothing is a bomb
-    assert data.prepare({"train": [str(big["PNG"]), str(big["JPEG"])]}, image_size=IMAGE_SIZE, resize="stretch",
-                        cache="memory")["train"].decoded == 2
+    for limit in (1073, None):  # at the limit, and Pillow's limit off: nothing is a bomb
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        images = data.prepare({"train": paths}, image_size=IMAGE_SIZE, resize="stretch", cache="memory")["train"]
+        assert images.decoded == 3 and images.array[1].max() > 100
 
 
 FULL_DISK = textwrap.dedent(

@@ -18,6 +18,7 @@ import functools
 import os
 import shutil
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -93,9 +94,9 @@ def load_images(
 def check_images(paths: Sequence[str], source: str | os.PathLike[str] | None = None, rows: dict[str, int] | None = None) -> None:
     """Refuse, before any training step, images that are missing, hostile or undecodable.
 
-    Every distinct file is checked: it exists, its header opens with Pillow and is not a
-    decompression bomb (Pillow's pixel limit), and TensorFlow decodes it (the decoder
-    training uses). One error lists how many are bad and the first few, naming ``source``
+    Every distinct file is checked: it exists, the size its header gives is not a
+    decompression bomb (over Pillow's pixel limit, ``PIL.Image.MAX_IMAGE_PIXELS``), and
+    TensorFlow decodes it (the decoder training uses). One error lists how many are bad and the first few, naming ``source``
     (the manifest) and each path's row, so a user fixes them all in one go.
     """
     decode_checked([(list(paths), None)], source, rows)
@@ -124,7 +125,7 @@ def decode_checked(
     (:func:`decode_and_resize`) and written in order into ``into`` (an array [N, S, S, 3] or
     a :class:`store.StoreWriter`), or, where ``into`` is ``None``, decoded only to see that
     it decodes. With ``check`` the files are checked as :func:`check_images` says (missing
-    files first, then each header just before its image is decoded); either way the images
+    files first, then each header as its image is decoded); either way the images
     that fail to decode are listed in one error. Returns how many images each group decoded.
     """
     distinct = list(dict.fromkeys(p for paths, _ in groups for p in paths))
@@ -136,6 +137,11 @@ def decode_checked(
     for paths, into in groups:
         broken += _decode_into(list(paths), into, image_size, resize, bombs if check else None)
         counts.append(len(paths))
+    # Past the limit by its header's bytes: Pillow opens each such file to say whether it is
+    # an image that large (a bomb) or bytes that only look like a header (not an image).
+    suspects, bombs = bombs, []
+    for path in dict.fromkeys(suspects):
+        (bombs if _header_problem(path) == "bomb" else broken).append(path)
     order = {p: i for i, p in enumerate(distinct)}
     if bombs:
         from PIL import Image
@@ -151,27 +157,26 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
     """Decode ``paths`` in parallel and in order, writing each batch of images into
     ``into`` (none: decode only); return the paths that failed to decode.
 
-    With ``bombs`` (a list the decompression bombs are added to), each file's header is
-    checked first (:func:`_header_problems`), and only the files that pass go on to be
-    decoded: a bomb is never decoded, and the header checks run in the same parallel step
-    as the decoding, not one at a time before it.
+    With ``bombs`` (a list the files over Pillow's pixel limit are added to: bombs, or
+    files whose first bytes only look like a header), each file's size is first read from
+    its header (:func:`_header_pixels`), in the same step as its decoding, and a file over
+    the limit is never decoded: a tiny image is decoded in its place.
     """
     if not paths:
         return []
-    pixel_limit = _pixel_limit()
+    limit = _pixel_limit() if bombs is not None else None
 
     def decode(i, path):
         contents = read_file(path)  # read once: the header check and the decoder share it
+        problem = tf.constant(OK, tf.int8)
+        if limit is not None:
+            problem = tf.where(_header_pixels(contents) > limit, tf.constant(BOMB, tf.int8), problem)
+            # No tf.cond: a condition in the map costs a tenth of a decode. The bomb's
+            # bytes are swapped for a tiny image's, decoded and never written.
+            contents = tf.where(problem == OK, contents, _tiny_jpeg())
         if into is None:  # the check alone: no resize, no pixels kept
-            pixels = lambda: tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False))  # noqa: E731
-            none = tf.zeros([3], tf.int32)
-        else:
-            pixels = lambda: _decode_bytes_and_resize(contents, image_size, resize)  # noqa: E731
-            none = tf.zeros([image_size, image_size, 3], tf.uint8)
-        if bombs is None:
-            return i, tf.constant(OK, tf.int8), pixels()
-        problem = _header_problems(contents, path, pixel_limit)
-        return i, problem, tf.cond(problem == OK, pixels, lambda: none)
+            return i, problem, tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False))
+        return i, problem, _decode_bytes_and_resize(contents, image_size, resize)
 
     ds = (
         tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
@@ -197,34 +202,80 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
     return [p for p, ok in zip(paths, decoded) if not ok and p not in never]
 
 
-# What the header check says of a file: decode it, a decompression bomb (listed as such,
-# never decoded), or a header Pillow cannot open (listed with those that do not decode).
-OK, BOMB, BROKEN = 0, 1, 2
+# What the header check says of a file: decode it, or a decompression bomb (listed as
+# such, never decoded).
+OK, BOMB = 0, 1
 
 
-def _header_problems(contents: tf.Tensor, path: tf.Tensor, pixel_limit: int) -> tf.Tensor:
-    """:data:`OK`, :data:`BOMB` or :data:`BROKEN` for one file, before it is decoded.
-
-    A JPEG's size is read from its header by TensorFlow (``extract_jpeg_shape``, the
-    header only, no Python); any other format's header is opened by Pillow
-    (:func:`_header_problem`), one Python call an image. Either way an image over Pillow's
-    pixel limit is a bomb, as :mod:`dsxsd._images` says where it opens images itself.
+def _header_pixels(contents: tf.Tensor) -> tf.Tensor:
+    """The pixels (width x height, int64) the header of an image file says it holds, for
+    the formats TensorFlow decodes: JPEG (``extract_jpeg_shape``), PNG, GIF, BMP and WebP
+    (read from their first 30 bytes, where Pillow reads them); 0 for any other bytes, which
+    the decoder refuses. A JPEG whose header does not parse fails here, as it would
+    decoding. A few vector ops on the first 32 bytes (:func:`_header_table`), no Python and
+    no op per byte or per format: beside the decoding the check costs little.
     """
-    def jpeg():
-        shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
-        return tf.where(shape[0] * shape[1] > pixel_limit, tf.constant(BOMB, tf.int8), tf.constant(OK, tf.int8))
+    table = _header_table()
+    b = tf.cast(tf.io.decode_raw(contents, tf.uint8, fixed_length=32), tf.float64)  # zero-padded
+    # Each format's width and height ([formats, 2]; exact in float64, all below 2**53).
+    wh = tf.reduce_sum(tf.gather(b, table.at) * table.weight, axis=-1)
+    wh = tf.math.floormod(tf.floor(wh / table.div), table.mod)
+    wh = tf.minimum(wh, 2**32 - wh) + table.add  # BMP's signed sizes (a negative height: top-down)
+    pixels = tf.cast(tf.reduce_prod(wh, axis=1), tf.int64)
+    magic = tf.reduce_all(tf.equal(b * table.masked, table.magic), axis=1)
+    # A file that is not a JPEG gives the size of a tiny one (no tf.cond: see _decode_into).
+    jpeg = tf.image.extract_jpeg_shape(tf.where(magic[0], contents, _tiny_jpeg()))  # height, width, channels
+    pixels = tf.concat([tf.reduce_prod(tf.cast(jpeg[:2], tf.int64), keepdims=True), pixels[1:]], 0)
+    # The first format whose magic bytes match (an OS/2 BMP header matches both BMP rows).
+    first = tf.argmax(tf.cast(magic, tf.int8), output_type=tf.int32)
+    return tf.where(magic[first], pixels[first], tf.constant(0, tf.int64))
 
-    def other():
-        problem = tf.numpy_function(_header_code, [path], tf.int8, stateful=False)
-        problem.set_shape([])
-        return problem
 
-    return tf.cond(tf.strings.substr(contents, 0, 3) == b"\xff\xd8\xff", jpeg, other)
+@functools.cache
+def _header_table() -> types.SimpleNamespace:
+    """Where each format's header holds its width and height: :func:`_header_pixels`'
+    constants (numpy: a graph makes its own). A size is ``sum(byte[at + k] * 256**k)`` over
+    its bytes, little- or big-endian, then ``floor(size / div) % mod + add`` (WebP packs
+    14-bit sizes less one)."""
+    # name: ({offset: magic bytes}, then (offset, length, endian, div, mod, add) of the width and the height)
+    formats = {
+        "jpeg": ({0: b"\xff\xd8\xff"}, None, None),  # extract_jpeg_shape's
+        "png": ({0: b"\x89PNG\r\n\x1a\n", 12: b"IHDR"}, (16, 4, "big", 1, 2**32, 0), (20, 4, "big", 1, 2**32, 0)),
+        "gif": ({0: b"GIF8"}, (6, 2, "little", 1, 2**32, 0), (8, 2, "little", 1, 2**32, 0)),
+        "bmp-core": ({0: b"BM", 14: b"\x0c\0\0\0"}, (18, 2, "little", 1, 2**32, 0), (20, 2, "little", 1, 2**32, 0)),
+        "bmp": ({0: b"BM"}, (18, 4, "little", 1, 2**32, 0), (22, 4, "little", 1, 2**32, 0)),
+        "webp-vp8": ({0: b"RIFF", 8: b"WEBPVP8 "}, (26, 2, "little", 1, 2**14, 0), (28, 2, "little", 1, 2**14, 0)),
+        "webp-vp8l": ({0: b"RIFF", 8: b"WEBPVP8L"}, (21, 4, "little", 1, 2**14, 1), (21, 4, "little", 2**14, 2**14, 1)),
+        "webp-vp8x": ({0: b"RIFF", 8: b"WEBPVP8X"}, (24, 3, "little", 1, 2**32, 1), (27, 3, "little", 1, 2**32, 1)),
+    }
+    at = np.zeros((len(formats), 2, 4), np.int32)
+    weight = np.zeros((len(formats), 2, 4))
+    div, mod, add = np.ones((len(formats), 2)), np.full((len(formats), 2), 2.0**32), np.zeros((len(formats), 2))
+    magic = np.zeros((len(formats), 32))
+    masked = np.zeros((len(formats), 32))
+    for f, (magics, *sizes) in enumerate(formats.values()):
+        for offset, value in magics.items():
+            magic[f, offset : offset + len(value)] = list(value)
+            masked[f, offset : offset + len(value)] = 1
+        for s, size in enumerate(sizes):
+            if size is not None:
+                offset, n, endian, div[f, s], mod[f, s], add[f, s] = size
+                at[f, s, :n] = np.arange(offset, offset + n)
+                weight[f, s, :n] = 256.0 ** (np.arange(n) if endian == "little" else np.arange(n)[::-1])
+    return types.SimpleNamespace(at=at, weight=weight, div=div, mod=mod, add=add, magic=magic, masked=masked)
 
 
-def _header_code(path: bytes) -> np.int8:
-    problem = _header_problem(os.fsdecode(path))
-    return np.int8({None: OK, "bomb": BOMB, "broken": BROKEN}[problem])
+@functools.cache
+def _tiny_jpeg() -> bytes:
+    """A 1 x 1 JPEG: what is decoded in a bomb's place, and measured in place of a file
+    that is not a JPEG."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(out, "JPEG")
+    return out.getvalue()
 
 
 def _pixel_limit() -> int:
