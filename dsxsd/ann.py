@@ -29,7 +29,7 @@ An index is a folder::
     INDEX/paths.offsets.npy   [N + 1] int64: where each path starts and ends in paths.utf8
     INDEX/classes.npy         [N] int32: each entry's class, an index into manifest "classes"
     INDEX/head_weights.npy    [D] float32: the linearised head the candidates are found by
-    INDEX/projection.npy      [D + 1, 256] float32: the projection before FAISS ([0, 0]: none)
+    INDEX/projection.npy      [D + 1, P] float32: the projection before FAISS ([0, 0]: none; P = 255 from 256 features on)
     INDEX/narrow.u8.npy       [N, d] uint8: the compact copy step 2 reads (version 2 on)
     INDEX/narrow.dims.npy     [d] int64: the features it keeps, ascending
     INDEX/narrow.scale.npy    [2, d] float32: each kept feature's offset and step (x = offset + step * code)
@@ -182,8 +182,9 @@ def index_spec(count: int, dim: int) -> tuple[str, int]:
     Below :data:`IVF_MIN_ENTRIES` an exhaustive inner-product scan; above, an inverted
     file of about sqrt(count) lists under L2 on the lifted vectors (:func:`lift`) with
     8-bit scalar-quantised codes (a byte a dimension; 16-bit past :data:`PCA_DIMS`
-    features; vectors are first reduced to at most :data:`PCA_DIMS`: 257 MB at a million
-    entries, 514 MB in 16 bits)."""
+    features, where the lifted vectors are :data:`PCA_DIMS` long: 512 MB at a million
+    entries); an eighth of the lists probed past :data:`PCA_DIMS` features, a sixteenth
+    below."""
     if count < IVF_MIN_ENTRIES:
         return "Flat", 0
     lists = 2 ** round(math.log2(math.sqrt(count)))
@@ -518,7 +519,7 @@ class AnnIndex:
     model_sha256: str | None
     image_size: int
     weights: np.ndarray  # [D] float32: the linearised head (head_weights)
-    projection: np.ndarray | None  # [D + 1, PCA_DIMS] float32, or None
+    projection: np.ndarray | None  # [D + 1, P] float32 (P = PCA_DIMS - 1 when written now), or None
     narrow_dims: np.ndarray | None = None  # [d] int64: the compact copy's features (None: version 1)
     narrow_scale: np.ndarray | None = None  # [2, d] float32: their offsets and steps
 
