@@ -111,7 +111,7 @@ ADD_CHUNK = 32_768
 # where there are no more): those of largest |head weight| x spread, 8 bits each. Chosen
 # by measurement at 4,608 features (benchmarks/README.md, search): fewer lost some of the
 # head's top 10 that the shortlist held, more kept no more of it.
-NARROW_DIMS = 768
+NARROW_DIMS = 1024
 
 
 def need_faiss() -> Any:
