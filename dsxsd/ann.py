@@ -110,7 +110,7 @@ ADD_CHUNK = 32_768
 # The compact copy the candidates are picked on keeps this many features (all of them
 # where there are no more): those of largest |head weight| x spread, 8 bits each. Chosen
 # by measurement at 4,608 features (benchmarks/README.md, search): fewer lost some of the
-# head's top 10 that the shortlist held, more kept no more of it.
+# head's top 10 that the shortlist held, more kept about as much.
 NARROW_DIMS = 1024
 
 
