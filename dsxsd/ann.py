@@ -96,6 +96,12 @@ NPROBE_SHARE_WIDE = 1 / 8
 # many queries touches most of the file, whose pages a lasting map would hold as the
 # process's own (9 GB at a million entries of the reference size).
 KEEP_MAPPED_BYTES = 1 << 30
+# FAISS scans an inverted file's scalar-quantised codes by its vectorised kernels only
+# where the vectors' length is a multiple of this; otherwise by a plain loop, several
+# times slower for the same results (benchmarks/README.md, search). The vectors FAISS
+# indexes are made that long: the features selected past PCA_DIMS (write_index), zeros
+# appended below it (padding).
+FAISS_LENGTH_MULTIPLE = 8
 # Rows used to train PCA and the inverted file's centroids, at most: enough for a stable
 # estimate, bounded so that building stays minutes at a million entries.
 TRAIN_ROWS = 65_536
@@ -104,8 +110,8 @@ ADD_CHUNK = 32_768
 # The compact copy the candidates are picked on keeps this many features (all of them
 # where there are no more): those of largest |head weight| x spread, 8 bits each. Chosen
 # by measurement at 4,608 features (benchmarks/README.md, search): fewer lost some of the
-# head's top 10 that the shortlist held, more kept no more of it.
-NARROW_DIMS = 768
+# head's top 10 that the shortlist held, more kept about as much.
+NARROW_DIMS = 1024
 
 
 def need_faiss() -> Any:
@@ -173,6 +179,15 @@ def fit_projection(vectors: np.ndarray, dims: int) -> np.ndarray | None:
         return None
     _, eigenvectors = np.linalg.eigh(vectors.T.astype(np.float64) @ vectors)
     return np.ascontiguousarray(eigenvectors[:, ::-1][:, :dims], dtype=np.float32)
+
+
+def padding(width: int) -> np.ndarray | None:
+    """The projection ``[width, P]`` that appends zeros to vectors of ``width`` so that,
+    lifted (:func:`lift`), they are a multiple of :data:`FAISS_LENGTH_MULTIPLE` long, or
+    ``None`` where they are already. Zeros change no inner product or distance; they only
+    let FAISS scan the inverted file by its vectorised kernels (:data:`FAISS_LENGTH_MULTIPLE`)."""
+    columns = -(-(width + 1) // FAISS_LENGTH_MULTIPLE) * FAISS_LENGTH_MULTIPLE - 1
+    return None if columns == width else np.eye(width, columns, dtype=np.float32)
 
 
 def index_spec(count: int, dim: int) -> tuple[str, int]:
@@ -297,6 +312,8 @@ def build_faiss(
     else:
         sample = entry_vectors(rows.take(chosen), weights, None)
         projection = fit_projection(sample, PCA_DIMS)
+        if projection is None and spec != "Flat":
+            projection = padding(sample.shape[1])
         if projection is not None:
             sample = np.ascontiguousarray(sample @ projection)
 
@@ -421,9 +438,7 @@ def write_index(
         sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
         weights = head_weights(scorer, sample)
         # PCA_DIMS - 2 features: with the squared term and the lift (entry_vectors, lift)
-        # FAISS's vectors are PCA_DIMS long, a multiple of 8. FAISS's vectorised
-        # scalar-quantiser kernels take only such lengths; at 257 (255 features) it scanned
-        # by its plain loop, several times slower (benchmarks/README.md, search).
+        # FAISS's vectors are PCA_DIMS long, a multiple of FAISS_LENGTH_MULTIPLE.
         shortlisted = narrow_spec(sample, weights, PCA_DIMS - 2)[0] if dim >= PCA_DIMS else None
         index, projection, norm = build_faiss(rows, weights, spec, nprobe, kept=shortlisted)
         kept, scale = narrow_spec(sample, weights, NARROW_DIMS)

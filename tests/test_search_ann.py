@@ -103,6 +103,12 @@ def test_the_heads_top_10_survives_the_candidates(tmp_path, monkeypatch, ivf, na
     faiss = pytest.importorskip("faiss")
     assert index.faiss_index().metric_type == (faiss.METRIC_L2 if ivf else faiss.METRIC_INNER_PRODUCT)
     assert (index.manifest["lift_norm"] > 0) == ivf
+    # an inverted file's lifted vectors padded with zeros to a multiple of 8 (49 + 1 -> 56)
+    assert index.faiss_index().d == (56 if ivf else 49)
+    if ivf:
+        np.testing.assert_array_equal(index.projection, np.eye(49, 55, dtype=np.float32))
+    else:
+        assert index.projection is None
     queries = queries_near(features, 40)
     files = query_files(tmp_path / "q", 40)
     scorer = TableScorer(queries, model)
@@ -211,6 +217,28 @@ def test_an_inverted_file_over_selected_features_scans_vectors_a_multiple_of_8_l
     full.manifest["nprobe"] = 32
     everything = inference.search(full, files[:3], k=2000, model=scorer, candidates=2000)
     assert everything == inference.search(index, files[:3], k=2000, model=scorer, exact=True)
+
+
+def test_zeros_padding_faiss_vectors_change_no_hit_and_an_unpadded_index_is_still_read(tmp_path, monkeypatch):
+    """An inverted file written before the padding (lifted vectors 50 long, no
+    projection) is read and searched as before, with the same hits and scores as the
+    padded one's (56 long)."""
+    monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    monkeypatch.setattr(ann, "FAISS_LENGTH_MULTIPLE", 1)  # as dsxsd wrote it before
+    old, features, _, model = build(tmp_path, count=3000, dim=48, classes=30, name="old")
+    monkeypatch.undo()
+    monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    new = build(tmp_path, count=3000, dim=48, classes=30, name="new")[0]
+    old, new = ann.load(old.file), ann.load(new.file)
+    assert old.projection is None and old.faiss_index().d == 50
+    assert new.projection.shape == (49, 55) and new.faiss_index().d == 56
+    queries = queries_near(features, 12)
+    files = query_files(tmp_path / "q", 12)
+    scorer = TableScorer(queries, model)
+    found = inference.search(new, files, k=10, model=scorer)
+    before = inference.search(old, files, k=10, model=scorer)
+    assert found == before  # paths, classes, ranks and scores
+    assert len({h.path for hits in found for h in hits}) > 10
 
 
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
