@@ -29,7 +29,9 @@ An index is a folder::
     INDEX/paths.offsets.npy   [N + 1] int64: where each path starts and ends in paths.utf8
     INDEX/classes.npy         [N] int32: each entry's class, an index into manifest "classes"
     INDEX/head_weights.npy    [D] float32: the linearised head the candidates are found by
-    INDEX/projection.npy      [D + 1, P] float32: the projection before FAISS ([0, 0]: none; P = 255 from 256 features on)
+    INDEX/projection.npy      [D + 1, P] float32: the projection before FAISS: from 256 features
+                              on a selection, P = 255; below, for an inverted file, zero columns
+                              up to a multiple of 8 less one (padding); [0, 0]: none
     INDEX/narrow.u8.npy       [N, d] uint8: the compact copy step 2 reads (version 2 on)
     INDEX/narrow.dims.npy     [d] int64: the features it keeps, ascending
     INDEX/narrow.scale.npy    [2, d] float32: each kept feature's offset and step (x = offset + step * code)
@@ -74,7 +76,7 @@ NARROW_SCALE = "narrow.scale.npy"
 FILES_V1 = (FEATURES, FAISS_INDEX, PATHS, OFFSETS, CLASSES, WEIGHTS, PROJECTION)
 FILES = (*FILES_V1, NARROW, NARROW_DIMS_FILE, NARROW_SCALE)
 
-# Features above this length are reduced before FAISS sees them (to the PCA_DIMS - 2 of
+# Features from this length on are reduced before FAISS sees them (to the PCA_DIMS - 2 of
 # largest |head weight| x spread from index version 2 on, a PCA before): the index's
 # memory and distance cost follow the reduced length, and the head re-ranks on the full
 # features anyway.
@@ -85,8 +87,8 @@ PCA_DIMS = 256
 # holds a byte a dimension where the scan holds four.
 IVF_MIN_ENTRIES = 100_000
 # The share of an inverted file's lists searched per query (nprobe): measured in
-# benchmarks/README.md (search) against the recall of the head's top 10. Past PCA_DIMS
-# features twice that: at 4,608 features a sixteenth of the lists lost some of the top
+# benchmarks/README.md (search) against the recall of the head's top 10. From PCA_DIMS
+# features on twice that: at 4,608 features a sixteenth of the lists lost some of the top
 # 10 that the flat scan's shortlist held, an eighth none, and the scan is a small part
 # of a query there (write_index: vectors FAISS scans quickly).
 NPROBE_SHARE = 1 / 16
@@ -311,7 +313,8 @@ def build_faiss(
         sample = np.ascontiguousarray(entry_vectors(rows.take(chosen)[:, kept], weights[kept], None))
     else:
         sample = entry_vectors(rows.take(chosen), weights, None)
-        projection = fit_projection(sample, PCA_DIMS)
+        # PCA_DIMS - 1 directions: lifted, FAISS's vectors are PCA_DIMS long (padding)
+        projection = fit_projection(sample, PCA_DIMS - 1)
         if projection is None and spec != "Flat":
             projection = padding(sample.shape[1])
         if projection is not None:
@@ -438,7 +441,7 @@ def write_index(
         sample = rows.take(np.sort(np.random.default_rng(1).choice(count, min(count, 2048), replace=False)))
         weights = head_weights(scorer, sample)
         # PCA_DIMS - 2 features: with the squared term and the lift (entry_vectors, lift)
-        # FAISS's vectors are PCA_DIMS long, a multiple of FAISS_LENGTH_MULTIPLE.
+        # FAISS's vectors are PCA_DIMS long, a multiple of FAISS_LENGTH_MULTIPLE (tested).
         shortlisted = narrow_spec(sample, weights, PCA_DIMS - 2)[0] if dim >= PCA_DIMS else None
         index, projection, norm = build_faiss(rows, weights, spec, nprobe, kept=shortlisted)
         kept, scale = narrow_spec(sample, weights, NARROW_DIMS)
@@ -534,7 +537,7 @@ class AnnIndex:
     model_sha256: str | None
     image_size: int
     weights: np.ndarray  # [D] float32: the linearised head (head_weights)
-    projection: np.ndarray | None  # [D + 1, P] float32 (P = PCA_DIMS - 1 when written now), or None
+    projection: np.ndarray | None  # [D + 1, P] float32 (a selection or zero padding), or None
     narrow_dims: np.ndarray | None = None  # [d] int64: the compact copy's features (None: version 1)
     narrow_scale: np.ndarray | None = None  # [2, d] float32: their offsets and steps
 

@@ -31,6 +31,13 @@ def test_every_usage_error_exits_2_and_is_a_value_error():
         assert isinstance(error, DsxsdError) and error.exit_code == 2
         assert str(error) == "x: bad"
     assert InvalidValueError("bad").exit_code == 1
+
+
+def test_the_older_names_of_usage_error_stay_importable_where_they_were():
+    from dsxsd.crops import CropOptionError as from_crops
+    from dsxsd.pairs import PairsOptionError as from_pairs
+
+    assert dsxsd.SettingError is from_crops is from_pairs is UsageError
     assert not isinstance(InvalidValueError("bad"), UsageError)
 
 

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 import dsxsd
 from dsxsd._schemas import load_schema
 from dsxsd.cli import main
-from dsxsd.errors import ManifestError, MissingImageError, MissingPathError, OutputExistsError
+from dsxsd.errors import ManifestError, MissingImageError, MissingPathError, OutputExistsError, UsageError
 from dsxsd.manifests import CROPS_COLUMNS, PAIRS_COLUMNS, MissingManifestFileError
-from dsxsd.pairs import UsageError, make_pairs, parse_split, read_pairs, split_crops
+from dsxsd.pairs import make_pairs, parse_split, read_pairs, split_crops
 
 # ------------------------------------------------------------------------------ helpers
 

@@ -438,3 +438,19 @@ def test_index_spec_scales_with_the_entries():
     assert ann.index_spec(1_000_000, 4608) == ("IVF1024,SQfp16", 128)  # 16-bit codes, an eighth of the lists past 256 features
     assert ann.index_spec(4_000_000, 4608) == ("IVF2048,SQfp16", 256)
     assert ann.index_spec(1_000_000, 255) == ("IVF1024,SQ8", 64)
+    assert ann.index_spec(1_000_000, 256) == ("IVF1024,SQfp16", 128)  # from 256 features on
+
+
+@pytest.mark.parametrize("width, columns", [(1, 7), (7, None), (65, 71), (71, None), (254, 255), (255, None), (256, 263)])
+def test_padding_makes_lifted_vectors_a_multiple_of_8_long(width, columns):
+    """``width`` is an entry vector's (features and the squared term); the lift adds one."""
+    projection = ann.padding(width)
+    if columns is None:
+        assert projection is None
+    else:
+        assert projection.shape == (width, columns) and (columns + 1) % ann.FAISS_LENGTH_MULTIPLE == 0
+        vectors = np.random.default_rng(0).normal(size=(3, width)).astype(np.float32)
+        padded = vectors @ projection
+        assert np.array_equal(padded[:, :width], vectors) and not padded[:, width:].any()
+    # The selection past PCA_DIMS features (PCA_DIMS - 2 of them, the squared term, the lift)
+    assert ann.PCA_DIMS % ann.FAISS_LENGTH_MULTIPLE == 0

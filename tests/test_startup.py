@@ -223,7 +223,7 @@ RECIPE_REFUSALS = {
     # options: (exit code, what the one error line says)
     ("--augment", "rotate"): (2, "'rotate' is not one of 'none', 'basic', 'crops'"),
     ("--augment", "pairs.csv"): (2, "'pairs.csv' is not one of 'none', 'basic', 'crops': --augment alone takes "
-                                    "the next word for its value, so put it after MANIFEST"),
+                                    "the next word for its value: put --augment after MANIFEST"),
     ("--lr-schedule", "step"): (2, "'step' is not one of 'constant', 'cosine', 'plateau'"),
     ("--weight-decay", "-0.5"): (2, "-0.5 is not in the range x>=0"),
     ("--augment-flips",): (2, "error: --augment-flips needs --augment basic or --augment crops"),
@@ -242,4 +242,14 @@ def test_bad_recipe_options_are_refused_before_tensorflow(options, no_tensorflow
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("error: ") and message in lines[0], done.stderr
     assert lines[1:] in ([], ["Try '-c train --help' for help."]), done.stderr  # one line, click's hint at most
+    assert not (data / "new-run").exists()
+
+
+def test_a_manifest_taken_for_the_value_of_augment_is_named(no_tensorflow, data):
+    run = "from dsxsd.cli import main; main(['train', '--augment', 'pairs.csv', '--out', 'new-run'])"
+    done = _python(run, _env(no_tensorflow), cwd=data)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        "error: invalid value for '--augment': 'pairs.csv' is not one of 'none', 'basic', 'crops': "
+        "--augment alone takes the next word for its value: put --augment after MANIFEST")
     assert not (data / "new-run").exists()

@@ -37,7 +37,7 @@ class _Augmentation(click.Choice):
     def convert(self, value, param, ctx):
         if value not in self.choices and Path(value).is_file():
             self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))}: --augment alone takes "
-                      f"the next word for its value, so put it after MANIFEST", param, ctx)
+                      f"the next word for its value: put --augment after MANIFEST", param, ctx)
         return super().convert(value, param, ctx)
 
 
