@@ -111,9 +111,14 @@ class Rows:
             self._map.madvise(mmap.MADV_DONTNEED)
 
     def batches(self, size: int) -> Iterator[np.ndarray]:
-        """The rows in order, ``size`` at a time (what the frozen tower's features read)."""
+        """The rows in order, ``size`` at a time (what the frozen tower's features read),
+        a mapped store's pages released as :meth:`read` releases them: read front to back,
+        the whole store would otherwise count in resident memory."""
         for start in range(0, len(self.array), size):
-            yield np.array(self.array[start : start + size])
+            rows = np.array(self.array[start : start + size])
+            if self._map is not None:
+                self._release(rows.nbytes)
+            yield rows
 
 
 def reads_in_batch_order(rows: Rows) -> bool:
