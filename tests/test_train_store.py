@@ -103,12 +103,15 @@ def mapped_resident_bytes(file: Path) -> int:
 def test_reading_a_whole_store_keeps_few_of_its_pages_resident(manifest, tmp_path, monkeypatch):
     rows = prepare(manifest, tmp_path)
     row_bytes = rows.array[0].nbytes
-    monkeypatch.setattr(store, "RELEASE_EVERY", 2 * row_bytes)
+    monkeypatch.setattr(store, "RELEASE_EVERY", 2 * row_bytes)  # a store larger than that
     read = sum(int(batch.sum() > 0) for batch in rows.batches(2))  # what the frozen tower's features read
     assert read == -(-len(rows.array) // 2)
     assert mapped_resident_bytes(rows.file) <= 4 * row_bytes + 8192 < rows.array.nbytes
     left, right = rows.read(np.arange(len(rows.array)), np.arange(len(rows.array))[::-1].copy())
     assert mapped_resident_bytes(rows.file) <= 4 * row_bytes + 8192
+    monkeypatch.setattr(store, "RELEASE_EVERY", rows.array.nbytes)  # all of it within the bound: kept
+    rows.read(np.arange(len(rows.array)), np.arange(len(rows.array)))
+    assert mapped_resident_bytes(rows.file) >= rows.array.nbytes // 2
 
 
 def test_the_default_limit_is_half_the_memory():

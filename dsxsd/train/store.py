@@ -108,6 +108,8 @@ class Rows:
         # now and then, resident memory stays bounded; a page read again comes back from the
         # page cache (a minor fault), not from disk. Counted as what ``rows`` rows may have
         # made resident, not their bytes alone (:data:`MAPPED_AROUND`).
+        if self.array.nbytes <= RELEASE_EVERY:
+            return  # all of it resident is within the bound: unmapping would only cost faults
         with self._lock:
             self._gathered += rows * (self.array[0].nbytes + MAPPED_AROUND)
             release = self._gathered >= RELEASE_EVERY
