@@ -88,6 +88,32 @@ def test_a_store_is_read_in_batch_order_only_where_the_memory_available_holds_it
     assert not store.reads_in_batch_order(rows)
 
 
+def mapped_resident_bytes(file: Path) -> int:
+    """The resident bytes of this process's mappings of ``file`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0]:  # a mapping's first line: its address range, ..., its path
+            inside = line.endswith(" " + str(file))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="resident pages per mapping: Linux")
+def test_reading_a_whole_store_keeps_few_of_its_pages_resident(manifest, tmp_path, monkeypatch):
+    rows = prepare(manifest, tmp_path)
+    row_bytes = rows.array[0].nbytes
+    monkeypatch.setattr(store, "RELEASE_EVERY", 2 * row_bytes)  # a store larger than that
+    read = sum(int(batch.sum() > 0) for batch in rows.batches(2))  # what the frozen tower's features read
+    assert read == -(-len(rows.array) // 2)
+    assert mapped_resident_bytes(rows.file) <= 4 * row_bytes + 8192 < rows.array.nbytes
+    left, right = rows.read(np.arange(len(rows.array)), np.arange(len(rows.array))[::-1].copy())
+    assert mapped_resident_bytes(rows.file) <= 4 * row_bytes + 8192
+    monkeypatch.setattr(store, "RELEASE_EVERY", rows.array.nbytes)  # all of it within the bound: kept
+    rows.read(np.arange(len(rows.array)), np.arange(len(rows.array)))
+    assert mapped_resident_bytes(rows.file) >= rows.array.nbytes // 2
+
+
 def test_the_default_limit_is_half_the_memory():
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < _preflight.default_cache_limit() <= physical // 2
