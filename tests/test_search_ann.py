@@ -396,7 +396,7 @@ def test_without_faiss_the_install_line_is_given(tmp_path, monkeypatch):
     ],
 )
 def test_the_index_kind_and_its_name(kind, count, name, message):
-    with pytest.raises(dsxsd.SettingError) as caught:
+    with pytest.raises(dsxsd.UsageError) as caught:
         _preflight.index_kind(kind, count, name)
     assert str(caught.value) == f"{name}: {message}"
 

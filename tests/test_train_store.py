@@ -4,6 +4,7 @@ edited handled, a resumed run decoding nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from dsxsd import _preflight
-from dsxsd.errors import HostileInputError, ImageDecodeError, ImageStoreError, SettingError
+from dsxsd.errors import HostileInputError, ImageDecodeError, ImageStoreError, OutputWriteError, UsageError
 
 pytestmark = pytest.mark.tf
 
@@ -68,14 +69,14 @@ def test_cache_limits_are_sizes(text, size):
 
 @pytest.mark.parametrize("text", ["lots", "-1GB", "8 gigabytes", "", "1e9"])
 def test_a_bad_cache_limit_is_a_usage_error(text):
-    with pytest.raises(SettingError, match="--cache-limit must be a size such as 500MB or 8GB") as info:
+    with pytest.raises(UsageError, match="--cache-limit must be a size such as 500MB or 8GB") as info:
         _preflight.parse_size(text)
     assert info.value.exit_code == 2
 
 
 def test_a_cache_that_is_a_file_is_a_usage_error(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(SettingError, match="--cache must be auto, memory, disk, none or a folder; .*notes.txt is a file"):
+    with pytest.raises(UsageError, match="--cache must be auto, memory, disk, none or a folder; .*notes.txt is a file"):
         _preflight.check_cache(tmp_path / "notes.txt", None)
     assert _preflight.check_cache(tmp_path / "new-folder", "2GB") == 2 * 10**9
 
@@ -207,6 +208,66 @@ def test_decompression_bombs_are_listed_and_never_stored(tmp_path, monkeypatch, 
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
         images = data.prepare({"train": paths}, image_size=IMAGE_SIZE, resize="stretch", cache="memory")["train"]
         assert images.decoded == 3 and images.array[1].max() > 100
+
+
+def _gif_screen_smaller_than_its_frame(path, size):
+    """A GIF whose header's screen size says 2 x 2 around a frame of ``size``, which the
+    decoder reads whole."""
+    from PIL import Image
+
+    stream = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(stream, format="GIF")
+    gif = bytearray(stream.getvalue())
+    gif[6:10] = bytes([2, 0, 2, 0])
+    path.write_bytes(bytes(gif))
+
+
+def _webp_without_its_chunk_name(path, size):
+    """A lossless WebP stream straight after ``RIFF....WEBP``, no ``VP8L`` chunk: libwebp
+    decodes it, Pillow does not open it."""
+    from PIL import Image
+
+    stream = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(stream, format="WEBP", lossless=True)
+    payload = stream.getvalue()[20:]
+    path.write_bytes(b"RIFF" + (4 + len(payload)).to_bytes(4, "little") + b"WEBP" + payload)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_files_whose_header_bytes_do_not_bound_their_size_are_opened_by_pillow_first(tmp_path, monkeypatch):
+    from PIL import Image
+
+    small, bomb, bare = tmp_path / "small.png", tmp_path / "bomb.gif", tmp_path / "bare.webp"
+    Image.new("RGB", (20, 15), (200, 10, 10)).save(small)
+    _gif_screen_smaller_than_its_frame(bomb, (37, 29))  # 1,073 pixels in a 4-pixel screen
+    _webp_without_its_chunk_name(bare, (20, 15))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1072)
+    with pytest.raises(HostileInputError) as info:
+        data.prepare({"train": [str(small), str(bomb)]}, image_size=IMAGE_SIZE, resize="stretch", cache="memory",
+                     source="pairs.csv")
+    assert str(info.value) == f"pairs.csv: 1 image over 1072 pixels (decompression bomb?): {bomb}"
+    with pytest.raises(ImageDecodeError) as info:
+        data.prepare({"train": [str(small), str(bare)]}, image_size=IMAGE_SIZE, resize="stretch", cache="memory",
+                     source="pairs.csv")
+    assert str(info.value) == f"pairs.csv: 1 image cannot be decoded: {bare}"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1073)  # at the limit: the GIF is an image like any other
+    images = data.prepare({"train": [str(small), str(bomb)]}, image_size=IMAGE_SIZE, resize="stretch",
+                          cache="disk", folder=tmp_path / "c")["train"]
+    assert images.decoded == 2 and images.array[1, ..., 0].min() > 150
+
+
+def test_a_store_whose_writer_fails_other_than_by_the_disk_is_one_error_naming_it(manifest, tmp_path, monkeypatch):
+    def fails(fd):
+        raise ValueError("not a disk error")
+
+    monkeypatch.setattr(store, "SYNC_EVERY", 1)
+    monkeypatch.setattr(os, "fdatasync", fails)
+    paths = train_paths(manifest)
+    with pytest.raises(OutputWriteError) as info:
+        data.prepare({"train": paths}, image_size=IMAGE_SIZE, resize="stretch", cache="disk", folder=tmp_path)
+    store_file = store.store_files(tmp_path, "train", paths, IMAGE_SIZE, "stretch")[0]
+    assert str(info.value) == f"{store_file}: writing the image store failed: ValueError('not a disk error')"
+    assert list(tmp_path.iterdir()) == []
 
 
 FULL_DISK = textwrap.dedent(

@@ -129,19 +129,25 @@ def decode_checked(
     that fail to decode are listed in one error. Returns how many images each group decoded.
     """
     distinct = list(dict.fromkeys(p for paths, _ in groups for p in paths))
+    opened: dict[str, str | None] = {}
     if check:
         require_files(distinct, source, rows)
+        # The files whose first bytes do not bound what they decode to are opened by Pillow
+        # first; those it refuses are never decoded.
+        opened = {p: _header_problem(p) for p in distinct if _unbounded_header(p)}
+    refused = {p for p, problem in opened.items() if problem}
     bombs: list[str] = []
     broken: list[str] = []
     counts = []
     for paths, into in groups:
-        broken += _decode_into(list(paths), into, image_size, resize, bombs if check else None)
+        broken += _decode_into(list(paths), into, image_size, resize, bombs if check else None, refused)
         counts.append(len(paths))
     # Past the limit by its header's bytes: Pillow opens each such file to say whether it is
     # an image that large (a bomb) or bytes that only look like a header (not an image).
     suspects, bombs = bombs, []
     for path in dict.fromkeys(suspects):
-        (bombs if _header_problem(path) == "bomb" else broken).append(path)
+        problem = opened[path] if path in opened else _header_problem(path)
+        (bombs if problem == "bomb" else broken).append(path)
     order = {p: i for i, p in enumerate(distinct)}
     if bombs:
         from PIL import Image
@@ -153,24 +159,26 @@ def decode_checked(
     return counts
 
 
-def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bombs: list[str] | None) -> list[str]:
+def _decode_into(
+    paths: list[str], into, image_size: int | None, resize: str, bombs: list[str] | None, refused: set[str] = frozenset(),
+) -> list[str]:
     """Decode ``paths`` in parallel and in order, writing each batch of images into
     ``into`` (none: decode only); return the paths that failed to decode.
 
     With ``bombs`` (a list the files over Pillow's pixel limit are added to: bombs, or
     files whose first bytes only look like a header), each file's size is first read from
     its header (:func:`_header_pixels`), in the same step as its decoding, and a file over
-    the limit is never decoded: a tiny image is decoded in its place.
+    the limit, or in ``refused``, is never decoded: a tiny image is decoded in its place.
     """
     if not paths:
         return []
     limit = _pixel_limit() if bombs is not None else None
 
-    def decode(i, path):
+    def decode(i, path, refuse):
         contents = read_file(path)  # read once: the header check and the decoder share it
         problem = tf.constant(OK, tf.int8)
         if limit is not None:
-            problem = tf.where(_header_pixels(contents) > limit, tf.constant(BOMB, tf.int8), problem)
+            problem = tf.where(refuse | (_header_pixels(contents) > limit), tf.constant(BOMB, tf.int8), problem)
             # No tf.cond: a condition in the map costs a tenth of a decode. The bomb's
             # bytes are swapped for a tiny image's, decoded and never written.
             contents = tf.where(problem == OK, contents, _tiny_jpeg())
@@ -179,7 +187,7 @@ def _decode_into(paths: list[str], into, image_size: int | None, resize: str, bo
         return i, problem, _decode_bytes_and_resize(contents, image_size, resize)
 
     ds = (
-        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths, np.isin(paths, list(refused))))
         .map(decode, num_parallel_calls=AUTOTUNE)
         .ignore_errors()  # a failed image drops out; its index is missing below
         .batch(DECODE_BATCH)
@@ -211,7 +219,8 @@ def _header_pixels(contents: tf.Tensor) -> tf.Tensor:
     """The pixels (width x height, int64) the header of an image file says it holds, for
     the formats TensorFlow decodes: JPEG (``extract_jpeg_shape``), PNG, GIF, BMP and WebP
     (read from their first 30 bytes, where Pillow reads them); 0 for any other bytes, which
-    the decoder refuses. A JPEG whose header does not parse fails here, as it would
+    the decoder refuses, or which :func:`_unbounded_header` has sent to Pillow first (GIF's
+    screen size here is only a first look). A JPEG whose header does not parse fails here, as it would
     decoding. A few vector ops on the first 32 bytes (:func:`_header_table`), no Python and
     no op per byte or per format: beside the decoding the check costs little.
     """
@@ -283,6 +292,17 @@ def _pixel_limit() -> int:
     from PIL import Image
 
     return Image.MAX_IMAGE_PIXELS or np.iinfo(np.int64).max
+
+
+def _unbounded_header(path: str) -> bool:
+    """Whether a file's first bytes leave its decoded size open to :func:`_header_pixels`: a
+    GIF (its first frame, which the decoder reads, may be larger than the screen size the
+    header gives) or a WebP of a layout the table does not know. A look at 16 bytes."""
+    with open(path, "rb") as stream:
+        start = stream.read(16)
+    if start.startswith(b"GIF8"):
+        return True
+    return start[:4] == b"RIFF" and start[8:12] == b"WEBP" and start[12:16] not in (b"VP8 ", b"VP8L", b"VP8X")
 
 
 def _header_problem(path: str) -> str | None:

@@ -308,7 +308,7 @@ class StoreWriter:
         self.data, self.meta, self.count, self.shape = data, meta, count, tuple(shape)
         self.written = 0
         self._hash = hashlib.sha256()
-        self._error: OSError | None = None
+        self._error: BaseException | None = None
 
     def __enter__(self) -> StoreWriter:
         meta_gone = not self.meta.exists()
@@ -343,7 +343,7 @@ class StoreWriter:
                 if unsynced >= SYNC_EVERY:
                     _datasync(self._file.fileno())
                     unsynced = 0
-            except OSError as exc:
+            except BaseException as exc:  # noqa: BLE001 - kept for the decode pass; a dead thread would leave it waiting
                 self._error = exc
 
     def _stop(self) -> None:
@@ -352,9 +352,11 @@ class StoreWriter:
             self._thread.join()
 
     def _raise_failure(self) -> None:
-        if self._error is not None:
+        if isinstance(self._error, OSError):
             with _naming(self.data):
                 raise self._error
+        if self._error is not None:
+            raise OutputWriteError(f"writing the image store failed: {self._error!r}", file=self.data) from self._error
 
     def finish(self) -> None:
         self._stop()
@@ -364,7 +366,10 @@ class StoreWriter:
         with _naming(self.data):
             self._file.flush()
             os.fsync(self._file.fileno())
+            size = os.fstat(self._file.fileno()).st_size
         self._file.close()
+        if size != self.count * int(np.prod(self.shape)):  # never named finished short of its rows
+            raise OutputWriteError(f"the image store holds {size} bytes, not its {self.count} rows'", file=self.data)
         self._atomic.__exit__(None, None, None)  # renamed into place
         st = os.stat(self.data)
         meta = {
