@@ -229,7 +229,9 @@ def _header_pixels(contents: tf.Tensor) -> tf.Tensor:
     # Each format's width and height ([formats, 2]; exact in float64, all below 2**53).
     wh = tf.reduce_sum(tf.gather(b, table.at) * table.weight, axis=-1)
     wh = tf.math.floormod(tf.floor(wh / table.div), table.mod)
-    wh = tf.minimum(wh, 2**32 - wh) + table.add  # BMP's signed sizes (a negative height: top-down)
+    # BMP's signed sizes (a negative height: top-down); applied to every format, where a
+    # size of 2**31 or more, folded small here, is one its decoder refuses anyway.
+    wh = tf.minimum(wh, 2**32 - wh) + table.add
     pixels = tf.cast(tf.reduce_prod(wh, axis=1), tf.int64)
     magic = tf.reduce_all(tf.equal(b * table.masked, table.magic), axis=1)
     # A file that is not a JPEG gives the size of a tiny one (no tf.cond: see _decode_into).

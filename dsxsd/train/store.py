@@ -159,8 +159,12 @@ def available_memory() -> int:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
         if limit.isdigit() and used.isdigit():
-            available = min(available, int(limit) - int(used))
-    except OSError:
+            # The container's use counts its page cache; the inactive part of it can be
+            # dropped, as MemAvailable counts it (the working set, as kubelet measures it).
+            stat = Path("/sys/fs/cgroup/memory.stat").read_text().split()
+            droppable = int(stat[stat.index("inactive_file") + 1]) if "inactive_file" in stat else 0
+            available = min(available, int(limit) - int(used) + droppable)
+    except (OSError, ValueError, IndexError):
         pass
     return available
 
