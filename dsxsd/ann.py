@@ -104,7 +104,7 @@ KEEP_MAPPED_BYTES = 1 << 30
 # indexes are made that long: the features selected past PCA_DIMS (write_index), zeros
 # appended below it (padding).
 FAISS_LENGTH_MULTIPLE = 8
-# Rows used to train PCA and the inverted file's centroids, at most: enough for a stable
+# Rows used to train the inverted file's centroids, at most: enough for a stable
 # estimate, bounded so that building stays minutes at a million entries.
 TRAIN_ROWS = 65_536
 # Rows transformed and added to FAISS at once, bounding the float32 copy in memory.
@@ -171,16 +171,6 @@ def query_vectors(features: np.ndarray, weights: np.ndarray, projection: np.ndar
     features = np.asarray(features, dtype=np.float32)
     vectors = np.hstack([-2.0 * features * weights, np.ones((len(features), 1), np.float32)])
     return vectors if projection is None else np.ascontiguousarray(vectors @ projection)
-
-
-def fit_projection(vectors: np.ndarray, dims: int) -> np.ndarray | None:
-    """The ``dims`` principal directions of ``vectors``, uncentred (an inner product
-    survives a projection onto the subspace the entries lie in; centring would add a
-    term that depends on the entry), or ``None`` when they are no longer."""
-    if vectors.shape[1] <= dims:
-        return None
-    _, eigenvectors = np.linalg.eigh(vectors.T.astype(np.float64) @ vectors)
-    return np.ascontiguousarray(eigenvectors[:, ::-1][:, :dims], dtype=np.float32)
 
 
 def padding(width: int) -> np.ndarray | None:
@@ -312,11 +302,10 @@ def build_faiss(
         projection = selection(dim, kept)
         sample = np.ascontiguousarray(entry_vectors(rows.take(chosen)[:, kept], weights[kept], None))
     else:
+        # All the features (write_index selects some from PCA_DIMS on): an inverted file's
+        # vectors padded to a length FAISS scans quickly.
         sample = entry_vectors(rows.take(chosen), weights, None)
-        # PCA_DIMS - 1 directions: lifted, FAISS's vectors are PCA_DIMS long (padding)
-        projection = fit_projection(sample, PCA_DIMS - 1)
-        if projection is None and spec != "Flat":
-            projection = padding(sample.shape[1])
+        projection = padding(sample.shape[1]) if spec != "Flat" else None
         if projection is not None:
             sample = np.ascontiguousarray(sample @ projection)
 
