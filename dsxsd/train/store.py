@@ -38,7 +38,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .._io import atomic_path, write_text
+from .._io import atomic_path, sha256_file, write_text
 from . import run
 from ..errors import ImageStoreError, OutputWriteError
 
@@ -79,8 +79,7 @@ class Rows:
         Reads in batch order jump about the file: what a store the page cache holds costs
         nothing (see :func:`reads_in_batch_order`)."""
         out = tuple(self._take(indices) for indices in (left, right))
-        if self._map is not None:
-            self._release(len(left) + len(right))
+        self._release(len(left) + len(right))
         return out
 
     def _take(self, indices: np.ndarray) -> np.ndarray:
@@ -98,8 +97,7 @@ class Rows:
         The caller puts the rows back in batch order (``tf.gather`` in
         :func:`dsxsd.train.data._rows`)."""
         out = self._take(indices)
-        if self._map is not None:
-            self._release(len(indices))
+        self._release(len(indices))
         return out
 
     def _release(self, rows: int) -> None:
@@ -108,8 +106,8 @@ class Rows:
         # now and then, resident memory stays bounded; a page read again comes back from the
         # page cache (a minor fault), not from disk. Counted as what ``rows`` rows may have
         # made resident, not their bytes alone (:data:`MAPPED_AROUND`).
-        if self.array.nbytes <= RELEASE_EVERY:
-            return  # all of it resident is within the bound: unmapping would only cost faults
+        if self._map is None or self.array.nbytes <= RELEASE_EVERY:
+            return  # in memory, or all of it resident is within the bound: unmapping would only cost faults
         with self._lock:
             self._gathered += rows * (self.array[0].nbytes + MAPPED_AROUND)
             release = self._gathered >= RELEASE_EVERY
@@ -124,8 +122,7 @@ class Rows:
         the whole store would otherwise count in resident memory."""
         for start in range(0, len(self.array), size):
             rows = np.array(self.array[start : start + size])
-            if self._map is not None:
-                self._release(len(rows))
+            self._release(len(rows))
             yield rows
 
 
@@ -235,7 +232,7 @@ def open_store(data: Path, meta: Path, count: int, shape: tuple[int, ...]) -> Ro
         )
     if st.st_mtime_ns != expected["mtime_ns"]:
         # Changed since it was written, or only copied: the bytes decide, read once.
-        if _sha256(data) != expected["sha256"]:
+        if sha256_file(data) != expected["sha256"]:
             raise ImageStoreError(f"image store was modified after it was written. {_REBUILD}", file=data)
         write_text(meta, json.dumps({**expected, "mtime_ns": st.st_mtime_ns}, indent=2) + "\n", overwrite=True)
     return _mapped(data, count, shape)
@@ -270,14 +267,6 @@ def _mapped(data: Path, count: int, shape: tuple[int, ...]) -> Rows:
         mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     array = np.frombuffer(mapping, np.uint8).reshape(count, *shape)
     return Rows("disk", array, data, _map=mapping)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------- writing a store
