@@ -241,6 +241,15 @@ def test_zeros_padding_faiss_vectors_change_no_hit_and_an_unpadded_index_is_stil
     assert len({h.path for hits in found for h in hits}) > 10
 
 
+def test_one_feature_short_of_pca_dims_every_feature_reaches_faiss_padded(tmp_path, monkeypatch):
+    monkeypatch.setattr(ann, "PCA_DIMS", 24)
+    monkeypatch.setattr(ann, "IVF_MIN_ENTRIES", 1000)
+    index = build(tmp_path, count=2000, dim=23, classes=20)[0]
+    # 23 features and the squared term, zero columns to 31, the lift: 32 long, nothing reduced
+    assert index.projection.shape == (24, 31) and index.faiss_index().d == 32
+    assert np.array_equal(index.projection[:, :24], np.eye(24, dtype=np.float32))
+
+
 def test_lifted_vectors_nearest_in_l2_are_the_largest_inner_products():
     rng = np.random.default_rng(3)
     entries = rng.normal(0.0, 1.0, (500, 9)).astype(np.float32) * rng.uniform(0.2, 3.0, (500, 1)).astype(np.float32)
