@@ -13,12 +13,12 @@ by :func:`load_images`, so a model sees the same pixels at prediction time as in
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import functools
 import os
 import shutil
 import tempfile
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,7 +33,7 @@ from ..errors import (
     HostileInputError, ImageDecodeError, ManifestError, MissingImageError, require_path,
 )
 from ..pairs import read_pairs
-from . import store
+from . import _headers, store
 from .store import Rows
 from .augment import augment_batch, augment_uint8  # augment_batch stays importable from here
 
@@ -124,70 +124,57 @@ def decode_checked(
     ``groups``: ``(paths, into)`` pairs; each image of ``paths`` is decoded once, resized
     (:func:`decode_and_resize`) and written in order into ``into`` (an array [N, S, S, 3] or
     a :class:`store.StoreWriter`), or, where ``into`` is ``None``, decoded only to see that
-    it decodes. With ``check`` the files are checked as :func:`check_images` says (missing
-    files first, then each header as its image is decoded); either way the images
-    that fail to decode are listed in one error. Returns how many images each group decoded.
+    it decodes. With ``check`` the files are checked as :func:`check_images` says first
+    (missing files, then each header: :func:`_header_problem`), and the files refused there
+    are never decoded; either way the images that fail to decode are listed in one error.
+    Returns how many images each group decoded.
     """
     distinct = list(dict.fromkeys(p for paths, _ in groups for p in paths))
-    opened: dict[str, str | None] = {}
+    problems: dict[str, str] = {}
     if check:
         require_files(distinct, source, rows)
-        # The files whose first bytes do not bound what they decode to are opened by Pillow
-        # first; those it refuses are never decoded.
-        opened = {p: _header_problem(p) for p in distinct if _unbounded_header(p)}
-    refused = {p for p, problem in opened.items() if problem}
-    bombs: list[str] = []
-    broken: list[str] = []
+        problems = _header_problems(distinct)
+    broken = [p for p, problem in problems.items() if problem == "broken"]
     counts = []
     for paths, into in groups:
-        broken += _decode_into(list(paths), into, image_size, resize, bombs if check else None, refused)
+        broken += _decode_into(list(paths), into, image_size, resize, set(problems))
         counts.append(len(paths))
-    # Past the limit by its header's bytes: Pillow opens each such file to say whether it is
-    # an image that large (a bomb) or bytes that only look like a header (not an image).
-    suspects, bombs = bombs, []
-    for path in dict.fromkeys(suspects):
-        problem = opened[path] if path in opened else _header_problem(path)
-        (bombs if problem == "bomb" else broken).append(path)
     order = {p: i for i, p in enumerate(distinct)}
+    bombs = [p for p, problem in problems.items() if problem == "bomb"]
     if bombs:
-        from PIL import Image
-
-        bombs = sorted(set(bombs), key=order.__getitem__)
-        raise _listing(HostileInputError, bombs, f"over {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)", source, rows)
+        raise _listing(HostileInputError, bombs, f"over {_pixel_limit()} pixels (decompression bomb?)", source, rows)
     if broken:
         raise _listing(ImageDecodeError, sorted(set(broken), key=order.__getitem__), "cannot be decoded", source, rows)
     return counts
 
 
-def _decode_into(
-    paths: list[str], into, image_size: int | None, resize: str, bombs: list[str] | None, refused: set[str] = frozenset(),
-) -> list[str]:
-    """Decode ``paths`` in parallel and in order, writing each batch of images into
-    ``into`` (none: decode only); return the paths that failed to decode.
+# Threads that look at headers: where the files are not in the page cache yet, a look
+# waits on the disk, and several wait at once.
+HEADER_THREADS = 8
 
-    With ``bombs`` (a list the files over Pillow's pixel limit are added to: bombs, or
-    files whose first bytes only look like a header), each file's size is first read from
-    its header (:func:`_header_pixels`), in the same step as its decoding, and a file over
-    the limit, or in ``refused``, is never decoded: a tiny image is decoded in its place.
-    """
+
+def _header_problems(paths: list[str]) -> dict[str, str]:
+    """The files of ``paths`` refused by their header (:func:`_header_problem`), in order."""
+    with concurrent.futures.ThreadPoolExecutor(HEADER_THREADS, "dsxsd-headers") as pool:
+        return {p: problem for p, problem in zip(paths, pool.map(_header_problem, paths, chunksize=256)) if problem}
+
+
+def _decode_into(paths: list[str], into, image_size: int | None, resize: str, refused: set[str]) -> list[str]:
+    """Decode ``paths`` in parallel and in order, writing each batch of images into
+    ``into`` (none: decode only); return the paths that failed to decode. The files in
+    ``refused`` are not decoded: a tiny image is decoded in their place, never written."""
     if not paths:
         return []
-    limit = _pixel_limit() if bombs is not None else None
 
     def decode(i, path, refuse):
-        contents = read_file(path)  # read once: the header check and the decoder share it
-        problem = tf.constant(OK, tf.int8)
-        if limit is not None:
-            problem = tf.where(refuse | (_header_pixels(contents) > limit), tf.constant(BOMB, tf.int8), problem)
-            # No tf.cond: a condition in the map costs a tenth of a decode. The bomb's
-            # bytes are swapped for a tiny image's, decoded and never written.
-            contents = tf.where(problem == OK, contents, _tiny_jpeg())
+        # No tf.cond: a condition in the map costs a tenth of a decode.
+        contents = tf.where(refuse, _tiny_jpeg(), read_file(path))
         if into is None:  # the check alone: no resize, no pixels kept
-            return i, problem, tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False))
-        return i, problem, _decode_bytes_and_resize(contents, image_size, resize)
+            return i, refuse, tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False))
+        return i, refuse, _decode_bytes_and_resize(contents, image_size, resize)
 
     ds = (
-        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths, np.isin(paths, list(refused))))
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths, [p in refused for p in paths]))
         .map(decode, num_parallel_calls=AUTOTUNE)
         .ignore_errors()  # a failed image drops out; its index is missing below
         .batch(DECODE_BATCH)
@@ -195,91 +182,21 @@ def _decode_into(
     )
     decoded = np.zeros(len(paths), bool)
     written = 0
-    for index, problems, images in ds.as_numpy_iterator():
-        if bombs is not None:
-            bombs += [paths[i] for i in index[problems == BOMB]]
-        decoded[index[problems == OK]] = True
-        if into is None or written != index[0] or index[-1] != written + len(index) - 1 or problems.any():
+    for index, refuse, images in ds.as_numpy_iterator():
+        decoded[index[~refuse]] = True
+        if into is None or written != index[0] or index[-1] != written + len(index) - 1 or refuse.any():
             continue  # after a failure nothing more is written: the error comes instead
         if isinstance(into, np.ndarray):
             into[written : written + len(index)] = images
         else:
             into.write(written, images)
         written += len(index)
-    never = set(bombs or ())
-    return [p for p, ok in zip(paths, decoded) if not ok and p not in never]
-
-
-# What the header check says of a file: decode it, or a decompression bomb (listed as
-# such, never decoded).
-OK, BOMB = 0, 1
-
-
-def _header_pixels(contents: tf.Tensor) -> tf.Tensor:
-    """The pixels (width x height, int64) the header of an image file says it holds, for
-    the formats TensorFlow decodes: JPEG (``extract_jpeg_shape``), PNG, GIF, BMP and WebP
-    (read from their first 30 bytes, where Pillow reads them); 0 for any other bytes, which
-    the decoder refuses, or which :func:`_unbounded_header` has sent to Pillow first (GIF's
-    screen size here is only a first look). A JPEG whose header does not parse fails here, as it would
-    decoding. A few vector ops on the first 32 bytes (:func:`_header_table`), no Python and
-    no op per byte or per format: beside the decoding the check costs little.
-    """
-    table = _header_table()
-    b = tf.cast(tf.io.decode_raw(contents, tf.uint8, fixed_length=32), tf.float64)  # zero-padded
-    # Each format's width and height ([formats, 2]; exact in float64, all below 2**53).
-    wh = tf.reduce_sum(tf.gather(b, table.at) * table.weight, axis=-1)
-    wh = tf.math.floormod(tf.floor(wh / table.div), table.mod)
-    # BMP's signed sizes (a negative height: top-down); applied to every format, where a
-    # size of 2**31 or more, folded small here, is one its decoder refuses anyway.
-    wh = tf.minimum(wh, 2**32 - wh) + table.add
-    pixels = tf.cast(tf.reduce_prod(wh, axis=1), tf.int64)
-    magic = tf.reduce_all(tf.equal(b * table.masked, table.magic), axis=1)
-    # A file that is not a JPEG gives the size of a tiny one (no tf.cond: see _decode_into).
-    jpeg = tf.image.extract_jpeg_shape(tf.where(magic[0], contents, _tiny_jpeg()))  # height, width, channels
-    pixels = tf.concat([tf.reduce_prod(tf.cast(jpeg[:2], tf.int64), keepdims=True), pixels[1:]], 0)
-    # The first format whose magic bytes match (an OS/2 BMP header matches both BMP rows).
-    first = tf.argmax(tf.cast(magic, tf.int8), output_type=tf.int32)
-    return tf.where(magic[first], pixels[first], tf.constant(0, tf.int64))
-
-
-@functools.cache
-def _header_table() -> types.SimpleNamespace:
-    """Where each format's header holds its width and height: :func:`_header_pixels`'
-    constants (numpy: a graph makes its own). A size is ``sum(byte[at + k] * 256**k)`` over
-    its bytes, little- or big-endian, then ``floor(size / div) % mod + add`` (WebP packs
-    14-bit sizes less one)."""
-    # name: ({offset: magic bytes}, then (offset, length, endian, div, mod, add) of the width and the height)
-    formats = {
-        "jpeg": ({0: b"\xff\xd8\xff"}, None, None),  # extract_jpeg_shape's
-        "png": ({0: b"\x89PNG\r\n\x1a\n", 12: b"IHDR"}, (16, 4, "big", 1, 2**32, 0), (20, 4, "big", 1, 2**32, 0)),
-        "gif": ({0: b"GIF8"}, (6, 2, "little", 1, 2**32, 0), (8, 2, "little", 1, 2**32, 0)),
-        "bmp-core": ({0: b"BM", 14: b"\x0c\0\0\0"}, (18, 2, "little", 1, 2**32, 0), (20, 2, "little", 1, 2**32, 0)),
-        "bmp": ({0: b"BM"}, (18, 4, "little", 1, 2**32, 0), (22, 4, "little", 1, 2**32, 0)),
-        "webp-vp8": ({0: b"RIFF", 8: b"WEBPVP8 "}, (26, 2, "little", 1, 2**14, 0), (28, 2, "little", 1, 2**14, 0)),
-        "webp-vp8l": ({0: b"RIFF", 8: b"WEBPVP8L"}, (21, 4, "little", 1, 2**14, 1), (21, 4, "little", 2**14, 2**14, 1)),
-        "webp-vp8x": ({0: b"RIFF", 8: b"WEBPVP8X"}, (24, 3, "little", 1, 2**32, 1), (27, 3, "little", 1, 2**32, 1)),
-    }
-    at = np.zeros((len(formats), 2, 4), np.int32)
-    weight = np.zeros((len(formats), 2, 4))
-    div, mod, add = np.ones((len(formats), 2)), np.full((len(formats), 2), 2.0**32), np.zeros((len(formats), 2))
-    magic = np.zeros((len(formats), 32))
-    masked = np.zeros((len(formats), 32))
-    for f, (magics, *sizes) in enumerate(formats.values()):
-        for offset, value in magics.items():
-            magic[f, offset : offset + len(value)] = list(value)
-            masked[f, offset : offset + len(value)] = 1
-        for s, size in enumerate(sizes):
-            if size is not None:
-                offset, n, endian, div[f, s], mod[f, s], add[f, s] = size
-                at[f, s, :n] = np.arange(offset, offset + n)
-                weight[f, s, :n] = 256.0 ** (np.arange(n) if endian == "little" else np.arange(n)[::-1])
-    return types.SimpleNamespace(at=at, weight=weight, div=div, mod=mod, add=add, magic=magic, masked=masked)
+    return [p for p, ok in zip(paths, decoded) if not ok and p not in refused]
 
 
 @functools.cache
 def _tiny_jpeg() -> bytes:
-    """A 1 x 1 JPEG: what is decoded in a bomb's place, and measured in place of a file
-    that is not a JPEG."""
+    """A 1 x 1 JPEG: what is decoded in a refused file's place."""
     import io
 
     from PIL import Image
@@ -296,24 +213,23 @@ def _pixel_limit() -> int:
     return Image.MAX_IMAGE_PIXELS or np.iinfo(np.int64).max
 
 
-def _unbounded_header(path: str) -> bool:
-    """Whether a file's first bytes leave its decoded size open to :func:`_header_pixels`: a
-    GIF (its first frame, which the decoder reads, may be larger than the screen size the
-    header gives) or a WebP of a layout the table does not know. A look at 16 bytes."""
-    with open(path, "rb") as stream:
-        start = stream.read(16)
-    if start.startswith(b"GIF8"):
-        return True
-    return start[:4] == b"RIFF" and start[8:12] == b"WEBP" and start[12:16] not in (b"VP8 ", b"VP8L", b"VP8X")
-
-
 def _header_problem(path: str) -> str | None:
-    """``"bomb"`` past Pillow's pixel limit, ``"broken"`` where Pillow cannot open it, else None."""
+    """``"bomb"`` past Pillow's pixel limit, ``"broken"`` where it is no image, else None.
+
+    The header's size decides (:func:`dsxsd.train._headers.pixels`, a few small reads);
+    Pillow opens the files it does not bound and those it puts past the limit, to tell a
+    bomb from bytes that only look like a header."""
+    try:
+        stated = _headers.pixels(path)
+    except OSError:
+        return None  # unreadable: the decoder says so, listed with the files it cannot decode
+    if stated is not None and stated <= _pixel_limit():
+        return None
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return "bomb" if im.width * im.height > _pixel_limit() else None
+            return "bomb" if im.width * im.height > _pixel_limit() else ("broken" if stated else None)
     except Image.DecompressionBombError:
         return "bomb"
     except Exception:  # noqa: BLE001 - anything Pillow refuses is "cannot be decoded"
@@ -581,9 +497,11 @@ def prepare(
     another path is that folder; ``"auto"`` in memory while the splits, in order, fit
     ``cache_limit`` bytes together (default: :func:`dsxsd._preflight.default_cache_limit`),
     each split past it in a store; ``"none"`` keeps nothing (each pass decodes again; the
-    images are decoded here only to check them). A finished store of the same images and
-    settings is reused: its images are neither decoded nor checked again. The splits named
-    in ``check_only`` (a manifest's test split) are decoded to check them, not kept.
+    images are decoded here only to check them). What the limit leaves beside the splits
+    in memory bounds the stores' pages a process keeps mapped (``Rows.mapped_budget``). A
+    finished store of the same images and settings is reused: its images are neither
+    decoded nor checked again. The splits named in ``check_only`` (a manifest's test
+    split) are decoded to check them, not kept.
     """
     mode = str(cache)
     budget = default_cache_limit() if cache_limit is None else int(cache_limit)
@@ -634,6 +552,10 @@ def prepare(
             result[key] = writer.rows()
     for key, count in zip(group_keys, counts):
         result[key].decoded = count
+    # What the limit leaves beside the splits in memory is the stores' mapped pages', shared.
+    stores = [rows for rows in result.values() if rows.kind == "disk"]
+    for rows in stores:
+        rows.mapped_budget = max(budget, 0) // len(stores)
     return result
 
 

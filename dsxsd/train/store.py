@@ -46,12 +46,14 @@ STORE_FORMAT = "dsxsd.images"
 STORE_VERSION = 1
 # The folder of a run (``--cache auto`` or ``disk``) that holds its stores.
 CACHE_FOLDER = run.CACHE_FOLDER
-# Rows gathered from a mapped store before its pages are unmapped again: see Rows._release.
-RELEASE_EVERY = 64 * 2**20
+# The store's pages a process may keep mapped where nothing says how many (a store opened
+# by itself, not by dsxsd.train.data.prepare, which gives what --cache-limit leaves).
+MAPPED_BUDGET = 64 * 2**20
 # What a row read from a mapped store may leave resident beyond its own bytes: a page fault
 # maps the neighbouring pages the page cache holds too (Linux's fault-around), since Linux
 # 6.18 the whole large folio holding the row, up to 2 MiB on x86-64 (measured: 30,000
 # crops, a 568 MB store, 250-490 MB of it resident when counted by the rows' bytes alone).
+# The store is counted in blocks of this size, aligned as the page cache's folios are.
 MAPPED_AROUND = 2 * 2**20
 # Bytes a store's writer writes before it has the system flush them to the disk.
 SYNC_EVERY = 64 * 2**20
@@ -62,14 +64,18 @@ class Rows:
     """A split's decoded images: ``array`` uint8 [N, S, S, 3], in memory (:func:`in_memory`)
     or mapped from ``file``; ``decoded`` counts the images decoded to make it (0: a finished
     store reused).
-    ``kind`` is ``"memory"``, ``"disk"`` or ``"none"`` (decoded every pass; no ``array``)."""
+    ``kind`` is ``"memory"``, ``"disk"`` or ``"none"`` (decoded every pass; no ``array``).
+    Of a store larger than ``mapped_budget``, the pages reads leave mapped are released
+    whenever they may come to more than that (:meth:`_release`)."""
 
     kind: str
     array: np.ndarray | None = None
     file: Path | None = None
     decoded: int = 0
+    # Bytes of a mapped store's pages that may stay mapped between releases (_release).
+    mapped_budget: int = MAPPED_BUDGET
     _map: mmap.mmap | None = field(default=None, repr=False)
-    _gathered: int = field(default=0, repr=False)
+    _touched: np.ndarray | None = field(default=None, repr=False)  # per MAPPED_AROUND block, since the last release
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def read(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +85,7 @@ class Rows:
         Reads in batch order jump about the file: what a store the page cache holds costs
         nothing (see :func:`reads_in_batch_order`)."""
         out = tuple(self._take(indices) for indices in (left, right))
-        self._release(len(left) + len(right))
+        self._release(left, right)
         return out
 
     def _take(self, indices: np.ndarray) -> np.ndarray:
@@ -97,22 +103,27 @@ class Rows:
         The caller puts the rows back in batch order (``tf.gather`` in
         :func:`dsxsd.train.data._rows`)."""
         out = self._take(indices)
-        self._release(len(indices))
+        self._release(indices)
         return out
 
-    def _release(self, rows: int) -> None:
+    def _release(self, *read: np.ndarray) -> None:
         # A mapped page this process touched counts in its resident memory until it is
-        # unmapped, though it is the system's page cache and dropped under pressure. Unmapped
-        # now and then, resident memory stays bounded; a page read again comes back from the
-        # page cache (a minor fault), not from disk. Counted as what ``rows`` rows may have
-        # made resident, not their bytes alone (:data:`MAPPED_AROUND`).
-        if self._map is None or self.array.nbytes <= RELEASE_EVERY:
-            return  # in memory, or all of it resident is within the bound: unmapping would only cost faults
+        # unmapped, though it is the system's page cache and dropped under pressure. Counted
+        # as the blocks the rows ``read`` lie in (MAPPED_AROUND: what a fault may map), and
+        # unmapped once those may exceed the budget, resident memory stays bounded; a page
+        # read again comes back from the page cache (a minor fault), not from disk.
+        if self._map is None or self.array.nbytes <= self.mapped_budget:
+            return  # in memory, or all of it within the budget: unmapping would only cost faults
+        row = self.array[0].nbytes
+        starts = np.concatenate(read).astype(np.int64) * row
+        blocks = np.concatenate([starts // MAPPED_AROUND, (starts + row - 1) // MAPPED_AROUND])
         with self._lock:
-            self._gathered += rows * (self.array[0].nbytes + MAPPED_AROUND)
-            release = self._gathered >= RELEASE_EVERY
+            if self._touched is None:
+                self._touched = np.zeros(-(-self.array.nbytes // MAPPED_AROUND), bool)
+            self._touched[blocks] = True
+            release = int(self._touched.sum()) * MAPPED_AROUND > self.mapped_budget
             if release:
-                self._gathered = 0
+                self._touched[:] = False
         if release and hasattr(mmap, "MADV_DONTNEED"):
             self._map.madvise(mmap.MADV_DONTNEED)
 
@@ -122,7 +133,7 @@ class Rows:
         the whole store would otherwise count in resident memory."""
         for start in range(0, len(self.array), size):
             rows = np.array(self.array[start : start + size])
-            self._release(len(rows))
+            self._release(np.arange(start, start + len(rows)))
             yield rows
 
 
@@ -383,6 +394,6 @@ class StoreWriter:
 
 
 __all__ = [
-    "CACHE_FOLDER", "ImageStoreError", "Rows", "StoreWriter", "available_memory", "digest", "in_memory",
+    "CACHE_FOLDER", "ImageStoreError", "MAPPED_BUDGET", "Rows", "StoreWriter", "available_memory", "digest", "in_memory",
     "open_store", "reads_in_batch_order", "store_files",
 ]
