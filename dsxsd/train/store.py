@@ -302,10 +302,10 @@ class StoreWriter:
     into place and then writes the ``.json``. Used as a context manager around the decode
     pass: an error (or a kill) before :meth:`finish` leaves no store behind.
 
-    The rows are written and hashed by a thread of the writer's own, which also flushes
-    them to the disk every :data:`SYNC_EVERY` bytes: the decode pass goes on decoding
-    meanwhile, and the one ``fsync`` at the end, before the store is named finished, has
-    little left to wait for.
+    The rows are written and hashed by a thread of the writer's own, which also has them
+    flushed to the disk every :data:`SYNC_EVERY` bytes, by another thread while it goes on
+    writing: the decode pass goes on decoding meanwhile, and the one ``fsync`` at the end,
+    before the store is named finished, has little left to wait for.
     """
 
     def __init__(self, data: Path, meta: Path, count: int, shape: tuple[int, ...]):
@@ -325,6 +325,7 @@ class StoreWriter:
         # images of a slow disk in memory.
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._write_queued, name="dsxsd-store-writer", daemon=True)
+        self._syncing = threading.Thread(target=lambda: None)  # no flush under way yet
         self._thread.start()
         return self
 
@@ -344,16 +345,28 @@ class StoreWriter:
                 self._file.write(rows.data)
                 self._hash.update(rows.data)
                 unsynced += rows.nbytes
-                if unsynced >= SYNC_EVERY:
-                    _datasync(self._file.fileno())
+                if unsynced >= SYNC_EVERY and not self._syncing.is_alive():
+                    # Flushed by a thread of its own: the disk writes while rows go on coming.
+                    # Waiting for each flush here stalled the decode pass on the disk (a
+                    # store written at a disk's speed and no faster).
+                    self._syncing = threading.Thread(target=self._sync, name="dsxsd-store-sync", daemon=True)
+                    self._syncing.start()
                     unsynced = 0
             except BaseException as exc:  # noqa: BLE001 - kept for the decode pass; a dead thread would leave it waiting
                 self._error = exc
+
+    def _sync(self) -> None:
+        try:
+            _datasync(self._file.fileno())
+        except BaseException as exc:  # noqa: BLE001 - as in _write_queued
+            self._error = self._error or exc
 
     def _stop(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        if self._syncing.is_alive():
+            self._syncing.join()
 
     def _raise_failure(self) -> None:
         if isinstance(self._error, OSError):
