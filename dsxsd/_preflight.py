@@ -384,18 +384,30 @@ def parse_size(size: str | int, what: str = "--cache-limit") -> int:
     return int(value * _SIZE_UNITS[unit])
 
 
-def default_cache_limit() -> int:
-    """Half the memory this process may use: the machine's, or its container's limit
-    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) where that is lower."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 * 10**9
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+# Where a container's memory limit is: cgroup v2, then v1.
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def container_memory_limit() -> int | None:
+    """This container's memory limit in bytes (the lowest :data:`CGROUP_MEMORY_LIMITS`
+    gives), or ``None`` where there is none (``max``) or no cgroup says."""
+    limits = []
+    for limit_file in CGROUP_MEMORY_LIMITS:
         try:
             text = Path(limit_file).read_text().strip()
         except OSError:
             continue
         if text.isdigit():
-            total = min(total, int(text))
-    return total // 2
+            limits.append(int(text))
+    return min(limits, default=None)
+
+
+def default_cache_limit() -> int:
+    """Half the memory this process may use: the machine's, or its container's limit
+    (:func:`container_memory_limit`) where that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 * 10**9
+    limit = container_memory_limit()
+    return min(total, limit if limit is not None else total) // 2
 
 
 def check_cache(cache: str | os.PathLike[str], cache_limit: str | int | None) -> int:
@@ -404,6 +416,8 @@ def check_cache(cache: str | os.PathLike[str], cache_limit: str | int | None) ->
     if str(cache) not in CACHE_MODES and Path(cache).exists() and not Path(cache).is_dir():
         raise UsageError(f"--cache must be auto, memory, disk, none or a folder; {cache} is a file")
     return default_cache_limit() if cache_limit is None else parse_size(cache_limit)
+
+
 def augment_policy(augment: bool | str | None) -> str:
     """``augment`` as one of :data:`AUGMENTATIONS`: ``True`` is ``basic`` (what
     ``augment=True`` meant before there were policies), ``False``/``None`` ``none``."""
@@ -637,6 +651,7 @@ __all__ = [
     "check_search",
     "check_train",
     "check_train_backend",
+    "container_memory_limit",
     "default_cache_limit",
     "distinct_images",
     "export_source",

@@ -39,6 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from .._io import atomic_path, sha256_file, write_text
+from .._preflight import container_memory_limit
 from . import run
 from ..errors import ImageStoreError, OutputWriteError
 
@@ -163,15 +164,15 @@ def available_memory() -> int:
         pass
     if available is None:  # no /proc: the machine's memory, as if all of it were free
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    limit = container_memory_limit()
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
-        if limit.isdigit() and used.isdigit():
+        if limit is not None and used.isdigit():
             # The container's use counts its page cache; the inactive part of it can be
             # dropped, as MemAvailable counts it (the working set, as kubelet measures it).
             stat = Path("/sys/fs/cgroup/memory.stat").read_text().split()
             droppable = int(stat[stat.index("inactive_file") + 1]) if "inactive_file" in stat else 0
-            available = min(available, int(limit) - int(used) + droppable)
+            available = min(available, limit - int(used) + droppable)
     except (OSError, ValueError, IndexError):
         pass
     return available
