@@ -52,7 +52,7 @@ def _jpeg(head: bytes, stream) -> int | None:
         if at + 9 > len(data):  # a marker, and a frame header's sizes after it: 9 bytes
             base += at
             stream.seek(base)
-            data, at = stream.read(max(FIRST_READ, 2**16 + 9)), 0  # a segment is at most 64 KiB
+            data, at = stream.read(2**16 + 9), 0  # a segment is at most 64 KiB
             if len(data) < 9:
                 return None
         if data[at] != 0xFF:
