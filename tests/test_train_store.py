@@ -4,6 +4,8 @@ edited handled, a resumed run decoding nothing."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
@@ -12,6 +14,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no O_DIRECT either
+    fcntl = None
 
 import numpy as np
 import pandas as pd
@@ -276,11 +283,75 @@ def test_files_whose_header_bytes_do_not_bound_their_size_are_opened_by_pillow_f
     assert images.decoded == 2 and images.array[1, ..., 0].min() > 150
 
 
-def test_a_store_whose_writer_fails_other_than_by_the_disk_is_one_error_naming_it(manifest, tmp_path, monkeypatch):
+def write_in_small_chunks(monkeypatch):
+    """Around the page cache, where the system allows it: in chunks of a 4 KiB block, so
+    test-sized stores fill several, their rows across chunk and batch ends."""
+    monkeypatch.setattr(store, "DIRECT_CHUNK", 4096)
+    monkeypatch.setattr(data, "DECODE_BATCH", 5)
+
+
+def write_without_o_direct(monkeypatch):
+    """A system without O_DIRECT (macOS, Windows): through the page cache."""
+    write_in_small_chunks(monkeypatch)
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)
+
+
+def refuse_o_direct_at_open(monkeypatch):
+    """A file system that refuses O_DIRECT when the file is opened (tmpfs before Linux 6.6)."""
+    write_in_small_chunks(monkeypatch)
+    real_open = os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
+def refuse_o_direct_writes(monkeypatch):
+    """A file system that takes the flag but refuses the writes (some FUSE file systems)."""
+    write_in_small_chunks(monkeypatch)
+    real_write = os.write
+
+    def refusing(fd, buffer):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, buffer)
+
+    monkeypatch.setattr(os, "write", refusing)
+
+
+WRITE_WAYS = {f.__name__: f for f in (write_in_small_chunks, write_without_o_direct, refuse_o_direct_at_open,
+                                      refuse_o_direct_writes)}
+DIRECT_WAYS = ("write_in_small_chunks", "refuse_o_direct_at_open", "refuse_o_direct_writes")
+
+
+@pytest.mark.parametrize("way", sorted(WRITE_WAYS))
+def test_a_store_holds_what_memory_holds_however_the_system_lets_it_be_written(manifest, tmp_path, monkeypatch, way):
+    if way in DIRECT_WAYS and not hasattr(os, "O_DIRECT"):
+        pytest.skip("O_DIRECT: Linux")
+    expected = prepare(manifest, tmp_path, cache="memory").array
+    WRITE_WAYS[way](monkeypatch)
+    written = prepare(manifest, tmp_path / "c")
+    assert written.kind == "disk" and written.decoded == len(expected)
+    np.testing.assert_array_equal(written.array, expected)
+    meta = json.loads(next((tmp_path / "c").glob("*.json")).read_text())
+    assert meta["bytes"] == expected.nbytes and meta["sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
+    monkeypatch.undo()
+    again = prepare(manifest, tmp_path / "c")
+    assert again.decoded == 0
+    np.testing.assert_array_equal(again.array, expected)
+
+
+@pytest.mark.parametrize("way", ["write_in_small_chunks", "write_without_o_direct"])
+def test_a_store_whose_writer_fails_other_than_by_the_disk_is_one_error_naming_it(manifest, tmp_path, monkeypatch,
+                                                                                  way):
     def fails(fd):
         raise ValueError("not a disk error")
 
-    monkeypatch.setattr(store, "SYNC_EVERY", 1)
+    WRITE_WAYS[way](monkeypatch)
+    monkeypatch.setattr(store, "SYNC_EVERY", 1)  # through the page cache: flushed after each batch
     monkeypatch.setattr(os, "fdatasync", fails)
     paths = train_paths(manifest)
     with pytest.raises(OutputWriteError) as info:

@@ -26,6 +26,7 @@ and writes stores and imports nothing from the pipeline.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import mmap
@@ -56,8 +57,12 @@ MAPPED_BUDGET = 64 * 2**20
 # crops, a 568 MB store, 250-490 MB of it resident when counted by the rows' bytes alone).
 # The store is counted in blocks of this size, aligned as the page cache's folios are.
 MAPPED_AROUND = 2 * 2**20
-# Bytes a store's writer writes before it has the system flush them to the disk.
+# Bytes a store's writer writes through the page cache before it has the system flush
+# them to the disk.
 SYNC_EVERY = 64 * 2**20
+# Bytes a store's writer writes at a time around the page cache: a multiple of the block
+# size of any disk, from a buffer aligned to a page.
+DIRECT_CHUNK = 8 * 2**20
 
 
 @dataclass
@@ -298,15 +303,130 @@ def _datasync(fd: int) -> None:
     getattr(os, "fdatasync", os.fsync)(fd)
 
 
+class _RowsFile:
+    """The plain way a store's rows go to the disk: through the page cache, flushed every
+    :data:`SYNC_EVERY` bytes by a thread of its own while the writing goes on, so that the
+    last flush, before the store is named finished, has little left to wait for."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "wb")
+        self._unsynced = 0
+        self._syncing: threading.Thread | None = None
+        self._sync_error: BaseException | None = None
+
+    def write(self, data: memoryview) -> None:
+        self._file.write(data)
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_EVERY and not (self._syncing and self._syncing.is_alive()):
+            # Waiting for each flush here stalled the decode pass on the disk.
+            self._raise_sync_error()
+            self._syncing = threading.Thread(target=self._sync, name="dsxsd-store-sync", daemon=True)
+            self._syncing.start()
+            self._unsynced = 0
+
+    def _sync(self) -> None:
+        try:
+            _datasync(self._file.fileno())
+        except BaseException as exc:  # noqa: BLE001 - raised by the writer's next call
+            self._sync_error = exc
+
+    def _raise_sync_error(self) -> None:
+        if self._syncing:
+            self._syncing.join()
+        if self._sync_error is not None:
+            raise self._sync_error
+
+    def finish(self) -> None:
+        """Everything written is on the disk."""
+        self._raise_sync_error()
+        self._file.flush()
+        _datasync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._syncing:
+            self._syncing.join()
+        self._file.close()
+
+
+class _DirectRowsFile:
+    """A store's rows written around the page cache (``O_DIRECT``), in chunks from a buffer
+    aligned as such writes must be. Why: on the small virtual machines many train on, a
+    write through the page cache costs the kernel several seconds of CPU a gigabyte
+    (``benchmarks/README.md``), taken from the decode pass that fills the store; around it,
+    almost none. The rows are not left in the page cache: the first epoch reads them from
+    the disk, as every epoch of a store past the limit does. Where the file system refuses
+    such writes, and for the tail shorter than a chunk, the rows go the plain way."""
+
+    def __init__(self, path: Path):
+        self._fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_DIRECT)
+        self._buffer = mmap.mmap(-1, DIRECT_CHUNK)
+        self._filled = 0
+        self._direct = True
+
+    def write(self, data: memoryview) -> None:
+        view = memoryview(self._buffer)
+        while data:
+            n = min(len(data), DIRECT_CHUNK - self._filled)
+            view[self._filled : self._filled + n] = data[:n]
+            self._filled += n
+            data = data[n:]
+            if self._filled == DIRECT_CHUNK:
+                self._write_out(view)
+                self._filled = 0
+
+    def _write_out(self, data: memoryview) -> None:
+        while data:
+            try:
+                written = os.write(self._fd, data)
+            except OSError as exc:
+                if not (self._direct and exc.errno == errno.EINVAL):
+                    raise
+                self._plain()  # a file system that takes the flag but not the writes
+                continue
+            if written < len(data) and self._direct:
+                self._plain()  # the rest starts off a block boundary
+            data = data[written:]
+
+    def _plain(self) -> None:
+        import fcntl  # POSIX, as O_DIRECT is
+
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self._direct = False
+
+    def finish(self) -> None:
+        """Everything written is on the disk."""
+        if self._filled:
+            self._plain()
+            self._write_out(memoryview(self._buffer)[: self._filled])
+        _datasync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _rows_file(path: Path) -> _RowsFile | _DirectRowsFile:
+    if hasattr(os, "O_DIRECT"):
+        try:
+            return _DirectRowsFile(path)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a file system without O_DIRECT
+                raise
+    return _RowsFile(path)
+
+
+# What the writer's thread is given to finish the store (``None``: to stop without).
+_FINISH = object()
+
+
 class StoreWriter:
     """Writes a split's rows in order into a temporary file; :meth:`finish` renames it
     into place and then writes the ``.json``. Used as a context manager around the decode
     pass: an error (or a kill) before :meth:`finish` leaves no store behind.
 
-    The rows are written and hashed by a thread of the writer's own, which also has them
-    flushed to the disk every :data:`SYNC_EVERY` bytes, by another thread while it goes on
-    writing: the decode pass goes on decoding meanwhile, and the one ``fsync`` at the end,
-    before the store is named finished, has little left to wait for.
+    The rows are written, hashed and flushed to the disk by a thread of the writer's own,
+    so the decode pass goes on decoding meanwhile.
     """
 
     def __init__(self, data: Path, meta: Path, count: int, shape: tuple[int, ...]):
@@ -321,12 +441,17 @@ class StoreWriter:
         if meta_gone:
             self.data.unlink(missing_ok=True)
         self._atomic = atomic_path(self.data, overwrite=True)
-        self._file = open(self._atomic.__enter__(), "wb")
+        self._temporary = self._atomic.__enter__()
+        try:
+            with _naming(self.data):
+                self._file = _rows_file(self._temporary)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         # Two batches queued at most: the decode pass waits rather than holding the
         # images of a slow disk in memory.
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._write_queued, name="dsxsd-store-writer", daemon=True)
-        self._syncing = threading.Thread(target=lambda: None)  # no flush under way yet
         self._thread.start()
         return self
 
@@ -338,36 +463,23 @@ class StoreWriter:
         self.written += len(rows)
 
     def _write_queued(self) -> None:
-        unsynced = 0
         while (rows := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # failed: the rest is dropped, the error raised in the decode pass
             try:
-                self._file.write(rows.data)
-                self._hash.update(rows.data)
-                unsynced += rows.nbytes
-                if unsynced >= SYNC_EVERY and not self._syncing.is_alive():
-                    # Flushed by a thread of its own: the disk writes while rows go on coming.
-                    # Waiting for each flush here stalled the decode pass on the disk (a
-                    # store written at a disk's speed and no faster).
-                    self._syncing = threading.Thread(target=self._sync, name="dsxsd-store-sync", daemon=True)
-                    self._syncing.start()
-                    unsynced = 0
+                if rows is _FINISH:
+                    self._file.finish()
+                else:
+                    data = memoryview(rows).cast("B")
+                    self._file.write(data)
+                    self._hash.update(data)
             except BaseException as exc:  # noqa: BLE001 - kept for the decode pass; a dead thread would leave it waiting
                 self._error = exc
-
-    def _sync(self) -> None:
-        try:
-            _datasync(self._file.fileno())
-        except BaseException as exc:  # noqa: BLE001 - as in _write_queued
-            self._error = self._error or exc
 
     def _stop(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        if self._syncing.is_alive():
-            self._syncing.join()
 
     def _raise_failure(self) -> None:
         if isinstance(self._error, OSError):
@@ -377,15 +489,14 @@ class StoreWriter:
             raise OutputWriteError(f"writing the image store failed: {self._error!r}", file=self.data) from self._error
 
     def finish(self) -> None:
-        self._stop()
-        self._raise_failure()
         if self.written != self.count:
             raise RuntimeError(f"{self.written} of {self.count} images written to {self.data}")
-        with _naming(self.data):
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            size = os.fstat(self._file.fileno()).st_size
+        self._queue.put(_FINISH)
+        self._stop()
         self._file.close()
+        self._raise_failure()
+        with _naming(self.data):
+            size = os.stat(self._temporary).st_size
         if size != self.count * int(np.prod(self.shape)):  # never named finished short of its rows
             raise OutputWriteError(f"the image store holds {size} bytes, not its {self.count} rows'", file=self.data)
         self._atomic.__exit__(None, None, None)  # renamed into place
