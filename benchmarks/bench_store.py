@@ -11,6 +11,8 @@ against the in-memory cache and the decode limit, measured in the same run.
    a new store, then an epoch of pairs gathered from it, against the decode+resize limit
    (each distinct image read, decoded and resized once, nothing else; target at most 1.25x).
    Each turn in a fresh interpreter that builds its pipelines, as a user's first epoch does.
+   Beside it, the epoch alone from a store out of the page cache, as one just written around
+   it is, against the same epoch with the store in the cache: what reading it back costs.
 3. A later epoch, pairs gathered from the store while the page cache holds it, against the
    same epoch gathered from memory (``--cache memory``, ``tf.gather`` from one tensor): from
    the store within the limit, a split that fits both (target at least 0.8x as fast), and,
@@ -122,7 +124,10 @@ def first_epoch_child(manifest: str, folder: str, what: str) -> None:
       once, nothing else;
     - ``first``: what fit's first epoch does past the limit, check and store every image in
       one pass, then gather an epoch of pairs from the store; ``unchecked``: the same
-      without the check (``check=False``); ``pass``: the pass alone.
+      without the check (``check=False``); ``pass``: the pass alone;
+    - ``epoch-cold`` and ``epoch-warm``: the epoch alone, from the store a turn before left
+      in ``folder``, its pages first dropped from the page cache (what the first epoch
+      reads from a store just written around it) or first read into it.
 
     A fresh process each turn: a pipeline's reader of a store stays registered with
     TensorFlow for the life of the process, and with it the store's mapping, which would
@@ -133,9 +138,21 @@ def first_epoch_child(manifest: str, folder: str, what: str) -> None:
     from benchmarks.bench_pipeline import decode_limit_dataset
 
     pairs = data.pair_table(data.read_manifest(manifest), "train", manifest)
-    shutil.rmtree(folder, ignore_errors=True)
+    if what.startswith("epoch"):
+        rows = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder)["train"]
+        assert rows.kind == "disk" and rows.decoded == 0, "no store left by a turn before"
+        with open(rows.file, "rb") as f:
+            if what == "epoch-cold":  # the store's clean pages out of the page cache, no privileges needed
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            else:
+                while f.read(8 * MB):
+                    pass
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
     start, cpu = time.perf_counter(), os.times()
-    if what == "limit":
+    if what.startswith("epoch"):
+        drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
+    elif what == "limit":
         drain(decode_limit_dataset(pairs.paths, SIZE, BATCH))
     else:
         rows = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder,
@@ -191,6 +208,8 @@ def measure(quick: bool = False, *, crops: int | None = None, limit: str | None 
         limit_s, first_s, unchecked_s, pass_s = interleaved(
             runs, *((first_epoch, what) for what in ("limit", "first", "unchecked", "pass")), self_timed=True
         )
+        # The epoch alone, from the store the last pass left: what reading it back once costs
+        cold_s, warm_s = interleaved(runs, (first_epoch, "epoch-cold"), (first_epoch, "epoch-warm"), self_timed=True)
         data_note = f"{len(pairs):,} pairs of {len(pairs.paths):,} images, {SIZE}px"
         limit_name = "decode+resize limit (distinct images once)"
         rows += [
@@ -200,6 +219,8 @@ def measure(quick: bool = False, *, crops: int | None = None, limit: str | None 
                 unchecked_s, limit_name, limit_s, "overhead", None),
             Row(STAGE, f"the decode pass alone (check + decode into a new store), no epoch: {data_note}",
                 pass_s, limit_name, limit_s, "overhead", None),
+            Row(STAGE, f"the epoch alone, the store in the page cache: {data_note}", warm_s,
+                "the same epoch, the store out of the page cache, as one just written is", cold_s, "speedup", None),
             # The work apart from the waits: on a noisy machine of 2 cores the wall clock
             # of a turn moves by 15-30% with what else runs, its CPU seconds far less.
             Row(STAGE, f"first epoch, CPU seconds (user + system, all threads): {data_note}",
