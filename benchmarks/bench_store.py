@@ -138,7 +138,12 @@ def first_epoch_child(manifest: str, folder: str, what: str) -> None:
     from benchmarks.bench_pipeline import decode_limit_dataset
 
     pairs = data.pair_table(data.read_manifest(manifest), "train", manifest)
-    if what.startswith("epoch"):
+
+    def epoch(rows) -> None:
+        drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
+
+    epoch_alone = what.startswith("epoch")
+    if epoch_alone:
         rows = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder)["train"]
         assert rows.kind == "disk" and rows.decoded == 0, "no store left by a turn before"
         with open(rows.file, "rb") as f:
@@ -150,15 +155,15 @@ def first_epoch_child(manifest: str, folder: str, what: str) -> None:
     else:
         shutil.rmtree(folder, ignore_errors=True)
     start, cpu = time.perf_counter(), os.times()
-    if what.startswith("epoch"):
-        drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
+    if epoch_alone:
+        epoch(rows)
     elif what == "limit":
         drain(decode_limit_dataset(pairs.paths, SIZE, BATCH))
     else:
         rows = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder,
                             source=manifest, rows=pairs.rows, check=what != "unchecked")["train"]
         if what != "pass":
-            drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
+            epoch(rows)
     used = os.times()
     print(used.user - cpu.user + used.system - cpu.system, time.perf_counter() - start)
 
