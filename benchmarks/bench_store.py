@@ -7,12 +7,14 @@ against the in-memory cache and the decode limit, measured in the same run.
    most 1x). Reported twice: the peak of all resident pages (``ru_maxrss``, which counts
    the store's pages mapped at that moment) and of the process's own memory (anonymous
    pages, sampled every 20 ms).
-2. The first epoch from the store: the one pass that checks every image and writes it into
-   a new store, then an epoch of pairs gathered from it, against the decode+resize limit
-   (each distinct image read, decoded and resized once, nothing else; target at most 1.25x).
-   Each turn in a fresh interpreter that builds its pipelines, as a user's first epoch does.
-   Beside it, the epoch alone from a store out of the page cache, as one just written around
-   it is, against the same epoch with the store in the cache: what reading it back costs.
+2. The first epoch of that short run from the store: the one pass that checks every image
+   and writes it into a new store, then the epoch's batches gathered from it (as many steps
+   as the run in 1), against the decode+resize limit (each distinct image read, decoded and
+   resized once, nothing else; target at most 1.25x). Each turn in a fresh interpreter that
+   builds its pipelines, as a user's first epoch does. Beside it, a whole epoch of pairs
+   after the pass, and that epoch alone from a store out of the page cache, as one just
+   written around it is, against the same epoch with the store in the cache: what a whole
+   first epoch adds by reading the new store back once.
 3. A later epoch, pairs gathered from the store while the page cache holds it, against the
    same epoch gathered from memory (``--cache memory``, ``tf.gather`` from one tensor): from
    the store within the limit, a split that fits both (target at least 0.8x as fast), and,
@@ -116,15 +118,16 @@ def drain(ds) -> int:
     return int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
-def first_epoch_child(manifest: str, folder: str, what: str) -> None:
+def first_epoch_child(manifest: str, folder: str, what: str, steps: int) -> None:
     """In a fresh interpreter, as a user's first epoch runs: print the CPU seconds (user and
     system, all threads) and then the seconds of ``what``, each pipeline built in its turn:
 
     - ``limit``: the decode+resize limit, each distinct image read, decoded and resized
       once, nothing else;
-    - ``first``: what fit's first epoch does past the limit, check and store every image in
-      one pass, then gather an epoch of pairs from the store; ``unchecked``: the same
-      without the check (``check=False``); ``pass``: the pass alone;
+    - ``short``: what the first epoch of a run of ``steps`` steps does past the limit, check
+      and store every image in one pass, then gather ``steps`` batches of pairs from the
+      store; ``first``: the same with a whole epoch of pairs; ``unchecked``: that without
+      the check (``check=False``); ``pass``: the pass alone;
     - ``epoch-cold`` and ``epoch-warm``: the epoch alone, from the store a turn before left
       in ``folder``, its pages first dropped from the page cache (what the first epoch
       reads from a store just written around it) or first read into it.
@@ -139,8 +142,8 @@ def first_epoch_child(manifest: str, folder: str, what: str) -> None:
 
     pairs = data.pair_table(data.read_manifest(manifest), "train", manifest)
 
-    def epoch(rows) -> None:
-        drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows))
+    def epoch(rows, batches: int = -1) -> None:
+        drain(data.pairs_dataset(pairs, image_size=SIZE, batch_size=BATCH, shuffle=True, images=rows).take(batches))
 
     epoch_alone = what.startswith("epoch")
     if epoch_alone:
@@ -163,7 +166,7 @@ def first_epoch_child(manifest: str, folder: str, what: str) -> None:
         rows = data.prepare({"train": pairs.paths}, image_size=SIZE, resize="stretch", cache=folder,
                             source=manifest, rows=pairs.rows, check=what != "unchecked")["train"]
         if what != "pass":
-            epoch(rows)
+            epoch(rows, steps if what == "short" else -1)
     used = os.times()
     print(used.user - cpu.user + used.system - cpu.system, time.perf_counter() - start)
 
@@ -203,24 +206,28 @@ def measure(quick: bool = False, *, crops: int | None = None, limit: str | None 
         cpu: dict[str, float] = {}  # the least CPU seconds of each kind of turn
 
         def first_epoch(what: str) -> float:
-            line = last_line_in_fresh_process(__file__, "--first-epoch-child", str(manifest), str(folder), what)
+            line = last_line_in_fresh_process(__file__, "--first-epoch-child", str(manifest), str(folder), what,
+                                              str(steps))
             cpu_s, seconds = map(float, line.split())
             cpu[what] = min(cpu.get(what, cpu_s), cpu_s)
             return seconds
 
         first_epoch("limit")  # untimed: the files into the page cache
         cpu.clear()  # and its CPU seconds left out too
-        limit_s, first_s, unchecked_s, pass_s = interleaved(
-            runs, *((first_epoch, what) for what in ("limit", "first", "unchecked", "pass")), self_timed=True
+        limit_s, short_s, first_s, unchecked_s, pass_s = interleaved(
+            runs, *((first_epoch, what) for what in ("limit", "short", "first", "unchecked", "pass")), self_timed=True
         )
         # The epoch alone, from the store the last pass left: what reading it back once costs
         cold_s, warm_s = interleaved(runs, (first_epoch, "epoch-cold"), (first_epoch, "epoch-warm"), self_timed=True)
         data_note = f"{len(pairs):,} pairs of {len(pairs.paths):,} images, {SIZE}px"
+        short_note = f"{steps} batches of {BATCH} pairs, {len(pairs.paths):,} images, {SIZE}px"
         limit_name = "decode+resize limit (distinct images once)"
         rows += [
-            Row(STAGE, f"first epoch: check + decode into a new store + the epoch from it: {data_note}",
-                first_s, limit_name, limit_s, "overhead", 1.25),
-            Row(STAGE, f"first epoch, the header check left out (check=False): {data_note}",
+            Row(STAGE, "first epoch of the run in 1: check + decode into a new store + its batches from it: "
+                f"{short_note}", short_s, limit_name, limit_s, "overhead", 1.25),
+            Row(STAGE, f"a whole first epoch: check + decode into a new store + the epoch from it: {data_note}",
+                first_s, limit_name, limit_s, "overhead", None),
+            Row(STAGE, f"a whole first epoch, the header check left out (check=False): {data_note}",
                 unchecked_s, limit_name, limit_s, "overhead", None),
             Row(STAGE, f"the decode pass alone (check + decode into a new store), no epoch: {data_note}",
                 pass_s, limit_name, limit_s, "overhead", None),
@@ -228,8 +235,8 @@ def measure(quick: bool = False, *, crops: int | None = None, limit: str | None 
                 "the same epoch, the store out of the page cache, as one just written is", cold_s, "speedup", None),
             # The work apart from the waits: on a noisy machine of 2 cores the wall clock
             # of a turn moves by 15-30% with what else runs, its CPU seconds far less.
-            Row(STAGE, f"first epoch, CPU seconds (user + system, all threads): {data_note}",
-                cpu["first"], f"{limit_name}, CPU seconds", cpu["limit"], "overhead", None),
+            Row(STAGE, f"first epoch of the run in 1, CPU seconds (user + system, all threads): {short_note}",
+                cpu["short"], f"{limit_name}, CPU seconds", cpu["limit"], "overhead", None),
             Row(STAGE, f"the decode pass alone, CPU seconds: {data_note}",
                 cpu["pass"], f"{limit_name}, CPU seconds", cpu["limit"], "overhead", None),
         ]
@@ -266,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         fit_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
         return
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--first-epoch-child":
-        first_epoch_child(sys.argv[2], sys.argv[3], sys.argv[4])
+        first_epoch_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=int, help="generated crops (default 3,000; --full 300,000)")
