@@ -35,14 +35,21 @@ def pixels(path: str | os.PathLike[str]) -> int | None:
     """Width x height as the file's header states it; 0 for bytes of no format TensorFlow
     decodes (its decoder refuses them); ``None`` where the first bytes do not bound the
     size the decoder will read (see the module docstring)."""
-    with open(path, "rb") as stream:
-        head = stream.read(FIRST_READ)
+    # os-level reads, no file object: a look is mostly the calls' cost, and a file object
+    # doubled it.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        head = os.read(fd, FIRST_READ)
+        while len(head) < FIRST_READ and (more := os.read(fd, FIRST_READ - len(head))):
+            head += more  # a read may return less than asked before the end of the file
         if head.startswith(b"\xff\xd8\xff"):
-            return _jpeg(head, stream)
+            return _jpeg(head, fd)
+    finally:
+        os.close(fd)
     return _fixed_header(head)
 
 
-def _jpeg(head: bytes, stream) -> int | None:
+def _jpeg(head: bytes, fd: int) -> int | None:
     """The frame header's height x width, found by walking the markers from the start of the
     image as libjpeg does; ``None`` at anything else before it (bytes between markers, the
     start of the scan, the end of the file)."""
@@ -51,8 +58,7 @@ def _jpeg(head: bytes, stream) -> int | None:
     while True:
         if at + 9 > len(data):  # a marker, and a frame header's sizes after it: 9 bytes
             base += at
-            stream.seek(base)
-            data, at = stream.read(2**16 + 9), 0  # a segment is at most 64 KiB
+            data, at = _read_at(fd, 2**16 + 9, base), 0  # a segment is at most 64 KiB
             if len(data) < 9:
                 return None
         if data[at] != 0xFF:
@@ -68,6 +74,13 @@ def _jpeg(head: bytes, stream) -> int | None:
             return None
         else:
             at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows
+    return os.read(fd, size)
 
 
 def _fixed_header(head: bytes) -> int | None:
